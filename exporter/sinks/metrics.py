@@ -1,0 +1,330 @@
+"""Aggregated metric state, updated per event in plain dicts and rendered at scrape time."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from .. import __version__
+from ..decode.record import NO_QUEUE, SqsEvent
+
+OTHER_QUEUE = "(other)"
+WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
+LONGEST_WINDOW = WINDOWS[-1][1]
+LAG_BUCKETS: tuple[float, ...] = (
+    60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 604800,
+)
+RECORD_OUTCOMES = ("sqs", "other", "invalid")
+OBJECT_OUTCOMES = ("ok", "skipped", "failed")
+LOG_OUTCOMES = ("exported", "dropped", "failed")
+
+
+class Filters:
+    """include/exclude regexes on queue names and lists of account ids, with per-name caching."""
+
+    def __init__(
+        self,
+        include_queues: str | None = None,
+        exclude_queues: str | None = None,
+        include_accounts: Iterable[str] | None = None,
+        exclude_accounts: Iterable[str] | None = None,
+    ) -> None:
+        self._inc = re.compile(include_queues) if include_queues else None
+        self._exc = re.compile(exclude_queues) if exclude_queues else None
+        self._inc_acc = frozenset(include_accounts) if include_accounts is not None else None
+        self._exc_acc = frozenset(exclude_accounts or ())
+        self._cache: dict[tuple[str, str], bool] = {}
+        self.active = bool(self._inc or self._exc or self._inc_acc is not None or self._exc_acc)
+
+    def keep(self, account: str, queue: str) -> bool:
+        key = (account, queue)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._decide(account, queue)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+    def _decide(self, account: str, queue: str) -> bool:
+        if self._inc_acc is not None and account not in self._inc_acc:
+            return False
+        if account in self._exc_acc:
+            return False
+        if queue == NO_QUEUE:  # queue filters apply to named queues; account-wide calls stay
+            return True
+        if self._inc is not None and not self._inc.search(queue):
+            return False
+        return not (self._exc is not None and self._exc.search(queue))
+
+
+class Aggregate:
+    """Everything the metrics show, as plain dicts keyed by label tuples. Not thread-safe: callers
+    hold the pipeline lock per object (never per event)."""
+
+    def __init__(
+        self,
+        max_queues: int = 1000,
+        granularity: str = "role",
+        filters: Filters | None = None,
+        max_principals_per_queue: int = 100_000,
+    ) -> None:
+        self.max_queues = max_queues
+        self.by_arn = granularity == "arn"
+        self.filters = filters or Filters()
+        self.max_principals = max_principals_per_queue
+        self.calls: dict[tuple[str, str, str, str, str], int] = {}
+        self.errors: dict[tuple[str, str, str, str, str], int] = {}
+        self.batch: dict[tuple[str, str, str, str], int] = {}
+        # (account, region, queue) → principal → newest event time it was seen at
+        self.principals: dict[tuple[str, str, str], dict[str, float]] = {}
+        self.newest: dict[tuple[str, str], float] = {}
+        self.queues: set[tuple[str, str, str]] = set()
+        # source → [bucket counts..., +Inf count], sum
+        self.lag: dict[str, list[float]] = {}
+        self.records: dict[tuple[str, str], int] = {}
+        self.objects: dict[tuple[str, str], int] = {}
+        self.source_errors: dict[tuple[str, str], int] = {}
+        self.log_records: dict[str, int] = dict.fromkeys(LOG_OUTCOMES, 0)
+        self.extra_counters: dict[str, dict[tuple[str, ...], int]] = {}
+
+    # -- per event ---------------------------------------------------------------------------------
+    def add(self, ev: SqsEvent, now: float, source: str) -> bool:
+        """Count one SQS event. False when filters drop it."""
+        account = ev.account_id
+        queue = ev.queue
+        if self.filters.active and not self.filters.keep(account, queue):
+            return False
+        region = ev.region
+        if queue != NO_QUEUE:
+            qkey = (account, region, queue)
+            if qkey not in self.queues:
+                if len(self.queues) < self.max_queues:
+                    self.queues.add(qkey)
+                else:
+                    queue = OTHER_QUEUE
+        name = ev.event_name
+        key = (account, region, queue, name, ev.category)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if ev.error_code is not None:
+            ekey = (account, region, queue, name, ev.error_code)
+            self.errors[ekey] = self.errors.get(ekey, 0) + 1
+        if ev.batch_entries:
+            bkey = (account, region, queue, name)
+            self.batch[bkey] = self.batch.get(bkey, 0) + ev.batch_entries
+        t = ev.event_time
+        if t is not None:
+            akey = (account, region)
+            if t > self.newest.get(akey, 0.0):
+                self.newest[akey] = t
+            principal = ev.principal_arn if self.by_arn else ev.principal_role
+            if principal is not None:
+                pkey = (account, region, queue)
+                seen = self.principals.get(pkey)
+                if seen is None:
+                    seen = self.principals[pkey] = {}
+                old = seen.get(principal)
+                if old is None:
+                    if len(seen) >= self.max_principals:
+                        self._prune_principals(pkey, seen)
+                    seen[principal] = t
+                elif t > old:
+                    seen[principal] = t
+            self.observe_lag(source, now - t)
+        return True
+
+    def observe_lag(self, source: str, lag: float) -> None:
+        h = self.lag.get(source)
+        if h is None:
+            h = self.lag[source] = [0.0] * (len(LAG_BUCKETS) + 2)
+        h[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+        h[-1] += lag
+
+    def _prune_principals(self, pkey: tuple[str, str, str], seen: dict[str, float]) -> None:
+        """Keep a queue's principal map bounded: forget what left the longest window, then the oldest."""
+        horizon = self.newest.get(pkey[:2], 0.0) - LONGEST_WINDOW
+        for p in [p for p, t in seen.items() if t <= horizon]:
+            del seen[p]
+        if len(seen) >= self.max_principals:
+            oldest = sorted(seen.items(), key=lambda kv: kv[1])[: len(seen) // 10 or 1]
+            for p, _ in oldest:
+                del seen[p]
+
+    def prune(self) -> None:
+        """Drop principals older than the longest window behind their account/region's newest event."""
+        for pkey, seen in list(self.principals.items()):
+            horizon = self.newest.get(pkey[:2], 0.0) - LONGEST_WINDOW
+            stale = [p for p, t in seen.items() if t <= horizon]
+            for p in stale:
+                del seen[p]
+            if not seen:
+                del self.principals[pkey]
+
+    # -- self-monitoring ---------------------------------------------------------------------------
+    def count(self, table: dict[Any, int], key: Any, n: int = 1) -> None:
+        table[key] = table.get(key, 0) + n
+
+    def register_source(self, source: str) -> None:
+        """Zero series for a source, so rate() works from its first scrape."""
+        for o in RECORD_OUTCOMES:
+            self.records.setdefault((source, o), 0)
+        for o in OBJECT_OUTCOMES:
+            self.objects.setdefault((source, o), 0)
+
+    # -- views -------------------------------------------------------------------------------------
+    def distinct_principals(self) -> dict[tuple[str, str, str, str], int]:
+        out: dict[tuple[str, str, str, str], int] = {}
+        for (account, region, queue), seen in self.principals.items():
+            newest = self.newest.get((account, region))
+            if newest is None:
+                continue
+            times = list(seen.values())
+            for label, width in WINDOWS:
+                start = newest - width
+                out[(account, region, queue, label)] = sum(1 for t in times if t > start)
+        return out
+
+    # -- persistence -------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        self.prune()
+        return {
+            "v": 1,
+            "calls": [[*k, v] for k, v in self.calls.items()],
+            "errors": [[*k, v] for k, v in self.errors.items()],
+            "batch": [[*k, v] for k, v in self.batch.items()],
+            "principals": [[*k, seen] for k, seen in self.principals.items()],
+            "newest": [[*k, v] for k, v in self.newest.items()],
+            "queues": [list(q) for q in self.queues],
+            "lag": self.lag,
+            "records": [[*k, v] for k, v in self.records.items()],
+            "objects": [[*k, v] for k, v in self.objects.items()],
+            "source_errors": [[*k, v] for k, v in self.source_errors.items()],
+            "log_records": self.log_records,
+            "extra": {n: [[*k, v] for k, v in t.items()] for n, t in self.extra_counters.items()},
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        def rows(name: str) -> Iterator[tuple[tuple[Any, ...], Any]]:
+            for row in snap.get(name, ()):
+                yield tuple(row[:-1]), row[-1]
+
+        self.calls = dict(rows("calls"))  # type: ignore[arg-type]
+        self.errors = dict(rows("errors"))  # type: ignore[arg-type]
+        self.batch = dict(rows("batch"))  # type: ignore[arg-type]
+        self.principals = {k: dict(v) for k, v in rows("principals")}  # type: ignore[misc]
+        self.newest = dict(rows("newest"))  # type: ignore[arg-type]
+        self.queues = {tuple(q) for q in snap.get("queues", ())}  # type: ignore[misc]
+        self.lag = {k: list(v) for k, v in snap.get("lag", {}).items()}
+        self.records = dict(rows("records"))  # type: ignore[arg-type]
+        self.objects = dict(rows("objects"))  # type: ignore[arg-type]
+        self.source_errors = dict(rows("source_errors"))  # type: ignore[arg-type]
+        self.log_records = {**dict.fromkeys(LOG_OUTCOMES, 0), **snap.get("log_records", {})}
+        self.extra_counters = {
+            n: {tuple(r[:-1]): r[-1] for r in t} for n, t in snap.get("extra", {}).items()
+        }
+
+
+class AggregateCollector:
+    """prometheus_client Collector that renders an Aggregate at scrape time."""
+
+    def __init__(self, agg: Aggregate, lock: Any = None) -> None:
+        self.agg = agg
+        self.lock = lock
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        if self.lock is not None:
+            with self.lock:
+                yield from self._render()
+        else:
+            yield from self._render()
+
+    def _render(self) -> list[Metric]:
+        a = self.agg
+        p = "cloudtrail_sqs_"
+        out: list[Metric] = []
+
+        def counter(name: str, doc: str, labels: list[str], items: Iterable[tuple[Any, Any]]) -> None:
+            m = CounterMetricFamily(p + name, doc, labels=labels)
+            for k, v in items:
+                m.add_metric(k if isinstance(k, tuple) else (k,), v)
+            out.append(m)
+
+        q3 = ["account_id", "region", "queue"]
+        counter(
+            "api_calls", "SQS API calls seen in CloudTrail, failed or not.",
+            [*q3, "event_name", "event_category"], a.calls.items(),
+        )
+        counter(
+            "api_errors", "SQS API calls whose CloudTrail record carries an errorCode.",
+            [*q3, "event_name", "error_code"], a.errors.items(),
+        )
+        counter(
+            "batch_entries", "Entries in SQS *Batch calls (messages touched).",
+            [*q3, "event_name"], a.batch.items(),
+        )
+        g = GaugeMetricFamily(
+            p + "distinct_principals",
+            "Distinct principals calling the queue within the window (by event time, ending at the "
+            "newest event time seen for the account/region).",
+            labels=[*q3, "window"],
+        )
+        for k, v in a.distinct_principals().items():
+            g.add_metric(k, v)
+        out.append(g)
+        h = HistogramMetricFamily(
+            p + "delivery_lag_seconds", "Processing time minus eventTime.", labels=["source"]
+        )
+        for source, counts in a.lag.items():
+            cum = 0.0
+            buckets = []
+            for le, c in zip((*LAG_BUCKETS, float("inf")), counts[:-1], strict=True):
+                cum += c
+                buckets.append((_le(le), cum))
+            h.add_metric([source], buckets, counts[-1])
+        out.append(h)
+        g = GaugeMetricFamily(
+            p + "last_event_timestamp_seconds", "Newest eventTime processed.", labels=["account_id", "region"]
+        )
+        for k, v in a.newest.items():
+            g.add_metric(k, v)
+        out.append(g)
+        counter(
+            "exporter_records", "CloudTrail records read, by outcome.", ["source", "outcome"],
+            a.records.items(),
+        )
+        counter(
+            "exporter_objects", "Files, objects or log batches read, by outcome.", ["source", "outcome"],
+            a.objects.items(),
+        )
+        counter(
+            "exporter_source_errors", "Failed calls to AWS, by kind.", ["source", "kind"],
+            a.source_errors.items(),
+        )
+        counter("exporter_log_records", "OTel log records, by outcome.", ["outcome"], a.log_records.items())
+        for name, (doc, labels) in EXTRA_COUNTERS.items():
+            if name in a.extra_counters:
+                counter(name, doc, labels, a.extra_counters[name].items())
+        g = GaugeMetricFamily(p + "exporter_build_info", "Always 1; the version label.", labels=["version"])
+        g.add_metric([__version__], 1)
+        out.append(g)
+        return out
+
+
+# Counters other parts of the exporter add (name without prefix → help, labels).
+EXTRA_COUNTERS: dict[str, tuple[str, list[str]]] = {}
+
+
+def _le(v: float) -> str:
+    return "+Inf" if v == float("inf") else repr(float(v))
