@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1
+#
+# cloudtrail-sqs-exporter container image.
+#
+#   docker build -t cloudtrail-sqs-exporter:dev .
+#   docker run --rm -p 9108:9108 cloudtrail-sqs-exporter:dev            # embedded demo config
+#   docker run --rm -p 9108:9108 -v "$PWD/config.yaml:/etc/cloudtrail-sqs-exporter/config.yaml:ro" \
+#       cloudtrail-sqs-exporter:dev run --config /etc/cloudtrail-sqs-exporter/config.yaml
+#
+# Stage 1 builds wheels for the package and every dependency; stage 2 installs those wheels,
+# offline, into a virtualenv without pip/setuptools. The final image carries no compiler,
+# no build backend and no wheel cache. tests/test_packaging.py repeats these exact steps.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------- builder
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+
+# The project wheel plus a wheel for every runtime dependency (all of them publish manylinux
+# wheels, so nothing is compiled here). Versions are pinned by the resolver at build time;
+# pin them in pyproject.toml / a constraints file to make builds reproducible.
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# ---------------------------------------------------------------- runtime
+FROM ${PYTHON_IMAGE} AS runtime
+
+ARG UID=10001
+ARG GID=10001
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The wheels are bind-mounted from the builder, so they never land in a layer of this image.
+# The venv is created without pip; the base image's pip installs into it (--python) from the
+# local wheels only (--no-index), then the final image has no installer inside the venv.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m venv --without-pip /opt/venv \
+    && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index \
+       --find-links /wheels /wheels/cloudtrail_sqs_exporter-*.whl \
+    && groupadd --system --gid "${GID}" exporter \
+    && useradd --system --uid "${UID}" --gid "${GID}" --no-create-home \
+       --home-dir /var/lib/cloudtrail-sqs-exporter --shell /usr/sbin/nologin exporter \
+    && install -d -o "${UID}" -g "${GID}" -m 0750 /var/lib/cloudtrail-sqs-exporter \
+    && install -d -m 0755 /etc/cloudtrail-sqs-exporter
+
+# The working directory is the writable state directory, so the default relative
+# state.path (./state/cloudtrail-sqs-exporter.db) lands on the volume. No env override of
+# state.path here: a mounted config file keeps full control of it.
+WORKDIR /var/lib/cloudtrail-sqs-exporter
+VOLUME ["/var/lib/cloudtrail-sqs-exporter"]
+USER 10001:10001
+EXPOSE 9108
+
+# /healthz answers while the process is alive (readiness is /readyz); the slim image has no
+# curl, so the check uses the interpreter that is already there.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)"]
+
+ENTRYPOINT ["cloudtrail-sqs-exporter"]
+CMD ["run"]

@@ -1,0 +1,162 @@
+"""Wiring: settings → aggregate, pipeline, sinks, sources, HTTP server. Used by `run` and `replay`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+
+from .config import Settings
+from .pipeline import EventSink, Pipeline
+from .server import MetricsServer
+from .sinks.metrics import Aggregate, AggregateCollector, Filters
+from .sources import Context, Source, build
+from .sources.file import trail_files
+from .state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+def make_aggregate(settings: Settings) -> Aggregate:
+    m = settings.metrics
+    return Aggregate(
+        max_queues=m.max_queues,
+        granularity=m.principal_granularity,
+        filters=Filters(m.include_queues, m.exclude_queues, m.include_accounts, m.exclude_accounts),
+        max_principals_per_queue=m.max_principals_per_queue,
+    )
+
+
+def make_log_sink(settings: Settings, agg: Aggregate) -> EventSink | None:
+    if not settings.logs.enabled:
+        return None
+    from .sinks.logs import build_log_sink  # OTel SDK only loaded when logs are on
+
+    return build_log_sink(settings.logs, agg)
+
+
+class App:
+    """The daemon: sources in threads feeding one pipeline; /metrics served from the aggregate."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = StateStore(settings.state.path)
+        self.agg = make_aggregate(settings)
+        self.sink = make_log_sink(settings, self.agg)
+        self.pipeline = Pipeline(self.agg, self.sink, self.store, settings.state.commit_interval)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(AggregateCollector(self.agg, self.pipeline.lock))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        ctx = Context(self.pipeline, self.store, settings)
+        self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
+        host, port = settings.listen_address
+        self.server = MetricsServer(host, port, self.registry, self.ready)
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def ready(self) -> tuple[bool, str]:
+        results = [s.health(self.settings.unready_after) for s in self.sources]
+        return all(ok for ok, _ in results), "\n".join(d for _, d in results)
+
+    def start(self) -> None:
+        self.server.start()
+        log.info("serving /metrics on %s", self.settings.listen)
+        for src in self.sources:
+            t = threading.Thread(target=src.run, args=(self.stop,), name=f"source-{src.name}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def shutdown(self, grace: float = 20.0) -> None:
+        """Stop taking work, let sources finish their current object, save state, flush logs."""
+        self.stop.set()
+        for t in self.threads:
+            t.join(grace)
+        self.pipeline.checkpoint(force=True)
+        if self.sink is not None and hasattr(self.sink, "shutdown"):
+            self.sink.shutdown()
+        self.server.stop()
+        self.store.close()
+
+
+def iter_inputs(targets: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """(name, loader) for each object named on the replay command line: files, directories, s3:// URLs."""
+    for target in targets:
+        if target.startswith("s3://"):
+            from .sources.s3 import iter_s3_url  # boto3 only when asked for
+
+            yield from iter_s3_url(target)
+            continue
+        p = Path(target)
+        if not p.exists():
+            yield target, None
+            continue
+        for f in trail_files(p):
+            yield str(f), f.read_bytes
+
+
+def replay(targets: list[str], settings: Settings, output: str = "prometheus", progress: bool | None = None) -> tuple[str, int]:
+    """One pass over the targets; returns (rendered metrics, number of objects that failed)."""
+    agg = make_aggregate(settings)
+    sink = make_log_sink(settings, agg)
+    pipeline = Pipeline(agg, sink)
+    source = "replay"
+    agg.register_source(source)
+    failed = 0
+    items = list(iter_inputs(targets))
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if show:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True, console=None)
+        bar.start()
+        task = bar.add_task("replay", total=len(items))
+    try:
+        for name, load in items:
+            if load is None:
+                print(f"replay: {name}: no such file or directory", file=sys.stderr)
+                pipeline.count_object(source, "failed")
+                failed += 1
+                continue
+            try:
+                data = load()
+            except Exception as exc:
+                print(f"replay: {name}: cannot read: {exc}", file=sys.stderr)
+                pipeline.count_object(source, "failed")
+                failed += 1
+                continue
+            res = pipeline.process(data, source, name)
+            if res.outcome == "failed":
+                print(f"replay: {name}: {res.reason}", file=sys.stderr)
+                failed += 1
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+        if sink is not None and hasattr(sink, "shutdown"):
+            sink.shutdown()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AggregateCollector(agg))
+    return render(registry, output), failed
+
+
+def render(registry: CollectorRegistry, output: str) -> str:
+    if output == "json":
+        metrics = []
+        for fam in registry.collect():
+            metrics.append({
+                "name": fam.name,
+                "type": fam.type,
+                "help": fam.documentation,
+                "samples": [{"name": s.name, "labels": s.labels, "value": s.value} for s in fam.samples],
+            })
+        return msgspec.json.format(msgspec.json.encode({"metrics": metrics}).decode(), indent=1) + "\n"
+    return generate_latest(registry).decode()

@@ -1,0 +1,111 @@
+"""Command line: `run`, `replay`, `check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+import yaml
+
+from . import __version__, config
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="cloudtrail-sqs-exporter",
+        description="Prometheus metrics and OpenTelemetry logs from the Amazon SQS events in AWS CloudTrail.",
+    )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (serves /metrics, /healthz, /readyz)")
+    run.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    run.add_argument("--config", "-c", help="YAML config file (default: the embedded sample setup)")
+    run.add_argument("--listen", help="address:port for /metrics (config: listen)")
+    run.add_argument("--state-path", help="SQLite state file (config: state.path)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--shutdown-grace", type=float, default=20.0, help="seconds to finish work on SIGTERM")
+
+    rp = sub.add_parser("replay", help="one pass over files or an S3 prefix; print the metrics")
+    rp.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    rp.add_argument("paths", nargs="+", metavar="PATH_OR_S3_URL")
+    rp.add_argument("--output", "-o", choices=["prometheus", "json"], default="prometheus")
+    rp.add_argument("--config", "-c", help="YAML config file (metrics and logs settings apply)")
+    rp.add_argument("--principal-granularity", choices=["role", "arn"])
+
+    cc = sub.add_parser("check-config", help="validate a config file and print the effective configuration")
+    cc.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    cc.add_argument("file")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            settings = config.load(args.file)
+            sys.stdout.write(yaml.safe_dump(config.masked(settings), sort_keys=False))
+            return 0
+        if args.command == "replay":
+            settings = config.load(
+                args.config, **{"metrics.principal_granularity": args.principal_granularity}
+            )
+            _logging(settings.log_level if args.config else "warning")
+            from .app import replay
+
+            text, _failed = replay(args.paths, settings, args.output)
+            sys.stdout.write(text)
+            return 0
+        settings = config.load(
+            args.config,
+            listen=args.listen,
+            log_level=args.log_level,
+            **{"state.path": args.state_path},
+        )
+    except config.ConfigError as exc:
+        print(f"cloudtrail-sqs-exporter: {exc}", file=sys.stderr)
+        return 2
+    _logging(settings.log_level)
+    return _run(settings, args.shutdown_grace)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def _run(settings: config.Settings, grace: float) -> int:
+    from .app import App
+
+    try:
+        app = App(settings)
+    except OSError as exc:  # port in use, state path not writable…
+        print(f"cloudtrail-sqs-exporter: cannot start: {exc}", file=sys.stderr)
+        return 1
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        logging.getLogger(__name__).info("signal %d: shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    app.start()
+    logging.getLogger(__name__).info(
+        "cloudtrail-sqs-exporter %s started (pid %d), %d source(s)", __version__, os.getpid(), len(app.sources)
+    )
+    done.wait()
+    app.shutdown(grace)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

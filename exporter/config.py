@@ -1,0 +1,236 @@
+"""Configuration: one YAML file, overridden by CTSQS_* environment variables, overridden by flags.
+
+Validated once at start; errors name the key (`sources[0].path: Field required`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+SAMPLE_DIR = Path(__file__).parent / "sample" / "trail"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`90`, `1.5`, `500ms`, `15s`, `5m`, `1h`, `1d` → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 15s, 5m or 1h")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 500ms, 15s, 5m, 1h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileSourceConfig(Strict):
+    type: Literal["file"]
+    path: Path
+    name: str | None = None
+    poll_interval: Duration = 5.0
+    # a file younger than this may still be being written: wait for the next poll
+    settle: Duration = 1.0
+
+
+# The AWS sources join this as a discriminated union on `type` (see exporter/sources).
+SourceConfig = FileSourceConfig
+
+
+class StateConfig(Strict):
+    path: Path = Path("./state/cloudtrail-sqs-exporter.db")
+    redis_url: str | None = None
+    # how often progress and counters are saved together (one transaction)
+    commit_interval: Duration = 1.0
+
+
+class MetricsConfig(Strict):
+    max_queues: int = Field(1000, ge=1)
+    principal_granularity: Literal["role", "arn"] = "role"
+    include_queues: str | None = None
+    exclude_queues: str | None = None
+    include_accounts: list[str] | None = None
+    exclude_accounts: list[str] | None = None
+    max_principals_per_queue: int = Field(100_000, ge=1)
+
+    @field_validator("include_queues", "exclude_queues")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+    @field_validator("include_accounts", "exclude_accounts", mode="before")
+    @classmethod
+    def _accounts(cls, v: Any) -> Any:
+        if isinstance(v, str):  # CTSQS_METRICS__INCLUDE_ACCOUNTS=111,222
+            v = [a.strip() for a in v.split(",") if a.strip()]
+        if isinstance(v, list):
+            return [str(a) for a in v]
+        return v
+
+
+class LogsConfig(Strict):
+    model_config = ConfigDict(extra="allow")  # the logs sink owns its further keys
+    enabled: bool = False
+    endpoint: str | None = None
+    protocol: Literal["grpc", "http/protobuf"] | None = None
+
+
+_yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("yaml_file", default=None)
+
+
+def _default_sources() -> list[Any]:
+    return [FileSourceConfig(type="file", path=SAMPLE_DIR, name="sample")]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CTSQS_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    listen: str = "0.0.0.0:9108"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # a source failing for longer than this makes /readyz fail
+    unready_after: Duration = 300.0
+    state: StateConfig = Field(default_factory=StateConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+    sources: list[SourceConfig] = Field(default_factory=_default_sources, min_length=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected address:port, e.g. 0.0.0.0:9108 or 127.0.0.1:9108")
+        return v
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[Any]) -> list[Any]:
+        seen: dict[str, int] = {}
+        for i, s in enumerate(v):
+            if s.name is None:
+                n = sum(1 for x in v if x.type == s.type)
+                s.name = s.type if n == 1 else f"{s.type}-{i}"
+            if s.name in seen:
+                raise ValueError(f"sources[{i}].name {s.name!r} repeats sources[{seen[s.name]}]")
+            seen[s.name] = i
+        return v
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _yaml_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the key."""
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("file", "s3", "s3-sqs", "cloudwatch") and out.endswith("]"):
+            continue  # pydantic's discriminator step, not a key the user wrote
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def load(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (if any), apply CTSQS_* env vars, then flag overrides (None = not given)."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            doc = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of keys")
+    init = _nest({k: v for k, v in overrides.items() if v is not None})
+    token = _yaml_file.set(Path(path) if path is not None else None)
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        lines = [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(lines)) from None
+    finally:
+        _yaml_file.reset(token)
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'state.path': x} → {'state': {'path': x}}"""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+_SECRET_KEYS = re.compile(r"(password|secret|token|headers|redis_url|authorization|key$)", re.I)
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)([^@]+)(@)")
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets masked."""
+    data = settings.model_dump(mode="json")
+
+    def walk(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, key) for v in node]
+        if isinstance(node, str) and _SECRET_KEYS.search(key):
+            if "://" in node:
+                return _URL_PASSWORD.sub(r"\1****\3", node)
+            return "****"
+        return node
+
+    return walk(data)

@@ -1,0 +1,73 @@
+"""HTTP endpoints: /metrics (Prometheus text or OpenMetrics, negotiated), /healthz, /readyz."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger(__name__)
+
+Readiness = Callable[[], tuple[bool, str]]
+
+
+def make_handler(registry: CollectorRegistry, ready: Readiness) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "cloudtrail-sqs-exporter"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, encoder(registry), ctype)
+            elif path == "/healthz":
+                self._send(200, b"ok\n", "text/plain; charset=utf-8")
+            elif path == "/readyz":
+                ok, detail = ready()
+                self._send(200 if ok else 503, (detail + "\n").encode(), "text/plain; charset=utf-8")
+            elif path == "/":
+                body = b'<html><body><h1>cloudtrail-sqs-exporter</h1><a href="/metrics">metrics</a></body></html>'
+                self._send(200, body, "text/html; charset=utf-8")
+            else:
+                self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            gz = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024
+            if gz:
+                body = gzip.compress(body, compresslevel=1)
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            if gz:
+                self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("%s %s", self.address_string(), format % args)
+
+    return Handler
+
+
+class MetricsServer:
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: Readiness) -> None:
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer((host or "0.0.0.0", port), make_handler(registry, ready))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,78 @@
+"""What every source shares: a poll loop, health for /readyz, and the objects it hands the pipeline."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..pipeline import Pipeline
+from ..state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    pipeline: Pipeline
+    store: StateStore | None
+    settings: Any = None
+
+
+class Source:
+    """A source polls in its own thread; each object goes through `ctx.pipeline.process`."""
+
+    type = "base"
+
+    def __init__(self, cfg: Any, ctx: Context) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.name: str = cfg.name or self.type
+        self.interval: float = getattr(cfg, "poll_interval", 5.0)
+        self.last_success: float | None = None  # monotonic time of the last good poll
+        self.failing_since: float | None = None
+        self.last_error: str | None = None
+        ctx.pipeline.agg.register_source(self.name)
+
+    def poll(self, stop: threading.Event) -> None:
+        """One pass over whatever is new. Raise to report the pass as failed."""
+        raise NotImplementedError
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll(stop)
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+            finally:
+                self.ctx.pipeline.checkpoint()
+            stop.wait(self.interval)
+
+    def _ok(self) -> None:
+        if self.failing_since is not None:
+            log.info("source %s recovered", self.name)
+        self.last_success = time.monotonic()
+        self.failing_since = None
+        self.last_error = None
+
+    def _failed(self, exc: Exception) -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            log.warning("source %s: poll failed: %s", self.name, msg)  # once, not every retry
+        elif msg != self.last_error:
+            log.warning("source %s: still failing: %s", self.name, msg)
+        self.last_error = msg
+
+    def health(self, unready_after: float) -> tuple[bool, str]:
+        if self.last_success is None:
+            return False, f"{self.name}: no successful poll yet" + (
+                f" ({self.last_error})" if self.last_error else ""
+            )
+        if self.failing_since is not None and time.monotonic() - self.failing_since > unready_after:
+            return False, f"{self.name}: failing for {time.monotonic() - self.failing_since:.0f}s: {self.last_error}"
+        return True, f"{self.name}: ok"
