@@ -101,7 +101,9 @@ def iter_inputs(targets: Iterable[str]) -> Iterator[tuple[str, Any]]:
             yield str(f), f.read_bytes
 
 
-def replay(targets: list[str], settings: Settings, output: str = "prometheus", progress: bool | None = None) -> tuple[str, int]:
+def replay(
+    targets: list[str], settings: Settings, output: str = "prometheus", progress: bool | None = None
+) -> tuple[str, int]:
     """One pass over the targets; returns (rendered metrics, number of objects that failed)."""
     agg = make_aggregate(settings)
     sink = make_log_sink(settings, agg)
@@ -152,11 +154,13 @@ def render(registry: CollectorRegistry, output: str) -> str:
     if output == "json":
         metrics = []
         for fam in registry.collect():
-            metrics.append({
-                "name": fam.name,
-                "type": fam.type,
-                "help": fam.documentation,
-                "samples": [{"name": s.name, "labels": s.labels, "value": s.value} for s in fam.samples],
-            })
+            metrics.append(
+                {
+                    "name": fam.name,
+                    "type": fam.type,
+                    "help": fam.documentation,
+                    "samples": [{"name": s.name, "labels": s.labels, "value": s.value} for s in fam.samples],
+                }
+            )
         return msgspec.json.format(msgspec.json.encode({"metrics": metrics}).decode(), indent=1) + "\n"
     return generate_latest(registry).decode()

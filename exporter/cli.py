@@ -51,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(yaml.safe_dump(config.masked(settings), sort_keys=False))
             return 0
         if args.command == "replay":
-            settings = config.load(
-                args.config, **{"metrics.principal_granularity": args.principal_granularity}
-            )
+            settings = config.load(args.config, **{"metrics.principal_granularity": args.principal_granularity})
             _logging(settings.log_level if args.config else "warning")
             from .app import replay
 

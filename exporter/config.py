@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
+        _host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("expected address:port, e.g. 0.0.0.0:9108 or 127.0.0.1:9108")
         return v

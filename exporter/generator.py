@@ -125,9 +125,7 @@ class Truth:
             "calls": [[*k, v] for k, v in sorted(self.calls.items())],
             "errors": [[*k, v] for k, v in sorted(self.errors.items())],
             "batch": [[*k, v] for k, v in sorted(self.batch.items())],
-            "principals": {
-                g: [[*k, v] for k, v in sorted(self.principals(g).items())] for g in ("role", "arn")
-            },
+            "principals": {g: [[*k, v] for k, v in sorted(self.principals(g).items())] for g in ("role", "arn")},
             "newest": [[*k, v] for k, v in sorted(self.newest.items())],
             "records": dict(self.records),
             "objects": dict(self.objects),
@@ -176,8 +174,9 @@ class Generator:
         self._weights = [w for w, _, _ in SQS_EVENTS.values()]
 
     # -- files -------------------------------------------------------------------------------------
-    def write(self, out: Path, files: int, records_per_file: int = 100, spread_hours: float = 6.0,
-              extras: bool = True) -> Truth:
+    def write(
+        self, out: Path, files: int, records_per_file: int = 100, spread_hours: float = 6.0, extras: bool = True
+    ) -> Truth:
         """Write `files` trail files spread over accounts × regions; with `extras`, a digest file and
         an Insight file per account/region too (skipped objects)."""
         out = Path(out)
@@ -229,18 +228,28 @@ class Generator:
         key_id = f"ASIA{self.rng.getrandbits(60):015X}"
         if p.kind == "IAMUser":
             return {
-                "type": "IAMUser", "principalId": f"AIDA{zlib.crc32(p.name.encode()):012d}",
-                "arn": p.arn_key, "accountId": caller_acct, "accessKeyId": key_id, "userName": p.name,
+                "type": "IAMUser",
+                "principalId": f"AIDA{zlib.crc32(p.name.encode()):012d}",
+                "arn": p.arn_key,
+                "accountId": caller_acct,
+                "accessKeyId": key_id,
+                "userName": p.name,
             }
         ident: dict[str, Any] = {
-            "type": "AssumedRole", "principalId": f"AROA{zlib.crc32(p.name.encode()):012d}:{p.session}",
-            "arn": p.arn_key, "accountId": caller_acct, "accessKeyId": key_id,
+            "type": "AssumedRole",
+            "principalId": f"AROA{zlib.crc32(p.name.encode()):012d}:{p.session}",
+            "arn": p.arn_key,
+            "accountId": caller_acct,
+            "accessKeyId": key_id,
         }
         if self.rng.random() < 0.9:  # some producers omit sessionContext
             ident["sessionContext"] = {
                 "sessionIssuer": {
-                    "type": "Role", "principalId": f"AROA{zlib.crc32(p.name.encode()):012d}",
-                    "arn": p.role_key, "accountId": caller_acct, "userName": p.name,
+                    "type": "Role",
+                    "principalId": f"AROA{zlib.crc32(p.name.encode()):012d}",
+                    "arn": p.role_key,
+                    "accountId": caller_acct,
+                    "userName": p.name,
                 },
                 "attributes": {"creationDate": "2026-11-01T00:00:00Z", "mfaAuthenticated": "false"},
             }
@@ -331,8 +340,11 @@ class Generator:
             "managementEvent": category == "Management",
             "recipientAccountId": acct,
             "eventCategory": category,
-            "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
-                           "clientProvidedHostHeader": f"sqs.{region}.amazonaws.com"},
+            "tlsDetails": {
+                "tlsVersion": "TLSv1.3",
+                "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                "clientProvidedHostHeader": f"sqs.{region}.amazonaws.com",
+            },
         }
         if error:
             rec["errorCode"], rec["errorMessage"] = error
@@ -394,8 +406,13 @@ class Generator:
     def _write_digest(self, out: Path, acct: str, region: str) -> None:
         path = out / self.key(acct, region, self.start, "CloudTrail-Digest")
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"awsAccountId": acct, "digestStartTime": "2026-11-01T00:00:00Z",
-                "digestEndTime": "2026-11-01T01:00:00Z", "digestS3Bucket": "trail", "logFiles": []}
+        body = {
+            "awsAccountId": acct,
+            "digestStartTime": "2026-11-01T00:00:00Z",
+            "digestEndTime": "2026-11-01T01:00:00Z",
+            "digestS3Bucket": "trail",
+            "logFiles": [],
+        }
         path.write_bytes(gzip.compress(msgspec.json.encode(body)))
         self.truth.objects["skipped"] += 1
         self.truth.files.append(str(path))
@@ -404,11 +421,24 @@ class Generator:
         """An Insight file: `Records` whose events name SQS but are not API calls."""
         path = out / self.key(acct, region, self.start, "CloudTrail-Insight")
         path.parent.mkdir(parents=True, exist_ok=True)
-        rec = {"eventVersion": "1.08", "eventTime": "2026-11-01T00:10:00Z", "awsRegion": region,
-               "eventID": str(uuid.UUID(int=self.rng.getrandbits(128))), "eventType": "AwsCloudTrailInsight",
-               "recipientAccountId": acct, "sharedEventID": "x", "eventSource": "sqs.amazonaws.com",
-               "eventName": "SendMessage", "insightDetails": {"state": "Start", "eventSource": "sqs.amazonaws.com",
-               "eventName": "SendMessage", "insightType": "ApiCallRateInsight"}, "eventCategory": "Insight"}
+        rec = {
+            "eventVersion": "1.08",
+            "eventTime": "2026-11-01T00:10:00Z",
+            "awsRegion": region,
+            "eventID": str(uuid.UUID(int=self.rng.getrandbits(128))),
+            "eventType": "AwsCloudTrailInsight",
+            "recipientAccountId": acct,
+            "sharedEventID": "x",
+            "eventSource": "sqs.amazonaws.com",
+            "eventName": "SendMessage",
+            "insightDetails": {
+                "state": "Start",
+                "eventSource": "sqs.amazonaws.com",
+                "eventName": "SendMessage",
+                "insightType": "ApiCallRateInsight",
+            },
+            "eventCategory": "Insight",
+        }
         path.write_bytes(gzip.compress(msgspec.json.encode({"Records": [rec]})))
         self.truth.objects["ok"] += 1
         self.truth.records["other"] += 1
@@ -428,8 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-extras", action="store_true", help="no digest / Insight files")
     ap.add_argument("--truth", type=Path, help="where to write ground truth (default OUT.truth.json)")
     a = ap.parse_args(argv)
-    gen = Generator(seed=a.seed, accounts=a.accounts, regions=tuple(a.regions.split(",")),
-                    queues_per_account=a.queues)
+    gen = Generator(seed=a.seed, accounts=a.accounts, regions=tuple(a.regions.split(",")), queues_per_account=a.queues)
     truth = gen.write(a.out, a.files, a.records, a.spread_hours, extras=not a.no_extras)
     (a.truth or a.out.with_name(a.out.name + ".truth.json")).write_bytes(msgspec.json.encode(truth.to_json()))
     return 0

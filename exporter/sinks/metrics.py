@@ -21,7 +21,18 @@ OTHER_QUEUE = "(other)"
 WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
 LONGEST_WINDOW = WINDOWS[-1][1]
 LAG_BUCKETS: tuple[float, ...] = (
-    60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 604800,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    21600,
+    43200,
+    86400,
+    604800,
 )
 RECORD_OUTCOMES = ("sqs", "other", "invalid")
 OBJECT_OUTCOMES = ("ok", "skipped", "failed")
@@ -228,9 +239,7 @@ class Aggregate:
         self.objects = dict(rows("objects"))  # type: ignore[arg-type]
         self.source_errors = dict(rows("source_errors"))  # type: ignore[arg-type]
         self.log_records = {**dict.fromkeys(LOG_OUTCOMES, 0), **snap.get("log_records", {})}
-        self.extra_counters = {
-            n: {tuple(r[:-1]): r[-1] for r in t} for n, t in snap.get("extra", {}).items()
-        }
+        self.extra_counters = {n: {tuple(r[:-1]): r[-1] for r in t} for n, t in snap.get("extra", {}).items()}
 
 
 class AggregateCollector:
@@ -263,16 +272,22 @@ class AggregateCollector:
 
         q3 = ["account_id", "region", "queue"]
         counter(
-            "api_calls", "SQS API calls seen in CloudTrail, failed or not.",
-            [*q3, "event_name", "event_category"], a.calls.items(),
+            "api_calls",
+            "SQS API calls seen in CloudTrail, failed or not.",
+            [*q3, "event_name", "event_category"],
+            a.calls.items(),
         )
         counter(
-            "api_errors", "SQS API calls whose CloudTrail record carries an errorCode.",
-            [*q3, "event_name", "error_code"], a.errors.items(),
+            "api_errors",
+            "SQS API calls whose CloudTrail record carries an errorCode.",
+            [*q3, "event_name", "error_code"],
+            a.errors.items(),
         )
         counter(
-            "batch_entries", "Entries in SQS *Batch calls (messages touched).",
-            [*q3, "event_name"], a.batch.items(),
+            "batch_entries",
+            "Entries in SQS *Batch calls (messages touched).",
+            [*q3, "event_name"],
+            a.batch.items(),
         )
         g = GaugeMetricFamily(
             p + "distinct_principals",
@@ -283,9 +298,7 @@ class AggregateCollector:
         for k, v in a.distinct_principals().items():
             g.add_metric(k, v)
         out.append(g)
-        h = HistogramMetricFamily(
-            p + "delivery_lag_seconds", "Processing time minus eventTime.", labels=["source"]
-        )
+        h = HistogramMetricFamily(p + "delivery_lag_seconds", "Processing time minus eventTime.", labels=["source"])
         for source, counts in a.lag.items():
             cum = 0.0
             buckets = []
@@ -301,15 +314,21 @@ class AggregateCollector:
             g.add_metric(k, v)
         out.append(g)
         counter(
-            "exporter_records", "CloudTrail records read, by outcome.", ["source", "outcome"],
+            "exporter_records",
+            "CloudTrail records read, by outcome.",
+            ["source", "outcome"],
             a.records.items(),
         )
         counter(
-            "exporter_objects", "Files, objects or log batches read, by outcome.", ["source", "outcome"],
+            "exporter_objects",
+            "Files, objects or log batches read, by outcome.",
+            ["source", "outcome"],
             a.objects.items(),
         )
         counter(
-            "exporter_source_errors", "Failed calls to AWS, by kind.", ["source", "kind"],
+            "exporter_source_errors",
+            "Failed calls to AWS, by kind.",
+            ["source", "kind"],
             a.source_errors.items(),
         )
         counter("exporter_log_records", "OTel log records, by outcome.", ["outcome"], a.log_records.items())

@@ -70,9 +70,7 @@ class Source:
 
     def health(self, unready_after: float) -> tuple[bool, str]:
         if self.last_success is None:
-            return False, f"{self.name}: no successful poll yet" + (
-                f" ({self.last_error})" if self.last_error else ""
-            )
+            return False, f"{self.name}: no successful poll yet" + (f" ({self.last_error})" if self.last_error else "")
         if self.failing_since is not None and time.monotonic() - self.failing_since > unready_after:
             return False, f"{self.name}: failing for {time.monotonic() - self.failing_since:.0f}s: {self.last_error}"
         return True, f"{self.name}: ok"

@@ -57,6 +57,7 @@ class FileSource(Source):
                 continue  # done; a failed file is retried only once it changes
             if now - st.st_mtime < self.settle:
                 continue  # may still be being written; next poll
+
             def mark(outcome: str, key: str = key, st: os.stat_result = st) -> list:
                 return [StateStore.file_op(self.name, key, st.st_size, st.st_mtime_ns, outcome)]
 
