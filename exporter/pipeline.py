@@ -40,19 +40,21 @@ def extract(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
     events: list[tuple[Any, SqsEvent]] = []
     other = 0
     for raw in delivery.records:
-        # Cheap test first: most records are not SQS and never need a typed decode.
-        if _NEEDLE not in (raw if isinstance(raw, bytes) else bytes(raw)):
-            if raw[:1] == b"{" if isinstance(raw, bytes) else _is_object(raw):
+        b = raw if isinstance(raw, bytes) else bytes(raw)
+        # Cheap test first: most records are not SQS and never need a typed decode. Records from a
+        # parsed `Records` array are known to be valid JSON; text lines are checked one by one.
+        if _NEEDLE not in b and delivery.parsed:
+            if b[:1] == b"{":
                 other += 1
             else:
                 res.invalid += 1
             continue
         try:
-            src = decode_source(raw)
+            src = decode_source(b)
             if src.eventSource != SQS_SOURCE or src.eventType == INSIGHT:
                 other += 1
                 continue
-            ev = to_event(decode_record(raw))
+            ev = to_event(decode_record(b))
         except DECODE_ERRORS:
             res.invalid += 1
             continue
@@ -60,10 +62,6 @@ def extract(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
     res.other = other
     res.sqs = len(events)
     return res, events
-
-
-def _is_object(raw: Any) -> bool:
-    return bytes(memoryview(raw)[:1]) == b"{"
 
 
 class Pipeline:

@@ -29,9 +29,10 @@ class _LogEvent(msgspec.Struct):
 class _Top(msgspec.Struct):
     Records: list[msgspec.Raw] | None = None
     logEvents: list[_LogEvent] | None = None
-    eventSource: msgspec.Raw | None = None
-    eventName: msgspec.Raw | None = None
-    eventVersion: msgspec.Raw | None = None
+    # any of these at the top level means a single bare record (their values are not checked here)
+    eventSource: Any = None
+    eventName: Any = None
+    eventVersion: Any = None
 
 
 _decode_top = msgspec.json.Decoder(_Top).decode
@@ -45,6 +46,8 @@ class Delivery:
     records: list[Any] = field(default_factory=list)  # msgspec.Raw or bytes, one JSON value each
     invalid: int = 0
     reason: str | None = None
+    # False when the records are unparsed text (NDJSON lines, log event messages): check each one
+    parsed: bool = True
 
 
 class DecompressError(ValueError):
@@ -125,7 +128,7 @@ def _ndjson(data: bytes, first_error: str) -> Delivery:
     # A pretty-printed file that is simply broken looks like many lines, few of them starting with '{'.
     if invalid > len(records):
         return Delivery("failed", reason=f"json: {first_error}")
-    return Delivery("ok", records, invalid=invalid)
+    return Delivery("ok", records, invalid=invalid, parsed=False)
 
 
 def _log_events(events: list[_LogEvent]) -> Delivery:
@@ -136,4 +139,4 @@ def _log_events(events: list[_LogEvent]) -> Delivery:
             records.append(ev.message.encode())
         else:
             invalid += 1
-    return Delivery("ok", records, invalid=invalid)
+    return Delivery("ok", records, invalid=invalid, parsed=False)

@@ -37,6 +37,7 @@ class _Identity(msgspec.Struct):
     arn: str | None = None
     principalId: str | None = None
     accountId: str | None = None
+    userName: str | None = None
     invokedBy: str | None = None
     sessionContext: _SessionContext | None = None
 
@@ -161,7 +162,7 @@ def principals(ident: _Identity | None) -> tuple[str | None, str | None]:
         return p, p
     arn = ident.arn
     if arn is None:
-        p = ident.principalId or (f"account:{ident.accountId}" if ident.accountId else None)
+        p = ident.principalId or ident.userName or (f"account:{ident.accountId}" if ident.accountId else None)
         return p, p
     if ident.type == "AssumedRole" or ":assumed-role/" in arn:
         ctx = ident.sessionContext
