@@ -42,7 +42,7 @@ def seed_records() -> list[dict]:
                 continue
         else:
             raise AssertionError(f"cannot parse a seed example: {body[:80]}")
-        out.extend(doc["Records"] if "Records" in doc else [doc])
+        out.extend(doc.get("Records", [doc]))
     return out
 
 
@@ -173,7 +173,7 @@ def test_third_party_non_sqs(name: str) -> None:
 @pytest.mark.parametrize("path", sorted(TP.glob("awsdocs__aws-cloudtrail-user-guide/*")), ids=lambda p: p.name[-50:])
 def test_user_guide_records_are_other(path: Path) -> None:
     """Console sign-in, EC2, IAM, error and Insights examples: read fine, none of them SQS."""
-    res, events = extract(path.read_bytes())
+    res, _events = extract(path.read_bytes())
     assert res.outcome == "ok" and res.sqs == 0 and res.other >= 1 and res.invalid == 0
 
 
@@ -186,7 +186,7 @@ def test_insight_events_naming_sqs_are_not_counted() -> None:
         "awsRegion": "us-east-1",
         "eventTime": "2026-11-01T00:00:00Z",
     }
-    res, events = extract(json.dumps({"Records": [rec]}).encode())
+    res, _events = extract(json.dumps({"Records": [rec]}).encode())
     assert (res.sqs, res.other) == (0, 1)
 
 
@@ -287,7 +287,7 @@ def test_cloudwatch_envelope_gzip() -> None:
         "logStream": "s",
         "logEvents": [{"id": str(i), "timestamp": 0, "message": json.dumps(r)} for i, r in enumerate(recs)],
     }
-    res, events = extract(gzip.compress(json.dumps(env).encode()))
+    res, _events = extract(gzip.compress(json.dumps(env).encode()))
     assert (res.outcome, res.sqs, res.other) == ("ok", 1, 1)
 
 
@@ -315,7 +315,7 @@ def test_bad_records_are_counted_and_the_rest_kept() -> None:
     good = _sqs(requestParameters={"queueUrl": "https://sqs.eu-west-1.amazonaws.com/1/a"})
     bad_types = _sqs(eventName=5)
     doc = {"Records": [good, 7, "str", None, bad_types, {"eventSource": "s3.amazonaws.com"}, good]}
-    res, events = extract(json.dumps(doc).encode())
+    res, _events = extract(json.dumps(doc).encode())
     assert (res.outcome, res.sqs, res.other, res.invalid) == ("ok", 2, 1, 4)
 
 
@@ -328,5 +328,5 @@ def test_invalid_utf8_record_is_invalid_and_the_rest_kept() -> None:
 
 def test_ndjson_bad_lines_counted() -> None:
     good = json.dumps(_sqs()).encode()
-    res, events = extract(good + b"\n{broken\n" + good + b"\n")
+    res, _events = extract(good + b"\n{broken\n" + good + b"\n")
     assert (res.outcome, res.sqs, res.invalid) == ("ok", 2, 1)
