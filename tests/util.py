@@ -60,12 +60,13 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 
 def series(metrics: dict, name: str, *label_names: str) -> dict[tuple[str, ...], float]:
-    """{label values in the given order: value} for one sample name."""
-    out = {}
+    """{label values in the given order: value} for one sample name, summed over the other labels."""
+    out: dict[tuple[str, ...], float] = {}
     for (n, labels), v in metrics.items():
         if n == name:
             d = dict(labels)
-            out[tuple(d[k] for k in label_names)] = v
+            key = tuple(d[k] for k in label_names)
+            out[key] = out.get(key, 0.0) + v
     return out
 
 
