@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,8 +53,99 @@ class FileSourceConfig(Strict):
     settle: Duration = 1.0
 
 
-# The AWS sources join this as a discriminated union on `type` (see exporter/sources).
-SourceConfig = FileSourceConfig
+def parse_start(value: Any) -> datetime | Literal["now"] | None:
+    """`now`, a date (`2026-11-01`) or a timestamp (`2026-11-01T12:00:00Z`) → aware UTC datetime."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    text = str(value).strip()
+    if text.lower() == "now":
+        return "now"
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date, a timestamp or 'now'") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+Start = Annotated[datetime | Literal["now"] | None, BeforeValidator(parse_start)]
+
+
+class AwsSourceConfig(Strict):
+    """What every AWS source takes: where to connect and as whom."""
+
+    name: str | None = None
+    region: str | None = None  # else AWS_REGION / AWS_DEFAULT_REGION / profile
+    endpoint_url: str | None = None  # else AWS_ENDPOINT_URL (S3-compatible stores, local emulators)
+    role_arn: str | None = None  # assumed via STS, credentials refreshed before they expire
+    role_session_name: str = "cloudtrail-sqs-exporter"
+    external_id: str | None = None
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = Field(5, ge=1, le=20)
+    connect_timeout: Duration = 5.0
+    read_timeout: Duration = 60.0
+    # how long object ids (bucket/key/ETag) are kept to drop duplicate deliveries
+    object_retention: Duration = 7 * 86400.0
+
+
+class S3SourceConfig(AwsSourceConfig):
+    type: Literal["s3"]
+    bucket: str = Field(min_length=3)
+    prefix: str = "AWSLogs/"
+    start: Start = None  # None: from the oldest object; "now": from when the source first ran
+    poll_interval: Duration = 60.0
+    accounts: list[str] | None = None  # only these account ids
+    regions: list[str] | None = None  # only these regions
+    max_in_flight: int = Field(4, ge=1, le=64)  # concurrent downloads
+    # re-list keys this far behind the last key (by the time in its name): late deliveries with an
+    # earlier key are still read; duplicates are dropped by object id
+    lookback: Duration = 600.0
+    max_object_attempts: int = Field(5, ge=1)  # then the object is counted failed and passed
+
+    @field_validator("accounts", "regions", mode="before")
+    @classmethod
+    def _csv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [a.strip() for a in v.split(",") if a.strip()]
+        return [str(a) for a in v] if isinstance(v, list) else v
+
+
+class S3SqsSourceConfig(AwsSourceConfig):
+    type: Literal["s3-sqs"]
+    queue_url: str = Field(min_length=1)
+    poll_interval: Duration = 0.0  # between receives; the receive itself long-polls
+    wait_time: Duration = Field(20.0, ge=0, le=20)
+    max_messages: int = Field(10, ge=1, le=10)
+    max_in_flight: int = Field(4, ge=1, le=64)  # objects downloaded at once
+    visibility_timeout: Duration = Field(300.0, ge=1, le=43200)  # extended while processing
+    read_timeout: Duration = 60.0
+
+
+class CloudWatchSourceConfig(AwsSourceConfig):
+    type: Literal["cloudwatch"]
+    log_group: str = Field(min_length=1)
+    log_stream_names: list[str] | None = None
+    log_stream_prefix: str | None = None
+    filter_pattern: str = '{ $.eventSource = "sqs.amazonaws.com" }'
+    start: Start = "now"
+    late_window: Duration = 300.0
+    # also look this far behind the window to count events that arrived too late (0: off)
+    late_scan: Duration = 300.0
+    poll_interval: Duration = 15.0
+    requests_per_second: float = Field(5.0, gt=0)  # FilterLogEvents quota: 5/s per account and region
+    page_size: int = Field(10000, ge=1, le=10000)
+
+    @field_validator("log_stream_names", mode="before")
+    @classmethod
+    def _csv(cls, v: Any) -> Any:
+        return [a.strip() for a in v.split(",") if a.strip()] if isinstance(v, str) else v
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | S3SourceConfig | S3SqsSourceConfig | CloudWatchSourceConfig,
+    Field(discriminator="type"),
+]
 
 
 class StateConfig(Strict):
@@ -92,11 +184,56 @@ class MetricsConfig(Strict):
         return v
 
 
+RedactAction = Literal["keep", "drop", "hash"]
+
+
+class LogsRedactConfig(Strict):
+    """What the log records (body and attributes) carry of sensitive fields: keep, drop, or hash
+    (HMAC-SHA256 with `hash_key`, or plain SHA-256 without one; `sha256:` + 32 hex digits)."""
+
+    source_ip: RedactAction = "keep"  # sourceIPAddress / client.address
+    user_agent: RedactAction = "keep"  # userAgent / user_agent.original
+    access_key_id: RedactAction = "hash"  # userIdentity.accessKeyId
+    # keys anywhere inside requestParameters / responseElements
+    parameters: dict[str, RedactAction] = Field(default_factory=lambda: {"receiptHandle": "hash"})
+    hash_key: str | None = None
+
+
 class LogsConfig(Strict):
-    model_config = ConfigDict(extra="allow")  # the logs sink owns its further keys
     enabled: bool = False
+    # OTLP exporter: unset keys come from OTEL_EXPORTER_OTLP_LOGS_* / OTEL_EXPORTER_OTLP_*, then OTel defaults
     endpoint: str | None = None
     protocol: Literal["grpc", "http/protobuf"] | None = None
+    headers: dict[str, str] | None = None
+    certificate: str | None = None  # CA bundle (PEM) to verify the collector
+    client_certificate: str | None = None
+    client_key: str | None = None
+    insecure: bool | None = None  # gRPC without TLS when the endpoint has no scheme
+    compression: Literal["gzip", "none"] | None = None
+    timeout: Duration | None = None  # per export request
+    # back-pressure: records wait in a bounded queue, then are dropped (counted)
+    queue_size: int = Field(262_144, ge=1)  # records
+    queue_max_bytes: int = Field(512 << 20, ge=1 << 16)  # raw JSON bytes held
+    batch_size: int = Field(2048, ge=1, le=100_000)  # records per export request
+    batch_max_bytes: int = Field(3 << 20, ge=1 << 14)  # encoded bytes per request (collectors take 4 MiB)
+    flush_interval: Duration = 0.5  # a partial batch waits at most this long
+    retry_max_elapsed: Duration = 60.0  # a batch that keeps failing transiently is given up (failed)
+    shutdown_timeout: Duration = 30.0  # flush bound at shutdown; what is left is dropped
+    # which SQS events become log records (all by default)
+    only_errors: bool = False
+    only_management: bool = False
+    include_events: list[str] | None = None  # eventName
+    exclude_events: list[str] | None = None
+    # kept share of Data events without errorCode; recorded on the record as cloudtrail_sqs.sampling.ratio
+    sample_ratio: float = Field(1.0, gt=0.0, le=1.0)
+    redact: LogsRedactConfig = Field(default_factory=LogsRedactConfig)
+
+    @field_validator("include_events", "exclude_events", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if isinstance(v, str):  # CTSQS_LOGS__INCLUDE_EVENTS=SendMessage,DeleteMessage
+            v = [a.strip() for a in v.split(",") if a.strip()]
+        return v
 
 
 _yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("yaml_file", default=None)

@@ -137,6 +137,11 @@ class Pipeline:
             self.agg.count(self.agg.objects, (source, outcome))
             self._stage(progress, after)
 
+    def stage(self, progress: Iterable[Op] = (), after: Callable[[], None] | None = None) -> None:
+        """Save `progress` with the next checkpoint and run `after` once saved, counting nothing."""
+        with self.lock:
+            self._stage(progress, after)
+
     def source_error(self, source: str, kind: str) -> None:
         with self.lock:
             self.agg.count(self.agg.source_errors, (source, kind))

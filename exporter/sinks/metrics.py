@@ -342,7 +342,12 @@ class AggregateCollector:
 
 
 # Counters other parts of the exporter add (name without prefix → help, labels).
-EXTRA_COUNTERS: dict[str, tuple[str, list[str]]] = {}
+EXTRA_COUNTERS: dict[str, tuple[str, list[str]]] = {
+    "exporter_late_events": (
+        "Log events that arrived after the late-arrival window had passed them (not counted as calls).",
+        ["source"],
+    ),
+}
 
 
 def _le(v: float) -> str:
