@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from util import Exporter  # noqa: E402
+from util import Exporter
 
 
 @pytest.fixture

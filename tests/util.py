@@ -126,10 +126,15 @@ class Exporter:
         self._logf = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exporter", "run", "--config", str(self.config)],
-            cwd=self.cwd, env=self.env, stdout=self._logf, stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
         )
-        check = (lambda: http_get(self.url + "/readyz")[0] == 200) if wait_ready else (
-            lambda: http_get(self.url + "/healthz")[0] == 200
+        check = (
+            (lambda: http_get(self.url + "/readyz")[0] == 200)
+            if wait_ready
+            else (lambda: http_get(self.url + "/healthz")[0] == 200)
         )
         try:
             wait_for(lambda: self._alive() and check(), timeout, what=f"exporter on {self.port}")
