@@ -119,6 +119,8 @@ class S3SqsSourceConfig(AwsSourceConfig):
     max_messages: int = Field(10, ge=1, le=10)
     max_in_flight: int = Field(4, ge=1, le=64)  # objects downloaded at once
     visibility_timeout: Duration = Field(300.0, ge=1, le=43200)  # extended while processing
+    # a message whose objects failed comes back after this × its receive count (≤ visibility_timeout)
+    retry_visibility: Duration = Field(30.0, ge=0, le=43200)
     read_timeout: Duration = 60.0
 
 

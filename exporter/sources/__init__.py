@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Context, Source
+from .cloudwatch import CloudWatchSource
 from .file import FileSource
+from .s3 import S3Source
+from .s3sqs import S3SqsSource
 
-SOURCE_TYPES: dict[str, type[Source]] = {"file": FileSource}
+SOURCE_TYPES: dict[str, type[Source]] = {
+    "file": FileSource,
+    "s3": S3Source,
+    "s3-sqs": S3SqsSource,
+    "cloudwatch": CloudWatchSource,
+}
 
 
 def build(cfg: Any, ctx: Context) -> Source:

@@ -1,0 +1,271 @@
+"""`s3-sqs` source: S3 object-created notifications from an SQS queue.
+
+Accepts plain S3 event notifications, SNS-wrapped ones (`Message` holds the S3 event as a JSON string)
+and EventBridge `Object Created` events; ignores (and deletes) `s3:TestEvent`. Keys in S3 notifications
+are URL-encoded (`+` for spaces), EventBridge keys are not. Progress lives in SQS itself: a message is
+deleted only after every object it names is counted and the counts are saved (a `Pipeline.stage`
+action after the checkpoint), and its visibility is extended while its objects are being read. A
+message naming an object that cannot be read stays in the queue and is received again later (the
+queue's redrive policy moves poison messages to a DLQ). Objects delivered twice count once: their ids
+(bucket/key/ETag) are kept in the state store for `object_retention`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+from ..state import StateStore
+from .aws import ErrorCounter, OnceLog, get_object, make_client, make_session, object_id, skipped_key
+from .base import Context, Source
+
+log = logging.getLogger(__name__)
+
+_QUEUE_REGION = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com|://([a-z0-9-]+)\.queue\.amazonaws\.com")
+
+
+@dataclass(slots=True)
+class S3Object:
+    bucket: str
+    key: str
+    etag: str | None = None
+
+
+@dataclass(slots=True)
+class Notification:
+    """What one SQS message asks for."""
+
+    objects: list[S3Object] = field(default_factory=list)
+    kind: str = "s3"  # s3 | sns | eventbridge | test | ignored | invalid
+    reason: str | None = None
+
+
+def parse_message(body: str | bytes) -> Notification:
+    """The objects an SQS message body names (plain S3 event, SNS-wrapped, or EventBridge)."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        return Notification(kind="invalid", reason=f"not JSON: {exc}")
+    return _parse(doc, depth=0)
+
+
+def _parse(doc: Any, depth: int) -> Notification:
+    if not isinstance(doc, dict):
+        return Notification(kind="invalid", reason="not a JSON object")
+    if doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str) and depth < 2:
+        try:
+            inner = _parse(json.loads(doc["Message"]), depth + 1)
+        except ValueError:
+            return Notification(kind="invalid", reason="SNS Message is not JSON")
+        if inner.kind == "s3":
+            inner.kind = "sns"
+        return inner
+    if doc.get("Event") == "s3:TestEvent":
+        return Notification(kind="test")
+    if "detail-type" in doc and doc.get("source") == "aws.s3":
+        if doc["detail-type"] != "Object Created":
+            return Notification(kind="ignored")
+        d = doc.get("detail") or {}
+        try:
+            obj = S3Object(d["bucket"]["name"], d["object"]["key"], d["object"].get("etag") or d["object"].get("eTag"))
+        except (KeyError, TypeError):
+            return Notification(kind="invalid", reason="EventBridge event without detail.bucket/object")
+        return Notification([obj], kind="eventbridge")
+    records = doc.get("Records")
+    if isinstance(records, list):
+        n = Notification(kind="s3")
+        for r in records:
+            if not isinstance(r, dict) or not str(r.get("eventName", "")).startswith("ObjectCreated:"):
+                continue
+            try:
+                s3 = r["s3"]
+                obj = s3["object"]
+                n.objects.append(S3Object(s3["bucket"]["name"], unquote_plus(obj["key"]), obj.get("eTag")))
+            except (KeyError, TypeError):
+                return Notification(kind="invalid", reason="S3 event record without s3.bucket/object")
+        if not n.objects:
+            n.kind = "ignored"
+        return n
+    return Notification(kind="invalid", reason="neither an S3, SNS nor EventBridge notification")
+
+
+def queue_region(url: str) -> str | None:
+    m = _QUEUE_REGION.search(url)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+class _VisibilityKeeper:
+    """Extends the visibility of received messages every half timeout until stopped."""
+
+    def __init__(self, source: S3SqsSource, handles: list[str]) -> None:
+        self.source = source
+        self.handles = handles
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"{source.name}-visibility", daemon=True)
+
+    def __enter__(self) -> _VisibilityKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+    def _run(self) -> None:
+        src = self.source
+        timeout = int(src.cfg.visibility_timeout)
+        while not self.done.wait(max(1.0, timeout / 2)):
+            handles = self.handles
+            entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout} for i, h in enumerate(handles)]
+            for i in range(0, len(entries), 10):
+                try:
+                    src.sqs.change_message_visibility_batch(QueueUrl=src.queue_url, Entries=entries[i : i + 10])
+                except Exception as exc:
+                    src.oncelog.warn(exc, "extending message visibility")
+
+
+class S3SqsSource(Source):
+    type = "s3-sqs"
+
+    def __init__(self, cfg: Any, ctx: Context) -> None:
+        super().__init__(cfg, ctx)
+        self.queue_url: str = cfg.queue_url
+        if cfg.region is None and (region := queue_region(cfg.queue_url)):
+            cfg = cfg.model_copy(update={"region": region})
+            self.cfg = cfg
+        self.errors = ErrorCounter(ctx.pipeline, self.name)
+        session = make_session(cfg)
+        self.sqs = make_client("sqs", cfg, self.errors, session=session)
+        self.s3 = make_client("s3", cfg, self.errors, session=session)
+        self.pool = ThreadPoolExecutor(cfg.max_in_flight, thread_name_prefix=f"{self.name}-get")
+        self.oncelog = OnceLog(self.name)
+        self._expired = 0.0
+
+    def poll(self, stop: threading.Event) -> None:
+        cfg = self.cfg
+        try:
+            resp = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=cfg.max_messages,
+                WaitTimeSeconds=int(cfg.wait_time),
+                VisibilityTimeout=int(cfg.visibility_timeout),
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except Exception as exc:
+            self.errors.unsent(exc)
+            self.oncelog.warn(exc, f"receiving from {self.queue_url}")
+            raise
+        messages = resp.get("Messages", [])
+        if messages:
+            with _VisibilityKeeper(self, [m["ReceiptHandle"] for m in messages]) as keeper:
+                self._handle(messages, keeper)
+        self._expire()
+
+    def _handle(self, messages: list[dict[str, Any]], keeper: _VisibilityKeeper) -> None:
+        pipeline = self.ctx.pipeline
+        store = self.ctx.store
+        notes = [parse_message(m.get("Body", "")) for m in messages]
+        # start every download first (bounded by the pool), then count in message order
+        futures: dict[tuple[str, str], Future] = {}
+        for n in notes:
+            for o in n.objects:
+                ref = (o.bucket, o.key)
+                if skipped_key(o.key) or ref in futures:
+                    continue
+                if o.etag and store is not None and store.seen_object(object_id(o.bucket, o.key, o.etag)):
+                    continue
+                futures[ref] = self.pool.submit(get_object, self.s3, o.bucket, o.key)
+        done: dict[tuple[str, str], bool] = {}  # counted (or known counted) in this batch → ok?
+        deletable: list[dict[str, Any]] = []
+        for msg, n in zip(messages, notes, strict=True):
+            if n.kind == "invalid":
+                pipeline.source_error(self.name, "message")
+                log.warning(
+                    "source %s: message %s is not an S3 notification (%s); left for the DLQ",
+                    self.name,
+                    msg.get("MessageId"),
+                    n.reason,
+                )
+                continue
+            ok = True
+            for o in n.objects:
+                ref = (o.bucket, o.key)
+                if ref in done:
+                    ok = ok and done[ref]
+                    continue
+                if skipped_key(o.key):
+                    pipeline.count_object(self.name, "skipped")
+                    done[ref] = True
+                    continue
+                fut = futures.get(ref)
+                if fut is None:  # already counted in an earlier batch
+                    done[ref] = True
+                    continue
+                try:
+                    data, etag = fut.result()
+                except Exception as exc:
+                    self.errors.unsent(exc)
+                    self.oncelog.warn(exc, f"s3://{o.bucket}/{o.key}")
+                    pipeline.count_object(self.name, "failed")
+                    done[ref] = ok = False
+                    continue
+                oid = object_id(o.bucket, o.key, etag)
+                if store is not None and store.seen_object(oid):
+                    done[ref] = True
+                    continue
+                pipeline.process(data, self.name, f"s3://{o.bucket}/{o.key}", progress=[StateStore.object_op(oid)])
+                done[ref] = True
+            if ok:
+                deletable.append(msg)
+            else:
+                keeper.handles = [h for h in keeper.handles if h != msg["ReceiptHandle"]]
+                self._retry_later(msg)
+        if deletable:
+            pipeline.stage(after=lambda: self._delete(deletable))
+        if len(deletable) == len(messages):
+            self.oncelog.clear()
+
+    def _retry_later(self, msg: dict[str, Any]) -> None:
+        """Leave the message in the queue, visible again after a delay growing with its receive count."""
+        count = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1") or 1)
+        delay = int(min(self.cfg.visibility_timeout, self.cfg.retry_visibility * count))
+        log.info(
+            "source %s: message %s left in the queue (received %d times), back in %ds",
+            self.name,
+            msg.get("MessageId"),
+            count,
+            delay,
+        )
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=delay
+            )
+        except Exception as exc:
+            self.errors.unsent(exc)
+            self.oncelog.warn(exc, "changing message visibility")
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        """Runs once the counts for these messages are saved."""
+        for i in range(0, len(messages), 10):
+            entries = [{"Id": str(j), "ReceiptHandle": m["ReceiptHandle"]} for j, m in enumerate(messages[i : i + 10])]
+            try:
+                r = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # redelivered later; object ids stop a second count
+                self.errors.unsent(exc)
+                self.oncelog.warn(exc, "deleting messages")
+                continue
+            for f in r.get("Failed", ()):
+                log.warning("source %s: could not delete a message: %s", self.name, f.get("Message") or f.get("Code"))
+
+    def _expire(self) -> None:
+        store = self.ctx.store
+        if store is not None and time.monotonic() - self._expired > 3600:
+            self._expired = time.monotonic()
+            store.expire_objects(time.time() - self.cfg.object_retention)
