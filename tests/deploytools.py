@@ -181,7 +181,9 @@ def load_values(path: Path) -> dict[str, Any]:
     return doc
 
 
-def render(chart: Path, values: dict[str, Any] | None = None, name: str = "ctsqs", namespace: str = "monitoring") -> dict[str, str]:
+def render(
+    chart: Path, values: dict[str, Any] | None = None, name: str = "ctsqs", namespace: str = "monitoring"
+) -> dict[str, str]:
     """helm template, through the Helm v4 SDK: {template path: manifest text}."""
     import helm_python as helm
 

@@ -197,7 +197,9 @@ def test_several_replicas_need_s3_sqs_and_redis(values: dict[str, Any]) -> None:
     "values",
     [
         _scaleout(),
-        _scaleout(redis={"existingSecret": ""}, config={**_scaleout()["config"], "state": {"redis_url": "redis://r:6379/0"}}),
+        _scaleout(
+            redis={"existingSecret": ""}, config={**_scaleout()["config"], "state": {"redis_url": "redis://r:6379/0"}}
+        ),
     ],
 )
 def test_several_replicas_render_with_s3_sqs_and_redis(values: dict[str, Any]) -> None:
@@ -210,7 +212,7 @@ def test_several_replicas_render_with_s3_sqs_and_redis(values: dict[str, Any]) -
 
 
 def test_several_replicas_refuse_a_shared_pvc() -> None:
-    with pytest.raises(helm.HelmError, match="persistence.enabled"):
+    with pytest.raises(helm.HelmError, match=r"persistence\.enabled"):
         render(CHART, _scaleout(persistence={"enabled": True}))
 
 
