@@ -251,6 +251,8 @@ class Settings(BaseSettings):
     )
 
     listen: str = "0.0.0.0:9108"
+    # TLS and basic auth for the HTTP endpoints, in the Prometheus exporter-toolkit web-config format
+    web_config_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # a source failing for longer than this makes /readyz fail
     unready_after: Duration = 300.0

@@ -1,0 +1,590 @@
+"""OTel log record per SQS event, exported over OTLP (gRPC or HTTP/protobuf).
+
+`emit` (processing thread, under the pipeline lock) only filters and appends to a bounded queue; when
+the queue is full the record is dropped and counted, so the metrics path never waits on the collector.
+One export thread drains the queue in batches, encodes the OTLP protobuf itself (exporter.sinks.otlp)
+and sends it, retrying transient failures with backoff for up to `retry_max_elapsed`.
+
+Outcomes go to `agg.log_records` (cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
+(acknowledged by the collector), `dropped` (queue full, or still queued at the shutdown bound),
+`failed` (rejected by the collector, or given up after retries). Every record that passed the filters
+ends in exactly one of them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+
+from .. import __version__
+from ..config import LogsConfig
+from ..decode.record import NO_QUEUE, SqsEvent
+from . import otlp
+from .metrics import Aggregate
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "cloudtrail-sqs-exporter"
+SCOPE_NAME = "cloudtrail-sqs-exporter"
+SAMPLING_ATTR = "cloudtrail_sqs.sampling.ratio"
+GRPC_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+# Severity: INFO without errorCode; ERROR for authentication / authorization failures; WARN otherwise.
+SEV_INFO, SEV_WARN, SEV_ERROR = (9, "INFO"), (13, "WARN"), (17, "ERROR")
+AUTH_ERROR = re.compile(
+    r"AccessDenied|Unauthori[sz]ed|NotAuthorized|AuthFailure|Forbidden|InvalidClientTokenId|"
+    r"SignatureDoesNotMatch|ExpiredToken|IncompleteSignature|MissingAuthenticationToken|InvalidSecurity|"
+    r"InvalidAccessKeyId|RequestExpired",
+    re.I,
+)
+_severity_cache: dict[str, tuple[int, str]] = {}
+
+
+def severity(error_code: str | None) -> tuple[int, str]:
+    if error_code is None:
+        return SEV_INFO
+    s = _severity_cache.get(error_code)
+    if s is None:
+        s = SEV_ERROR if AUTH_ERROR.search(error_code) else SEV_WARN
+        if len(_severity_cache) < 10_000:
+            _severity_cache[error_code] = s
+    return s
+
+
+# -- settings: config file over OTEL_EXPORTER_OTLP_LOGS_* over OTEL_EXPORTER_OTLP_* over defaults -------------
+
+
+def _env(name: str, env: Mapping[str, str]) -> str | None:
+    for key in (f"OTEL_EXPORTER_OTLP_LOGS_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        v = env.get(key)
+        if v is not None and v.strip() != "":
+            return v.strip()
+    return None
+
+
+def parse_headers(value: str | None) -> dict[str, str]:
+    """`k1=v1,k2=v2` (values URL-encoded, as the OTel spec says) → dict."""
+    out: dict[str, str] = {}
+    for item in (value or "").split(","):
+        k, sep, v = item.partition("=")
+        if sep and k.strip():
+            out[unquote(k.strip()).lower()] = unquote(v.strip())
+    return out
+
+
+class Transport(Protocol):
+    def send(self, body: bytes, timeout: float) -> tuple[bool, bool, int, str]:
+        """→ (ok, retryable, rejected records, message)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ExportSettings(msgspec.Struct):
+    protocol: str
+    endpoint: str
+    headers: dict[str, str]
+    certificate: str | None
+    client_certificate: str | None
+    client_key: str | None
+    insecure: bool
+    compression: str
+    timeout: float
+
+
+def export_settings(cfg: LogsConfig, env: Mapping[str, str] | None = None) -> ExportSettings:
+    env = os.environ if env is None else env
+    protocol = cfg.protocol or _env("PROTOCOL", env) or "grpc"
+    if protocol not in ("grpc", "http/protobuf"):
+        raise ValueError(f"logs.protocol / OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not grpc or http/protobuf")
+    if cfg.endpoint:
+        endpoint = cfg.endpoint
+    elif env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip():
+        endpoint = env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"].strip()  # used as is (the full URL for HTTP)
+    elif env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
+        if protocol == "http/protobuf":
+            endpoint = endpoint.rstrip("/") + "/v1/logs"
+    else:
+        endpoint = "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/logs"
+    if protocol == "http/protobuf" and "://" not in endpoint:
+        endpoint = "http://" + endpoint
+    if protocol == "http/protobuf" and cfg.endpoint and urlsplit(endpoint).path in ("", "/"):
+        endpoint = endpoint.rstrip("/") + "/v1/logs"
+    headers = parse_headers(_env("HEADERS", env))
+    if cfg.headers:
+        headers.update({k.lower(): v for k, v in cfg.headers.items()})
+    insecure_env = _env("INSECURE", env)
+    insecure = cfg.insecure if cfg.insecure is not None else (insecure_env or "").lower() == "true"
+    compression = cfg.compression or _env("COMPRESSION", env) or "none"
+    if compression not in ("gzip", "none"):
+        raise ValueError(f"logs.compression / OTEL_EXPORTER_OTLP_COMPRESSION: unsupported {compression!r}")
+    if cfg.timeout is not None:
+        timeout = cfg.timeout
+    else:
+        t = _env("TIMEOUT", env)
+        timeout = float(t) / 1000.0 if t else 10.0  # the OTel spec says milliseconds
+    return ExportSettings(
+        protocol=protocol,
+        endpoint=endpoint,
+        headers=headers,
+        certificate=cfg.certificate or _env("CERTIFICATE", env),
+        client_certificate=cfg.client_certificate or _env("CLIENT_CERTIFICATE", env),
+        client_key=cfg.client_key or _env("CLIENT_KEY", env),
+        insecure=insecure,
+        compression=compression,
+        timeout=timeout,
+    )
+
+
+def resource_attributes(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (via the SDK's parser); service.name defaults to
+    cloudtrail-sqs-exporter rather than the SDK's unknown_service."""
+    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+
+    env = os.environ if env is None else env
+    saved = {k: os.environ.get(k) for k in ("OTEL_RESOURCE_ATTRIBUTES", "OTEL_SERVICE_NAME")}
+    try:
+        for k in saved:
+            if env.get(k) is not None:
+                os.environ[k] = env[k]
+            else:
+                os.environ.pop(k, None)
+        detected = dict(OTELResourceDetector().detect().attributes)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    base = dict(Resource.get_empty().attributes)
+    base.update({"service.name": SERVICE_NAME, "service.version": __version__})
+    base.update(
+        {
+            "telemetry.sdk.name": "cloudtrail-sqs-exporter",
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.version": __version__,
+        }
+    )
+    base.update(detected)
+    return base
+
+
+# -- transports --------------------------------------------------------------------------------------------------
+
+
+class GrpcTransport:
+    """Unary LogsService/Export with pre-encoded bytes over a grpcio channel."""
+
+    RETRYABLE = frozenset(
+        {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED", "OUT_OF_RANGE", "DATA_LOSS"}
+    )
+
+    def __init__(self, s: ExportSettings) -> None:
+        import grpc
+
+        self.grpc = grpc
+        url = s.endpoint
+        parts = urlsplit(url if "://" in url else "//" + url)
+        target = parts.netloc or url
+        secure = parts.scheme == "https" or (parts.scheme == "" and not s.insecure)
+        if parts.scheme == "http":
+            secure = False
+        options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 16 << 20)]
+        compression = grpc.Compression.Gzip if s.compression == "gzip" else grpc.Compression.NoCompression
+        if secure:
+            root = open(s.certificate, "rb").read() if s.certificate else None  # noqa: SIM115
+            key = open(s.client_key, "rb").read() if s.client_key else None  # noqa: SIM115
+            chain = open(s.client_certificate, "rb").read() if s.client_certificate else None  # noqa: SIM115
+            creds = grpc.ssl_channel_credentials(root, key, chain)
+            self.channel = grpc.secure_channel(target, creds, options=options, compression=compression)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options, compression=compression)
+        self.call = self.channel.unary_unary(GRPC_METHOD)
+        self.metadata = tuple(s.headers.items())
+
+    def send(self, body: bytes, timeout: float) -> tuple[bool, bool, int, str]:
+        try:
+            resp = self.call(body, timeout=timeout, metadata=self.metadata)
+        except self.grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            name = code.name if code is not None else "UNKNOWN"
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            return False, name in self.RETRYABLE, 0, f"{name}: {details}"
+        rejected, msg = otlp.parse_partial_success(resp or b"")
+        return True, False, rejected, msg
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class HttpTransport:
+    """POST application/x-protobuf with requests (as the SDK's OTLP/HTTP exporter does)."""
+
+    RETRYABLE = frozenset({429, 502, 503, 504})
+
+    def __init__(self, s: ExportSettings) -> None:
+        import requests
+
+        self.requests = requests
+        self.url = s.endpoint
+        self.session = requests.Session()
+        self.session.headers.update({"Content-Type": "application/x-protobuf", **s.headers})
+        self.gzip = s.compression == "gzip"
+        if self.gzip:
+            self.session.headers["Content-Encoding"] = "gzip"
+        self.verify: bool | str = s.certificate or True
+        self.cert = (s.client_certificate, s.client_key) if s.client_certificate and s.client_key else None
+
+    def send(self, body: bytes, timeout: float) -> tuple[bool, bool, int, str]:
+        data = gzip.compress(body, 1) if self.gzip else body
+        try:
+            r = self.session.post(self.url, data=data, timeout=timeout, verify=self.verify, cert=self.cert)
+        except self.requests.RequestException as exc:
+            return False, True, 0, f"{type(exc).__name__}: {exc}"
+        if 200 <= r.status_code < 300:
+            rejected, msg = otlp.parse_partial_success(r.content or b"")
+            return True, False, rejected, msg
+        return False, r.status_code in self.RETRYABLE, 0, f"HTTP {r.status_code}: {r.text[:200]}"
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def make_transport(s: ExportSettings) -> Transport:
+    return GrpcTransport(s) if s.protocol == "grpc" else HttpTransport(s)
+
+
+# -- redaction -----------------------------------------------------------------------------------------------------
+
+
+class Redactor:
+    """Applies `logs.redact` to a decoded record in place: keep, drop, or hash."""
+
+    def __init__(self, cfg: Any) -> None:
+        key = cfg.hash_key.encode() if cfg.hash_key else None
+        self.key = key
+        self.source_ip = cfg.source_ip
+        self.user_agent = cfg.user_agent
+        self.access_key_id = cfg.access_key_id
+        self.params = {k: v for k, v in cfg.parameters.items() if v != "keep"}
+        self._hash_cache: dict[str, str] = {}
+
+    def hash(self, value: Any) -> str:
+        s = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+        h = self._hash_cache.get(s)
+        if h is None:
+            if self.key is not None:
+                digest = hmac.new(self.key, s.encode(), hashlib.sha256).hexdigest()
+            else:
+                digest = hashlib.sha256(s.encode()).hexdigest()
+            h = "sha256:" + digest[:32]
+            if len(self._hash_cache) > 100_000:
+                self._hash_cache.clear()
+            self._hash_cache[s] = h
+        return h
+
+    def _apply(self, d: dict[str, Any], key: str, action: str) -> None:
+        if key in d:
+            if action == "drop":
+                del d[key]
+            elif action == "hash" and d[key] is not None:
+                d[key] = self.hash(d[key])
+
+    def __call__(self, rec: dict[str, Any]) -> None:
+        if self.source_ip != "keep":
+            self._apply(rec, "sourceIPAddress", self.source_ip)
+        if self.user_agent != "keep":
+            self._apply(rec, "userAgent", self.user_agent)
+        if self.access_key_id != "keep":
+            ident = rec.get("userIdentity")
+            if type(ident) is dict:
+                self._apply(ident, "accessKeyId", self.access_key_id)
+        if self.params:
+            for top in ("requestParameters", "responseElements"):
+                v = rec.get(top)
+                if v:
+                    self._walk(v)
+
+    def _walk(self, node: Any) -> None:
+        if type(node) is dict:
+            params = self.params
+            for k in list(node):
+                action = params.get(k)
+                if action is not None:
+                    self._apply(node, k, action)
+                else:
+                    v = node[k]
+                    if type(v) is dict or type(v) is list:
+                        self._walk(v)
+        elif type(node) is list:
+            for x in node:
+                if type(x) is dict or type(x) is list:
+                    self._walk(x)
+
+
+# -- the sink ------------------------------------------------------------------------------------------------------
+
+_decode = msgspec.json.decode
+_CONSTANT_ATTRS = b"".join(
+    otlp.attribute(k, v, False)
+    for k, v in (
+        ("cloud.provider", "aws"),
+        ("rpc.system", "aws-api"),
+        ("rpc.service", "SQS"),
+        ("messaging.system", "aws_sqs"),
+    )
+)
+
+
+class LogSink:
+    def __init__(
+        self,
+        cfg: LogsConfig,
+        agg: Aggregate,
+        transport: Transport | None = None,
+        env: Mapping[str, str] | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.cfg = cfg
+        self.agg = agg
+        self.settings = export_settings(cfg, env)
+        self.transport = transport or make_transport(self.settings)
+        self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
+        self.redact = Redactor(cfg.redact)
+        self.rng = rng
+        # filters
+        self.only_errors = cfg.only_errors
+        self.only_management = cfg.only_management
+        self.include = frozenset(cfg.include_events) if cfg.include_events is not None else None
+        self.exclude = frozenset(cfg.exclude_events or ())
+        self.ratio = cfg.sample_ratio
+        self.filtering = bool(self.only_errors or self.only_management or self.include is not None or self.exclude)
+        # queue: deque appends/pops are atomic; bytes held = in - out, each side written by one thread
+        self.queue: deque[tuple[bytes, SqsEvent, float, bool]] = deque()
+        self.max_records = cfg.queue_size
+        self.max_bytes = cfg.queue_max_bytes
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.batch_size = cfg.batch_size
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.deadline = float("inf")  # monotonic; set by shutdown
+        self.drop_lock = threading.Lock()
+        self.peak = 0
+        self.thread = threading.Thread(target=self._run, name="otlp-logs", daemon=True)
+        self.thread.start()
+        log.info(
+            "OTel logs: %s to %s (queue %d records / %d MiB)",
+            self.settings.protocol,
+            self.settings.endpoint,
+            self.max_records,
+            self.max_bytes >> 20,
+        )
+
+    # -- processing thread --------------------------------------------------------------------------------------
+    def emit(self, raw: Any, ev: SqsEvent, observed: float) -> None:
+        if self.filtering and not self._keep(ev):
+            return
+        sampled = False
+        if self.ratio < 1.0 and ev.category == "Data" and ev.error_code is None:
+            if self.rng() >= self.ratio:
+                return
+            sampled = True
+        q = self.queue
+        n = len(raw)
+        if len(q) >= self.max_records or self.bytes_in - self.bytes_out + n > self.max_bytes or self.stopping.is_set():
+            with self.drop_lock:
+                self.agg.log_records["dropped"] += 1
+            return
+        self.bytes_in += n
+        q.append((raw if type(raw) is bytes else bytes(raw), ev, observed, sampled))
+        if len(q) == self.batch_size:
+            self.wake.set()
+
+    def _keep(self, ev: SqsEvent) -> bool:
+        if self.only_errors and ev.error_code is None:
+            return False
+        if self.only_management and ev.category != "Management":
+            return False
+        if self.include is not None and ev.event_name not in self.include:
+            return False
+        return ev.event_name not in self.exclude
+
+    # -- export thread ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        q = self.queue
+        try:
+            while True:
+                if len(q) < self.batch_size and not self.stopping.is_set():
+                    # a partial batch waits up to one flush interval for more (emit wakes us at a full one)
+                    self.wake.wait(self.cfg.flush_interval)
+                    self.wake.clear()
+                if self.stopping.is_set() and (not q or time.monotonic() >= self.deadline):
+                    return
+                if q:
+                    self._export_one()
+        except Exception:
+            log.exception("OTel log export thread failed")
+        finally:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Whatever is still queued when the thread ends is dropped (and counted)."""
+        left = 0
+        q = self.queue
+        while q:
+            try:
+                q.popleft()
+            except IndexError:
+                break
+            left += 1
+        if left:
+            with self.drop_lock:
+                self.agg.log_records["dropped"] += left
+            log.warning("OTel logs: %d records still queued at shutdown were dropped", left)
+
+    def _export_one(self) -> None:
+        q = self.queue
+        builder = self.builder
+        record_field = builder.record_field
+        fields: list[bytes] = []
+        size = builder.overhead()
+        limit = self.cfg.batch_max_bytes
+        out = 0
+        while len(fields) < self.batch_size and size < limit:
+            try:
+                raw, ev, observed, sampled = q.popleft()
+            except IndexError:
+                break
+            out += len(raw)
+            try:
+                f = record_field(self.encode(raw, ev, observed, sampled))
+            except Exception:
+                log.exception("OTel logs: cannot encode a record of %s", ev.event_name)
+                self.agg.log_records["failed"] += 1
+                continue
+            fields.append(f)
+            size += len(f)
+        self.bytes_out += out
+        if fields:
+            self._send(builder.request(fields), len(fields))
+
+    def _send(self, body: bytes, n: int) -> None:
+        start = time.monotonic()
+        delay = 0.2
+        while True:
+            timeout = min(self.settings.timeout, max(0.1, self.deadline - time.monotonic()))
+            ok, retryable, rejected, msg = self.transport.send(body, timeout)
+            if ok:
+                if rejected:
+                    log.warning("OTel logs: collector rejected %d of %d records: %s", rejected, n, msg)
+                self.agg.log_records["exported"] += n - rejected
+                self.agg.log_records["failed"] += rejected
+                return
+            now = time.monotonic()
+            if not retryable or now - start + delay > self.cfg.retry_max_elapsed or now + delay > self.deadline:
+                log.warning("OTel logs: export of %d records failed: %s", n, msg)
+                self.agg.log_records["failed"] += n
+                return
+            log.info("OTel logs: export failed (%s); retrying in %.1fs", msg, delay)
+            # wait, but wake early on shutdown so the flush bound holds
+            self.stopping.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    # -- encoding -----------------------------------------------------------------------------------------------
+    def encode(self, raw: bytes, ev: SqsEvent, observed: float, sampled: bool) -> bytes:
+        rec = _decode(raw)
+        self.redact(rec)
+        attr = otlp.attribute
+        parts = [
+            attr("cloud.account.id", ev.account_id),
+            attr("cloud.region", ev.region),
+            _CONSTANT_ATTRS,
+            attr("rpc.method", ev.event_name),
+            attr("aws.cloudtrail.event_category", ev.category),
+        ]
+        ap = parts.append
+        if ev.queue_arn:
+            ap(attr("cloud.resource_id", ev.queue_arn))
+        if ev.queue_url:
+            ap(attr("aws.sqs.queue.url", ev.queue_url))
+        if ev.queue != NO_QUEUE:
+            ap(attr("messaging.destination.name", ev.queue))
+        if ev.event_name.endswith("Batch"):
+            ap(attr("messaging.batch.message_count", ev.batch_entries))
+        if ev.error_code is not None:
+            ap(attr("error.type", ev.error_code))
+        if ev.principal_arn:
+            ap(attr("user.id", ev.principal_arn))
+            ap(attr("enduser.id", ev.principal_arn))
+        get = rec.get
+        v = get("requestID")
+        if v is not None:
+            ap(attr("aws.request_id", v, False))
+        v = get("eventID")
+        if v is not None:
+            ap(attr("aws.cloudtrail.event_id", v, False))
+        v = get("sourceIPAddress")
+        if v is not None:
+            ap(attr("client.address", v))
+        v = get("userAgent")
+        if v is not None:
+            ap(attr("user_agent.original", v))
+        v = get("readOnly")
+        if v is not None:
+            ap(attr("aws.cloudtrail.read_only", v))
+        ident = get("userIdentity")
+        if type(ident) is dict:
+            v = ident.get("type")
+            if v is not None:
+                ap(attr("aws.cloudtrail.user_identity.type", v))
+        if sampled:
+            ap(attr(SAMPLING_ATTR, self.ratio))
+        number, text = severity(ev.error_code)
+        t = ev.event_time
+        return otlp.log_record(
+            int(t * 1e9) if t is not None else 0,
+            int(observed * 1e9),
+            number,
+            text,
+            rec,
+            b"".join(parts),
+            "aws.cloudtrail.sqs." + ev.event_name,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def queued(self) -> int:
+        return len(self.queue)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush what is queued within the bound (`shutdown_timeout`), then stop the export thread."""
+        bound = self.cfg.shutdown_timeout if timeout is None else timeout
+        self.deadline = time.monotonic() + bound
+        self.stopping.set()
+        self.wake.set()
+        self.thread.join(bound + 5.0)
+        try:
+            self.transport.close()
+        except Exception:
+            log.debug("closing the OTLP transport failed", exc_info=True)
+
+
+def build_log_sink(cfg: LogsConfig, agg: Aggregate) -> LogSink:
+    return LogSink(cfg, agg)
+
+
+__all__ = ["LogSink", "build_log_sink", "export_settings", "resource_attributes", "severity"]
