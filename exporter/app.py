@@ -19,6 +19,7 @@ from .sinks.metrics import Aggregate, AggregateCollector, Filters
 from .sources import Context, Source, build
 from .sources.file import trail_files
 from .state import StateStore
+from .webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class App:
         ctx = Context(self.pipeline, self.store, settings)
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
         host, port = settings.listen_address
-        self.server = MetricsServer(host, port, self.registry, self.ready)
+        web = WebConfig(settings.web_config_file) if settings.web_config_file else None
+        self.server = MetricsServer(host, port, self.registry, self.ready, web)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 

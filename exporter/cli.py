@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", help="address:port for /metrics (config: listen)")
     run.add_argument("--state-path", help="SQLite state file (config: state.path)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--web-config-file", help="TLS / basic auth web config (config: web_config_file)")
     run.add_argument("--shutdown-grace", type=float, default=20.0, help="seconds to finish work on SIGTERM")
 
     rp = sub.add_parser("replay", help="one pass over files or an S3 prefix; print the metrics")
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             args.config,
             listen=args.listen,
             log_level=args.log_level,
+            web_config_file=args.web_config_file,
             **{"state.path": args.state_path},
         )
     except config.ConfigError as exc:
@@ -85,7 +87,7 @@ def _run(settings: config.Settings, grace: float) -> int:
 
     try:
         app = App(settings)
-    except OSError as exc:  # port in use, state path not writable…
+    except (OSError, ValueError) as exc:  # port in use, state path not writable, bad web config…
         print(f"cloudtrail-sqs-exporter: cannot start: {exc}", file=sys.stderr)
         return 1
     done = threading.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,17 +12,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from .webconfig import WebConfig
+
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, str]]
 
 
-def make_handler(registry: CollectorRegistry, ready: Readiness) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    registry: CollectorRegistry, ready: Readiness, web: WebConfig | None = None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "cloudtrail-sqs-exporter"
+        timeout = 30  # seconds a client may take to send its request (and TLS handshake)
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            # /healthz stays open so liveness probes need no credentials; it tells nothing
+            if web is not None and path != "/healthz" and not web.authorized(self.headers.get("Authorization")):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="cloudtrail-sqs-exporter"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if path == "/metrics":
                 encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
                 self._send(200, encoder(registry), ctype)
@@ -55,10 +68,16 @@ def make_handler(registry: CollectorRegistry, ready: Readiness) -> type[BaseHTTP
 
 
 class MetricsServer:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: Readiness) -> None:
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = ThreadingHTTPServer((host or "0.0.0.0", port), make_handler(registry, ready))
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, ready: Readiness, web: WebConfig | None = None
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server_cls = type("Server", (ThreadingHTTPServer,), {"address_family": family, "allow_reuse_address": True})
+        self.httpd = server_cls((host or "0.0.0.0", port), make_handler(registry, ready, web))
         self.httpd.daemon_threads = True
+        if web is not None and web.ssl is not None:
+            # the handshake then happens on the request's own thread, so a silent client can't stall accept()
+            self.httpd.socket = web.ssl.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 
     @property

@@ -122,7 +122,10 @@ class Exporter:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait_ready: bool = True, timeout: float = 30.0) -> Exporter:
+    def start(
+        self, wait_ready: bool = True, timeout: float = 30.0, check: Callable[[], bool] | None = None
+    ) -> Exporter:
+        """Start and wait for /readyz (or /healthz, or `check`); raise at once if the process exits."""
         self._logf = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exporter", "run", "--config", str(self.config)],
@@ -131,22 +134,24 @@ class Exporter:
             stdout=self._logf,
             stderr=subprocess.STDOUT,
         )
-        check = (
-            (lambda: http_get(self.url + "/readyz")[0] == 200)
-            if wait_ready
-            else (lambda: http_get(self.url + "/healthz")[0] == 200)
-        )
-        try:
-            wait_for(lambda: self._alive() and check(), timeout, what=f"exporter on {self.port}")
-        except TimeoutError:
-            self.stop()
-            raise TimeoutError(f"exporter did not start; log:\n{self.log.read_text()[-4000:]}") from None
-        return self
-
-    def _alive(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"exporter exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
-        return True
+        if check is None:
+            path = "/readyz" if wait_ready else "/healthz"
+            check = lambda: http_get(self.url + path)[0] == 200  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.stop()
+                raise RuntimeError(f"exporter exited {rc}:\n{self.log.read_text()[-4000:]}")
+            try:
+                if check():
+                    return self
+            except Exception:  # not listening yet
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"exporter did not start; log:\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.1)
 
     def metrics(self) -> dict:
         code, body, _ = http_get(self.url + "/metrics")
