@@ -17,7 +17,7 @@ class _Servicer(logs_service_pb2_grpc.LogsServiceServicer):
     def __init__(self, owner: Receiver) -> None:
         self.owner = owner
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (generated name)
+    def Export(self, request: Any, context: Any) -> Any:
         self.owner._add(request)
         return logs_service_pb2.ExportLogsServiceResponse()
 

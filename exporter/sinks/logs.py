@@ -203,7 +203,13 @@ class GrpcTransport:
         secure = parts.scheme == "https" or (parts.scheme == "" and not s.insecure)
         if parts.scheme == "http":
             secure = False
-        options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 16 << 20)]
+        options = [
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.max_receive_message_length", 16 << 20),
+            # reconnect soon after a collector outage (grpc's default backoff grows to 120 s)
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5000),
+        ]
         compression = grpc.Compression.Gzip if s.compression == "gzip" else grpc.Compression.NoCompression
         if secure:
             root = open(s.certificate, "rb").read() if s.certificate else None  # noqa: SIM115
