@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import os
+import queue
 import random
 import re
 import threading
@@ -391,8 +392,12 @@ class LogSink:
         self.deadline = float("inf")  # monotonic; set by shutdown
         self.drop_lock = threading.Lock()
         self.peak = 0
-        self.thread = threading.Thread(target=self._run, name="otlp-logs", daemon=True)
+        # encoded requests waiting for the sender: encoding the next batch overlaps the request in flight
+        self.outbox: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._run, name="otlp-logs-encode", daemon=True)
+        self.sender = threading.Thread(target=self._send_loop, name="otlp-logs-send", daemon=True)
         self.thread.start()
+        self.sender.start()
         log.info(
             "OTel logs: %s to %s (queue %d records / %d MiB)",
             self.settings.protocol,
@@ -447,6 +452,7 @@ class LogSink:
             log.exception("OTel log export thread failed")
         finally:
             self._abandon()
+            self._put(None)
 
     def _abandon(self) -> None:
         """Whatever is still queued when the thread ends is dropped (and counted)."""
@@ -487,7 +493,43 @@ class LogSink:
             size += len(f)
         self.bytes_out += out
         if fields:
-            self._send(builder.request(fields), len(fields))
+            self._put((builder.request(fields), len(fields)))
+
+    def _put(self, item: tuple[bytes, int] | None) -> None:
+        """Hand a request to the sender; blocks while it is busy (so the record queue takes the
+        back-pressure), until the shutdown deadline."""
+        while True:
+            try:
+                self.outbox.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if time.monotonic() >= self.deadline:
+                    if item is not None:
+                        with self.drop_lock:
+                            self.agg.log_records["dropped"] += item[1]
+                        return
+                    # the sender is stuck past the deadline; it checks the deadline itself
+                    return
+
+    def _send_loop(self) -> None:
+        while True:
+            try:
+                item = self.outbox.get(timeout=0.5)
+            except queue.Empty:
+                if not self.thread.is_alive() and self.outbox.empty():
+                    return
+                continue
+            if item is None:
+                return
+            try:
+                if time.monotonic() >= self.deadline:
+                    with self.drop_lock:
+                        self.agg.log_records["dropped"] += item[1]
+                    continue
+                self._send(*item)
+            except Exception:
+                log.exception("OTel logs: send failed")
+                self.agg.log_records["failed"] += item[1]
 
     def _send(self, body: bytes, n: int) -> None:
         start = time.monotonic()
@@ -583,6 +625,7 @@ class LogSink:
         self.stopping.set()
         self.wake.set()
         self.thread.join(bound + 5.0)
+        self.sender.join(max(1.0, self.deadline - time.monotonic()) + self.settings.timeout + 1.0)
         try:
             self.transport.close()
         except Exception:
