@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "replay":
             settings = config.load(args.config, **{"metrics.principal_granularity": args.principal_granularity})
-            _logging(settings.log_level if args.config else "warning")
+            _logging("error")  # bad files are reported on stderr by replay itself, once each
             from .app import replay
 
             text, _failed = replay(args.paths, settings, args.output)

@@ -15,8 +15,8 @@ import msgspec
 from isal import igzip
 
 GZIP_MAGIC = b"\x1f\x8b"
-# A decompression bomb must not take the process down: trail files are a few MB uncompressed.
-MAX_DECOMPRESSED = 1 << 30
+# A decompression bomb must not take the process down; real trail files are far below this.
+MAX_DECOMPRESSED = 256 << 20
 DECODE_ERRORS = (msgspec.DecodeError, ValueError, RecursionError)
 
 
