@@ -1,0 +1,246 @@
+"""Dockerfile (hadolint, the facts the issue asks for), .dockerignore, and the wheel installed into a
+fresh venv the way the Dockerfile's runtime stage does it.
+
+No container engine or base image exists here, so the image itself is not built; the steps are
+repeated outside it instead. Offline: the build uses --no-build-isolation (setuptools and wheel
+from this environment) and the venv sees this environment's site-packages for the dependencies,
+where the Dockerfile builds wheels for them; the project wheel itself is installed with the
+Dockerfile's exact pip flags (--no-index --find-links) into a venv made with --without-pip.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deploytools import DOCKERFILE, ROOT, free_port, generate_trail, http_get, process, tail, tool, wait_for
+
+import exporter
+
+# ---------------------------------------------------------------------------- Dockerfile
+
+
+def test_hadolint_is_clean() -> None:
+    result = subprocess.run([tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN pip install requests\n")
+    result = subprocess.run([tool("hadolint"), str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and "DL3006" in result.stdout
+
+
+def test_hadolint_ignores_are_justified() -> None:
+    for line in DOCKERFILE.read_text().splitlines():
+        if "hadolint ignore" in line:
+            assert re.search(r"hadolint ignore=\S+\s+#?\s*\S.{10,}", line), f"unjustified: {line}"
+
+
+def _stages() -> list[list[str]]:
+    """Instructions per stage, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_is_multi_stage_slim_non_root() -> None:
+    text = DOCKERFILE.read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert base and re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base.group(1))
+    stages = _stages()
+    assert len(stages) == 2
+    assert stages[0][0] == "FROM ${PYTHON_IMAGE} AS builder"
+    assert stages[1][0] == "FROM ${PYTHON_IMAGE} AS runtime"
+    final = "\n".join(stages[1])
+    assert re.search(r"^USER 10001:10001$", final, re.M)
+    assert re.search(r"^EXPOSE 9108$", final, re.M)
+    assert 'ENTRYPOINT ["cloudtrail-sqs-exporter"]' in final
+    assert 'CMD ["run"]' in final
+    # no build tools in the final image: no apt, no compiler, no wheel cache layer
+    for word in ("apt-get", "gcc", "build-essential", "COPY --from=builder"):
+        assert word not in final, word
+    assert "--mount=type=bind,from=builder,source=/wheels,target=/wheels" in final
+    assert "/var/lib/cloudtrail-sqs-exporter" in final
+
+
+def test_dockerfile_install_steps_are_the_ones_this_test_repeats() -> None:
+    final = "\n".join(_stages()[1])
+    assert "python -m venv --without-pip /opt/venv" in final
+    assert (
+        "python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index "
+        "--find-links /wheels /wheels/cloudtrail_sqs_exporter-*.whl" in " ".join(final.split())
+    )
+    assert "python -m pip wheel --no-cache-dir --wheel-dir /wheels ." in "\n".join(_stages()[0])
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pat in patterns:
+        negate = pat.startswith("!")
+        pat = pat.lstrip("!").rstrip("/")
+        if any(fnmatch.fnmatchcase(c, pat) for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_sends_only_what_the_build_needs() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = re.findall(r"^COPY (?!--)(.+) \S+$", DOCKERFILE.read_text(), re.M)
+    needed = [p for line in copied for p in line.split()]
+    assert needed, "no COPY in the Dockerfile?"
+    for p in needed:
+        assert (ROOT / p).exists(), p
+        assert not _dockerignored(p, patterns), f"{p} is ignored but COPY needs it"
+    for p in ("exporter/cli.py", "exporter/sample/trail"):
+        assert not _dockerignored(p, patterns), p
+    for p in (
+        ".git/HEAD",
+        "tests/test_helm.py",
+        "helm/cloudtrail-sqs-exporter/Chart.yaml",
+        "exporter/__pycache__/x.pyc",
+    ):
+        assert _dockerignored(p, patterns), p
+
+
+# ---------------------------------------------------------------------------- wheel + venv
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheels")
+    offline = ["--no-deps", "--no-build-isolation"]  # the Dockerfile: build isolation, deps as wheels
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-cache-dir", *offline, "--wheel-dir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (whl,) = out.glob("cloudtrail_sqs_exporter-*.whl")
+    return whl
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m venv --without-pip` + `pip --python` install from the wheel dir, as in the Dockerfile."""
+    root = tmp_path_factory.mktemp("venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(root)], check=True)
+    dockerfile_flags = ["install", "--no-cache-dir", "--no-index", "--find-links", str(wheel.parent)]
+    # deps come from this environment (system site-packages), so the project wheel alone is installed
+    pip = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python")]
+    result = subprocess.run(
+        [*pip, *dockerfile_flags, "--force-reinstall", "--no-deps", str(wheel)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return root
+
+
+def _outside_repo_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CTSQS_", "PYTHON"))}
+    return env
+
+
+def test_wheel_contents(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "exporter/__init__.py" in names and "exporter/py.typed" in names
+    # the embedded default config reads sample trail files shipped in the package
+    assert any(n.startswith("exporter/sample/") and n.endswith(".json.gz") for n in names)
+    assert not any(n.startswith(("tests/", "helm/", "config/")) for n in names)
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "cloudtrail-sqs-exporter = exporter.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+@pytest.mark.slow
+def test_venv_runs_the_installed_package(venv: Path, tmp_path: Path) -> None:
+    exe = venv / "bin" / "cloudtrail-sqs-exporter"
+    assert exe.exists()
+    env = _outside_repo_env()
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import exporter; print(exporter.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(venv), f"imported {where}, not the venv's copy"
+
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert version.returncode == 0 and exporter.__version__ in version.stdout + version.stderr
+
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.slow
+def test_venv_replays_generated_trail(venv: Path, tmp_path: Path) -> None:
+    trail = generate_trail(tmp_path / "trail", files=3, seed=7)
+    result = subprocess.run(
+        [str(venv / "bin" / "cloudtrail-sqs-exporter"), "replay", str(trail)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_outside_repo_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    calls = [line for line in result.stdout.splitlines() if line.startswith("cloudtrail_sqs_api_calls_total{")]
+    assert calls and sum(float(line.rsplit(" ", 1)[1]) for line in calls) > 0
+    assert f'cloudtrail_sqs_exporter_build_info{{version="{exporter.__version__}"}} 1.0' in result.stdout
+
+
+@pytest.fixture
+def image_like_run(venv: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`run` with no config (the image's CMD) in a state dir as working directory (the image's WORKDIR)."""
+    workdir = tmp_path / "var-lib-cloudtrail-sqs-exporter"
+    workdir.mkdir()
+    port = free_port()
+    env = {**_outside_repo_env(), "CTSQS_LISTEN": f"127.0.0.1:{port}"}
+    log = tmp_path / "run.log"
+    with process([str(venv / "bin" / "cloudtrail-sqs-exporter"), "run"], log, cwd=workdir, env=env) as proc:
+        yield f"http://127.0.0.1:{port}", workdir
+        assert proc.poll() is None, tail(log)
+
+
+@pytest.mark.slow
+def test_venv_runs_the_embedded_default_like_the_image(image_like_run: tuple[str, Path]) -> None:
+    url, workdir = image_like_run
+    wait_for(lambda: http_get(url + "/healthz")[0] == 200, 60, "/healthz")
+    wait_for(lambda: http_get(url + "/readyz")[0] == 200, 60, "/readyz")
+    body = wait_for(
+        lambda: (b := http_get(url + "/metrics")[1]) and "cloudtrail_sqs_api_calls_total{" in b and b,
+        60,
+        "metrics from the embedded sample",
+    )
+    assert "cloudtrail_sqs_exporter_build_info" in body
+    # the default state path is relative: it lands in the working directory (the image's volume)
+    assert (workdir / "state").is_dir()
