@@ -197,11 +197,13 @@ def fault_proxy(moto: MotoServer) -> Iterator[FaultProxy]:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def write_batch(gen: Any, out: Path, files: int, start: datetime | None = None, records: int = 60) -> dict[str, Any]:
+def write_batch(
+    gen: Any, out: Path, files: int, start: datetime | None = None, records: int = 60, extras: bool = True
+) -> dict[str, Any]:
     """Write `files` more trail files with `gen` (its truth keeps growing); the cumulative truth."""
     if start is not None:
         gen.start = start
-    truth = gen.write(out, files, records, extras=True)
+    truth = gen.write(out, files, records, extras=extras)
     tp = out.with_name(out.name + ".truth.json")
     tp.write_bytes(msgspec.json.encode(truth.to_json()))
     return load_truth(tp)
