@@ -391,7 +391,6 @@ class LogSink:
         self.stopping = threading.Event()
         self.deadline = float("inf")  # monotonic; set by shutdown
         self.drop_lock = threading.Lock()
-        self.peak = 0
         # encoded requests waiting for the sender: encoding the next batch overlaps the request in flight
         self.outbox: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
         self.thread = threading.Thread(target=self._run, name="otlp-logs-encode", daemon=True)
