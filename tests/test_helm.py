@@ -18,6 +18,7 @@ from deploytools import (
     DASHBOARD,
     DOCKERFILE,
     KUBERNETES_VERSION,
+    PROMTOOL,
     ROOT,
     RULES,
     SIDECAR_HOST,
@@ -289,6 +290,14 @@ def test_prometheus_rule_has_the_groups_of_rules_yml() -> None:
     (rule,) = by_kind(objs, "PrometheusRule")
     assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
     assert (CHART / "files" / "rules.yml").read_text() == RULES.read_text(), "copy config/prometheus/rules.yml"
+
+
+def test_rendered_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
+    (rule,) = by_kind(manifests(render(CHART, VALUE_SETS["all-values"])), "PrometheusRule")
+    path = tmp_path / "rendered-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dashboard_configmap_has_the_dashboard() -> None:
