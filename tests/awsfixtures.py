@@ -151,9 +151,9 @@ class FaultProxy:
                     r = conn.getresponse()
                     data = r.read()
                     conn.close()
-                except OSError:
+                except OSError:  # upstream down: drop the connection, as a dead peer would
                     proxy.refused += 1
-                    self._reply(502, {"Content-Type": "text/plain"}, b"upstream down")
+                    self.close_connection = True
                     return
                 proxy.passed += 1
                 hop = ("connection", "keep-alive", "transfer-encoding", "content-length")
