@@ -110,7 +110,15 @@ def generate(out: Path, files: int = 20, seed: int = 1, records: int = 100, **kw
 class Exporter:
     """`cloudtrail-sqs-exporter run` as a child process on a free port; stopped by `stop()`."""
 
-    def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        config: Path,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ):
+        self.wrap = wrap or (lambda cmd: cmd)
         self.port = port or free_port()
         self.config = config
         self.cwd = cwd
@@ -128,7 +136,7 @@ class Exporter:
         """Start and wait for /readyz (or /healthz, or `check`); raise at once if the process exits."""
         self._logf = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "run", "--config", str(self.config)],
+            self.wrap([sys.executable, "-m", "exporter", "run", "--config", str(self.config)]),
             cwd=self.cwd,
             env=self.env,
             stdout=self._logf,
