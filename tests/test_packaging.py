@@ -167,6 +167,7 @@ def _outside_repo_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_wheel_contents(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "exporter/__init__.py" in names and "exporter/py.typed" in names

@@ -7,7 +7,6 @@ checked in tests/test_dashboard.py, next to the dashboard queries (one Prometheu
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ def test_promtool_check_rules_can_fail(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass() -> None:
     result = subprocess.run(
         [PROMTOOL, "test", "rules", RULES_TEST.name], capture_output=True, text=True, cwd=RULES_TEST.parent
@@ -59,7 +59,9 @@ def test_promtool_unit_tests_pass() -> None:
 
 def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path) -> None:
     """The unit tests fail when an alert's threshold moves (here: error ratio 5% -> 50%)."""
-    shutil.copy(RULES_TEST, tmp_path / RULES_TEST.name)
+    tests = yaml.safe_load(RULES_TEST.read_text())
+    tests["tests"] = [t for t in tests["tests"] if "baseline" not in t["name"]]  # the 8-day group is slow
+    (tmp_path / RULES_TEST.name).write_text(yaml.safe_dump(tests))
     text = RULES.read_text()
     assert ") > 0.05\n" in text
     (tmp_path / "rules.yml").write_text(text.replace(") > 0.05\n", ") > 0.5\n", 1))
