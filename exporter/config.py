@@ -220,7 +220,7 @@ class LogsConfig(Strict):
     batch_max_bytes: int = Field(3 << 20, ge=1 << 14)  # encoded bytes per request (collectors take 4 MiB)
     flush_interval: Duration = 0.5  # a partial batch waits at most this long
     retry_max_elapsed: Duration = 60.0  # a batch that keeps failing transiently is given up (failed)
-    shutdown_timeout: Duration = 30.0  # flush bound at shutdown; what is left is dropped
+    shutdown_timeout: Duration = 10.0  # flush bound at shutdown (inside the 20 s grace); the rest is dropped
     # which SQS events become log records (all by default)
     only_errors: bool = False
     only_management: bool = False
