@@ -21,13 +21,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY exporter ./exporter
 
-# The project wheel plus a wheel for every runtime dependency (all of them publish manylinux
-# wheels, so nothing is compiled here). Versions are pinned by the resolver at build time;
-# pin them in pyproject.toml / a constraints file to make builds reproducible.
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+# The project wheel plus a wheel for every runtime dependency, at the versions pinned in
+# constraints.txt (they all publish manylinux wheels: nothing is compiled, no compiler here).
+RUN python -m pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime

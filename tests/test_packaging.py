@@ -87,7 +87,8 @@ def test_dockerfile_install_steps_are_the_ones_this_test_repeats() -> None:
         "python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index "
         "--find-links /wheels /wheels/cloudtrail_sqs_exporter-*.whl" in " ".join(final.split())
     )
-    assert "python -m pip wheel --no-cache-dir --wheel-dir /wheels ." in "\n".join(_stages()[0])
+    builder = "\n".join(_stages()[0])
+    assert "python -m pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels ." in builder
 
 
 def _dockerignored(path: str, patterns: list[str]) -> bool:
@@ -174,6 +175,15 @@ def test_wheel_contents(wheel: Path) -> None:
     # the embedded default config reads sample trail files shipped in the package
     assert any(n.startswith("exporter/sample/") and n.endswith(".json.gz") for n in names)
     assert not any(n.startswith(("tests/", "helm/", "config/")) for n in names)
+    # the image builds its dependency wheels with --constraint constraints.txt: every one is pinned
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    required = {
+        re.split(r"[\s\[<>=!~;]", line.split(":", 1)[1].strip())[0].lower().replace("_", "-")
+        for line in meta.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    }
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==", (ROOT / "constraints.txt").read_text(), re.M)
+    assert required and required <= {p.lower().replace("_", "-") for p in pins}
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "cloudtrail-sqs-exporter = exporter.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
