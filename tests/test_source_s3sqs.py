@@ -193,3 +193,33 @@ def test_parse_message_shapes() -> None:
     assert (n.kind, n.objects[0].key) == ("eventbridge", "k+1")  # EventBridge keys are not URL-encoded
     assert parse_message("not json").kind == "invalid"
     assert parse_message(json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete"}]})).kind == "ignored"
+
+
+def test_error_kinds_and_shared_rate_limit() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    from exporter.sources.aws import RateLimiter, error_kind
+
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    assert error_kind(exc=client_error("SlowDown", 503)) == "throttled"
+    assert error_kind(exc=client_error("ThrottlingException", 400)) == "throttled"
+    assert error_kind(exc=client_error("AccessDenied", 403)) == "denied"
+    assert error_kind(exc=client_error("NoSuchKey", 404)) == "notfound"
+    assert error_kind(exc=client_error("InternalError", 500)) == "server"
+    assert error_kind(exc=client_error("InvalidParameterValue", 400)) == "client"
+    assert error_kind(exc=EndpointConnectionError(endpoint_url="http://127.0.0.1:1")) == "network"
+    assert error_kind(exc=NoCredentialsError()) == "credentials"
+
+    clock = [0.0]
+    lim = RateLimiter(5.0, clock=lambda: clock[0])
+    took = 0
+    while lim.tokens >= 1:  # the burst
+        assert lim.acquire()
+        took += 1
+    assert took == 5
+    clock[0] += 0.2  # one more token after 1/5 s, not before
+    assert lim.acquire()
+    assert RateLimiter.shared(("logs", "x"), 5.0) is RateLimiter.shared(("logs", "x"), 3.0)
+    assert RateLimiter.shared(("logs", "x"), 5.0).rate == 3.0  # the strictest limit wins
