@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate.utils
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 
 # kubernetes-validate's newest schema set: "a current Kubernetes version" for the rendered manifests.
-KUBERNETES_VERSION = "1.37.0"
+KUBERNETES_VERSION: str = kubernetes_validate.utils.latest_version()
+assert tuple(int(x) for x in KUBERNETES_VERSION.split(".")[:2]) >= (1, 33), KUBERNETES_VERSION
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
