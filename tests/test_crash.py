@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def objects_ok(exp: Exporter) -> float:
-    code, body, _ = http_get(exp.url + "/metrics", timeout=2)
+    _, body, _ = http_get(exp.url + "/metrics", timeout=2)
     return series(parse_metrics(body), "cloudtrail_sqs_exporter_objects_total", "outcome").get(("ok",), 0.0)
 
 

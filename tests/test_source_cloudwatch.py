@@ -16,7 +16,6 @@ from util import Exporter, assert_matches_truth, load_truth
 
 from exporter.generator import Generator
 
-pytest_plugins = ["awsfixtures"]
 pytestmark = pytest.mark.slow
 
 GROUP = "aws-cloudtrail-logs-111122220000"

@@ -24,7 +24,6 @@ from util import Exporter, assert_matches_truth, http_get
 
 from exporter.generator import Generator
 
-pytest_plugins = ["awsfixtures"]
 pytestmark = pytest.mark.slow
 
 OBJECTS = "cloudtrail_sqs_exporter_objects_total"

@@ -13,7 +13,6 @@ from util import ROOT, Exporter, assert_matches_truth, parse_metrics
 
 from exporter.generator import Generator
 
-pytest_plugins = ["awsfixtures"]
 pytestmark = pytest.mark.slow
 
 OBJECTS = "cloudtrail_sqs_exporter_objects_total"

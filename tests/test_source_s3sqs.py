@@ -16,8 +16,6 @@ from util import Exporter, assert_matches_truth
 from exporter.generator import Generator
 from exporter.sources.s3sqs import parse_message
 
-pytest_plugins = ["awsfixtures"]
-
 OBJECTS = "cloudtrail_sqs_exporter_objects_total"
 ERRORS = "cloudtrail_sqs_exporter_source_errors_total"
 
