@@ -1,6 +1,6 @@
 """A minimal OTLP/gRPC LogsService that only counts what it receives (run as its own process).
 
-    python bench/otlp_sink.py   → prints "port N"; then one JSON line of counts per line read on stdin; exits on EOF.
+python bench/otlp_sink.py   → prints "port N"; then one JSON line of counts per line read on stdin; exits on EOF.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def main() -> int:
             )
         },
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_receive_message_length", 64 << 20)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_receive_message_length", 64 << 20)]
+    )
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -137,5 +136,3 @@ class OtlpSink:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
-
-

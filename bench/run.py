@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import corpus, inproc, procs  # noqa: E402
-from bench.corpus import OUT, Corpus  # noqa: E402
+from bench import corpus, inproc, procs
+from bench.corpus import OUT, Corpus
 
 TARGETS = {
     "c_over_a": 0.15,
@@ -108,8 +108,7 @@ def measure_logs(c: Corpus, repeats: int, cpu: int | None) -> dict[str, Any]:
     try:
         cfg = OUT / "logs.yaml"
         cfg.write_text(
-            "log_level: warning\n"
-            f"logs: {{enabled: true, endpoint: 'http://127.0.0.1:{sink.port}', protocol: grpc}}\n"
+            f"log_level: warning\nlogs: {{enabled: true, endpoint: 'http://127.0.0.1:{sink.port}', protocol: grpc}}\n"
         )
         return measure_replay(c, repeats, "d", cfg, sink)
     finally:
@@ -219,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": TARGETS,
     }
-    print(f"corpus: {main_c.records:,} records ({main_c.sqs:,} SQS) in {main_c.files} files, "
-          f"{main_c.compressed_bytes / 1e6:.0f} MB gz / {main_c.uncompressed_bytes / 1e6:.0f} MB JSON", flush=True)
+    print(
+        f"corpus: {main_c.records:,} records ({main_c.sqs:,} SQS) in {main_c.files} files, "
+        f"{main_c.compressed_bytes / 1e6:.0f} MB gz / {main_c.uncompressed_bytes / 1e6:.0f} MB JSON",
+        flush=True,
+    )
     print("(a)/(b) in-process …", flush=True)
     res.update(measure_inproc(main_c, repeats))
     print("(c) replay …", flush=True)
@@ -251,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     m = res["machine"]
-    print(f"\n{m['cpu_model']}, nproc {m['nproc']}, Python {m['python']}; measured on CPU {core}; "
-          f"median of {repeats}")
+    print(f"\n{m['cpu_model']}, nproc {m['nproc']}, Python {m['python']}; measured on CPU {core}; median of {repeats}")
     path = OUT / ("results-quick.json" if a.quick else "results.json")
     path.write_text(json.dumps(res, indent=1) + "\n")
     print(f"results: {path}")
