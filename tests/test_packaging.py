@@ -11,10 +11,12 @@ Dockerfile's exact pip flags (--no-index --find-links) into a venv made with --w
 from __future__ import annotations
 
 import fnmatch
+import importlib.metadata
 import os
 import re
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +134,12 @@ def test_dockerignore_sends_only_what_the_build_needs() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for need, minimum in (("setuptools", 68), ("wheel", 0)):
+        try:
+            have = int(importlib.metadata.version(need).split(".")[0])
+        except importlib.metadata.PackageNotFoundError:
+            have = -1
+        assert have >= minimum, f"the offline wheel build needs {need}>={minimum} in the test environment"
     out = tmp_path_factory.mktemp("wheels")
     offline = ["--no-deps", "--no-build-isolation"]  # the Dockerfile: build isolation, deps as wheels
     result = subprocess.run(
@@ -147,19 +155,30 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m venv --without-pip` + `pip --python` install from the wheel dir, as in the Dockerfile."""
+    """`python -m venv --without-pip` + `pip --python` install from the wheel dir, as in the Dockerfile.
+
+    The dependencies are not downloaded (tests stay offline): after the install, a .pth file appends
+    this test environment's site-packages to the new venv's path, behind the venv's own copy.
+    """
     root = tmp_path_factory.mktemp("venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(root)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     dockerfile_flags = ["install", "--no-cache-dir", "--no-index", "--find-links", str(wheel.parent)]
-    # deps come from this environment (system site-packages), so the project wheel alone is installed
     pip = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python")]
     result = subprocess.run(
-        [*pip, *dockerfile_flags, "--force-reinstall", "--no-deps", str(wheel)],
+        [*pip, *dockerfile_flags, "--no-deps", str(wheel)],
         capture_output=True,
         text=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    purelib = subprocess.run(
+        [str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(purelib) / "zz-test-deps.pth").write_text("\n".join(sorted(here)) + "\n")
     return root
 
 
