@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,13 @@ class App:
         self.registry.register(AggregateCollector(self.agg, self.pipeline.lock))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        ctx = Context(self.pipeline, self.store, settings)
+        self.shared = _connect_shared(settings, self.store)
+        if self.shared is not None:
+            from .shared import SharedCollector
+
+            self.agg.shared = self.shared
+            self.registry.register(SharedCollector(self.shared))
+        ctx = Context(self.pipeline, self.store, settings, self.shared)
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
         host, port = settings.listen_address
         web = WebConfig(settings.web_config_file) if settings.web_config_file else None
@@ -65,7 +72,18 @@ class App:
 
     def ready(self) -> tuple[bool, str]:
         results = [s.health(self.settings.unready_after) for s in self.sources]
+        if self.shared is not None:
+            results.append(self.shared.health())
         return all(ok for ok, _ in results), "\n".join(d for _, d in results)
+
+    def _keep_shared(self) -> None:
+        """Send what a Redis outage held back, and notice when Redis returns."""
+        assert self.shared is not None
+        while not self.stop.wait(1.0):
+            with self.pipeline.lock:
+                batch = self.shared.take()
+            if not self.shared.send(batch):
+                self.shared.ping()
 
     def start(self) -> None:
         self.server.start()
@@ -74,6 +92,8 @@ class App:
             t = threading.Thread(target=src.run, args=(self.stop,), name=f"source-{src.name}", daemon=True)
             t.start()
             self.threads.append(t)
+        if self.shared is not None:
+            threading.Thread(target=self._keep_shared, name="redis", daemon=True).start()
 
     def shutdown(self, grace: float = 20.0) -> None:
         """Stop taking work, let sources finish their current object, save state, flush logs."""
@@ -81,10 +101,27 @@ class App:
         for t in self.threads:
             t.join(grace)
         self.pipeline.checkpoint(force=True)
+        if self.shared is not None:
+            with self.pipeline.lock:
+                batch = self.shared.take()
+            self.shared.send(batch)
         if self.sink is not None and hasattr(self.sink, "shutdown"):
             self.sink.shutdown()
         self.server.stop()
         self.store.close()
+
+
+def _connect_shared(settings: Settings, store: StateStore) -> Any:
+    if not settings.state.redis_url:
+        return None
+    from .shared import SharedState
+
+    st = settings.state
+    shared = SharedState(st.redis_url, lease=st.redis_lease, retention=st.redis_retention)
+    # objects this replica counted just before it stopped may lack their "done" mark (a crash between
+    # the SQLite commit and the Redis write): set it now, before another replica's lease could expire
+    shared.mark_done(store.objects_since(time.time() - st.redis_lease))
+    return shared
 
 
 def iter_inputs(targets: Iterable[str]) -> Iterator[tuple[str, Any]]:

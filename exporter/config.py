@@ -155,6 +155,10 @@ class StateConfig(Strict):
     redis_url: str | None = None
     # how often progress and counters are saved together (one transaction)
     commit_interval: Duration = 1.0
+    # with redis_url: how long a replica may hold an object before another may take it over (keep it
+    # at least the s3-sqs visibility timeout), and how long "counted" marks are kept
+    redis_lease: Duration = 300.0
+    redis_retention: Duration = 7 * 86400.0
 
 
 class MetricsConfig(Strict):

@@ -35,33 +35,52 @@ class ObjectResult:
 
 def extract(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
     """Decode one delivery into its SQS events (and the raw JSON of each, for the log sink)."""
-    delivery = read_delivery(data)
+    # records may point into a reused inflate buffer: what outlives this call is copied to bytes
+    delivery = read_delivery(data, scratch=True)
     res = ObjectResult(delivery.outcome, invalid=delivery.invalid, reason=delivery.reason)
     events: list[tuple[Any, SqsEvent]] = []
     other = 0
+    parsed = delivery.parsed
     for raw in delivery.records:
-        b = raw if isinstance(raw, bytes) else bytes(raw)
+        b = raw if type(raw) is bytes else memoryview(raw).tobytes()  # faster than bytes(Raw)
         # Cheap test first: most records are not SQS and never need a typed decode. Records from a
         # parsed `Records` array are known to be valid JSON; text lines are checked one by one.
-        if _NEEDLE not in b and delivery.parsed:
+        if parsed and _NEEDLE not in b:
             if b[:1] == b"{":
                 other += 1
             else:
                 res.invalid += 1
             continue
         try:
-            src = decode_source(b)
-            if src.eventSource != SQS_SOURCE or src.eventType == INSIGHT:
+            rec = decode_record(b)
+        except DECODE_ERRORS:
+            # not an SQS record with the types we read; its source decides other vs invalid
+            if _classify(b) == "other":
                 other += 1
-                continue
-            ev = to_event(decode_record(b))
+            else:
+                res.invalid += 1
+            continue
+        if rec.eventSource != SQS_SOURCE or rec.eventType == INSIGHT:
+            other += 1
+            continue
+        try:
+            ev = to_event(rec)
         except DECODE_ERRORS:
             res.invalid += 1
             continue
-        events.append((raw, ev))
+        events.append((b, ev))
     res.other = other
     res.sqs = len(events)
     return res, events
+
+
+def _classify(b: bytes) -> str:
+    """A record the full decode refused: `other` if it is not an SQS API call, else `invalid`."""
+    try:
+        src = decode_source(b)
+    except DECODE_ERRORS:
+        return "invalid"
+    return "other" if src.eventSource != SQS_SOURCE or src.eventType == INSIGHT else "invalid"
 
 
 class Pipeline:
@@ -123,6 +142,9 @@ class Pipeline:
                 if add(ev, now, source) and sink is not None:
                     sink.emit(raw, ev, now)
             self._stage(progress(res) if callable(progress) else progress, after)
+            shared = agg.shared.take() if agg.shared is not None and events else None
+        if shared is not None:  # Redis I/O outside the lock
+            agg.shared.send(shared)
         return res
 
     def count_object(

@@ -61,6 +61,10 @@ class StateStore:
             ).fetchall()
         return {p: (s, m, o) for p, s, m, o in rows}
 
+    def objects_since(self, t: float) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM objects WHERE seen >= ?", (t,))]
+
     def seen_object(self, object_id: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM objects WHERE id = ?", (object_id,)).fetchone() is not None

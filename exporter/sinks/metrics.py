@@ -19,6 +19,7 @@ from prometheus_client.utils import floatToGoString
 from .. import __version__
 from ..decode.record import NO_QUEUE, SqsEvent
 
+_bisect_left = bisect.bisect_left
 OTHER_QUEUE = "(other)"
 WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
 LONGEST_WINDOW = WINDOWS[-1][1]
@@ -109,6 +110,8 @@ class Aggregate:
         self.source_errors: dict[tuple[str, str], int] = {}
         self.log_records: dict[str, int] = dict.fromkeys(LOG_OUTCOMES, 0)
         self.extra_counters: dict[str, dict[tuple[str, ...], int]] = {}
+        # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
+        self.shared: Any = None
 
     # -- per event ---------------------------------------------------------------------------------
     def add(self, ev: SqsEvent, now: float, source: str) -> bool:
@@ -141,6 +144,8 @@ class Aggregate:
                 self.newest[akey] = t
             principal = ev.principal_arn if self.by_arn else ev.principal_role
             if principal is not None:
+                if self.shared is not None:
+                    self.shared.add(account, region, queue, t, principal)
                 pkey = (account, region, queue)
                 seen = self.principals.get(pkey)
                 if seen is None:
@@ -152,7 +157,13 @@ class Aggregate:
                     seen[principal] = t
                 elif t > old:
                     seen[principal] = t
-            self.observe_lag(source, now - t)
+            # observe_lag, inlined: this runs once per event
+            lag = now - t
+            h = self.lag.get(source)
+            if h is None:
+                h = self.lag[source] = [0.0] * (len(LAG_BUCKETS) + 2)
+            h[_bisect_left(LAG_BUCKETS, lag)] += 1
+            h[-1] += lag
         return True
 
     def observe_lag(self, source: str, lag: float) -> None:
@@ -194,6 +205,10 @@ class Aggregate:
 
     # -- views -------------------------------------------------------------------------------------
     def distinct_principals(self) -> dict[tuple[str, str, str, str], int]:
+        if self.shared is not None:  # the global figure, the same on every replica
+            shared = self.shared.distinct()
+            if shared is not None:
+                return shared
         out: dict[tuple[str, str, str, str], int] = {}
         for (account, region, queue), seen in self.principals.items():
             newest = self.newest.get((account, region))

@@ -19,6 +19,7 @@ class Context:
     pipeline: Pipeline
     store: StateStore | None
     settings: Any = None
+    shared: Any = None  # exporter.shared.SharedState when state.redis_url is set
 
 
 class Source:

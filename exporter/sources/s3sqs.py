@@ -171,6 +171,7 @@ class S3SqsSource(Source):
     def _handle(self, messages: list[dict[str, Any]], keeper: _VisibilityKeeper) -> None:
         pipeline = self.ctx.pipeline
         store = self.ctx.store
+        shared = self.ctx.shared
         notes = [parse_message(m.get("Body", "")) for m in messages]
         # start every download first (bounded by the pool), then count in message order
         futures: dict[tuple[str, str], Future] = {}
@@ -220,7 +221,21 @@ class S3SqsSource(Source):
                 if store is not None and store.seen_object(oid):
                     done[ref] = True
                     continue
-                pipeline.process(data, self.name, f"s3://{o.bucket}/{o.key}", progress=[StateStore.object_op(oid)])
+                # several replicas: a lease in Redis decides who counts it (None: Redis away, local only)
+                claim = shared.claim(oid) if shared is not None else None
+                if claim == "done":
+                    done[ref] = True
+                    continue
+                if claim == "busy":  # another replica is on it; if it dies, its lease expires
+                    done[ref] = ok = False
+                    continue
+                pipeline.process(
+                    data,
+                    self.name,
+                    f"s3://{o.bucket}/{o.key}",
+                    progress=[StateStore.object_op(oid)],
+                    after=(lambda oid=oid: shared.mark_done([oid])) if claim == "new" else None,
+                )
                 done[ref] = True
             if ok:
                 deletable.append(msg)
