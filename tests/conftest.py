@@ -10,6 +10,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from util import Exporter
 
+# fixtures for the AWS sources (moto_server); registered here so pytest rewrites their asserts
+pytest_plugins = ["awsfixtures"]
+
 
 @pytest.fixture
 def exporter_proc(tmp_path: Path) -> Iterator[list[Exporter]]:
