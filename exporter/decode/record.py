@@ -24,15 +24,17 @@ DATA_EVENTS = frozenset(
 )
 
 
-class _Issuer(msgspec.Struct):
+# gc=False: decoded records hold only strings, numbers and each other (no cycles); not tracking them
+# spares the cyclic collector from walking every record of a file.
+class _Issuer(msgspec.Struct, gc=False):
     arn: str | None = None
 
 
-class _SessionContext(msgspec.Struct):
+class _SessionContext(msgspec.Struct, gc=False):
     sessionIssuer: _Issuer | None = None
 
 
-class _Identity(msgspec.Struct):
+class _Identity(msgspec.Struct, gc=False):
     type: str | None = None
     arn: str | None = None
     principalId: str | None = None
@@ -42,25 +44,25 @@ class _Identity(msgspec.Struct):
     sessionContext: _SessionContext | None = None
 
 
-class _Resource(msgspec.Struct):
+class _Resource(msgspec.Struct, gc=False):
     ARN: str | None = None
 
 
-class _Params(msgspec.Struct):
+class _Params(msgspec.Struct, gc=False):
     queueUrl: str | None = None
     queueName: str | None = None
     sourceArn: str | None = None
     entries: list[msgspec.Raw] | None = None
 
 
-class _Source(msgspec.Struct):
+class _Source(msgspec.Struct, gc=False):
     """The cheapest decode that tells an SQS record from the rest."""
 
     eventSource: str | None = None
     eventType: str | None = None
 
 
-class SqsRecord(msgspec.Struct):
+class SqsRecord(msgspec.Struct, gc=False):
     eventSource: str | None = None
     eventName: str | None = None
     eventTime: str | None = None
@@ -117,6 +119,29 @@ def parse_time(value: str | None) -> float | None:
         _time_cache.clear()
     _time_cache[value] = result
     return result
+
+
+_url_cache: dict[str, tuple[str | None, str | None]] = {}
+_arn_cache: dict[str, tuple[str | None, str | None]] = {}
+
+
+def split_url(url: str) -> tuple[str | None, str | None]:
+    """_split_url, remembered: a deployment has a few thousand queue URLs, seen millions of times."""
+    hit = _url_cache.get(url)
+    if hit is None:
+        if len(_url_cache) > 100_000:
+            _url_cache.clear()
+        hit = _url_cache[url] = _split_url(url)
+    return hit
+
+
+def split_arn(arn: str) -> tuple[str | None, str | None]:
+    hit = _arn_cache.get(arn)
+    if hit is None:
+        if len(_arn_cache) > 100_000:
+            _arn_cache.clear()
+        hit = _arn_cache[arn] = _split_arn(arn)
+    return hit
 
 
 def _split_url(url: str) -> tuple[str | None, str | None]:
@@ -176,11 +201,11 @@ def to_event(rec: SqsRecord) -> SqsEvent:
     url_account = queue = queue_url = queue_arn = None
     if params is not None and params.queueUrl:
         queue_url = params.queueUrl
-        url_account, queue = _split_url(queue_url)
+        url_account, queue = split_url(queue_url)
     if rec.resources:
         for res in rec.resources:
             if res is not None and res.ARN and res.ARN.startswith("arn:"):
-                acct, name = _split_arn(res.ARN)
+                acct, name = split_arn(res.ARN)
                 if name is not None:
                     queue_arn = res.ARN
                     if queue is None:
@@ -190,7 +215,7 @@ def to_event(rec: SqsRecord) -> SqsEvent:
         if params.queueName:
             queue = params.queueName
         elif params.sourceArn:
-            url_account, queue = _split_arn(params.sourceArn)
+            url_account, queue = split_arn(params.sourceArn)
     ident = rec.userIdentity
     account = rec.recipientAccountId or url_account or (ident.accountId if ident else None) or UNKNOWN
     region = rec.awsRegion or UNKNOWN
