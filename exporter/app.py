@@ -82,8 +82,8 @@ class App:
         while not self.stop.wait(1.0):
             with self.pipeline.lock:
                 batch = self.shared.take()
-            if not self.shared.send(batch):
-                self.shared.ping()
+            if self.shared.send(batch):
+                self.shared.ping()  # idle replicas notice an outage too
 
     def start(self) -> None:
         self.server.start()
