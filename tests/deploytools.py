@@ -11,10 +11,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate.utils
+import util
 import yaml
+from util import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "cloudtrail-sqs-exporter"
@@ -52,25 +52,9 @@ def tool(name: str) -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (OSError, ValueError, KeyError, AssertionError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    """Poll `check` until it returns something truthy (util.wait_for, with `what` third)."""
+    return util.wait_for(check, timeout, interval=interval, what=what)
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
