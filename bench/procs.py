@@ -43,14 +43,22 @@ def run(cmd: list[str], out_dir: Path, name: str) -> ProcResult:
     with so.open("wb") as fo, se.open("wb") as fe:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, env=clean_env())
-        _, status, ru = os.wait4(p.pid, 0)
+        # Peak RSS from VmHWM, polled: ru_maxrss of a child also counts the bench process it was
+        # forked from (Linux keeps the pre-exec high-water mark).
+        hwm = 0.0
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            hwm = max(hwm, status_mb(p.pid, "VmHWM:"))
+            time.sleep(0.02)
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
     return ProcResult(
         p.returncode,
         wall,
         ru.ru_utime + ru.ru_stime,
-        ru.ru_maxrss / 1024,
+        hwm,
         so.read_text(errors="replace"),
         se.read_text(errors="replace"),
     )
@@ -89,11 +97,15 @@ def value(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+def status_mb(pid: int, field: str = "VmRSS:") -> float:
+    """A memory figure of /proc/PID/status in MB (0 once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
 
 

@@ -61,7 +61,7 @@ def soak(pool: Corpus, minutes: float, work: Path, files_per_second: float = 2.0
                 tmp.rename(dst)
                 copied += 1
             if now >= next_sample:
-                rss.append((now - t0, procs.rss_mb(p.pid)))
+                rss.append((now - t0, procs.status_mb(p.pid)))
                 next_sample += sample_every
             time.sleep(0.1)
         time.sleep(3)  # let the last files be read

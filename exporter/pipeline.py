@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .decode.reader import DECODE_ERRORS, read_delivery
+from .decode.reader import DECODE_ERRORS, read_delivery, read_records
 from .decode.record import SQS_SOURCE, SqsEvent, decode_record, decode_source, to_event
 from .sinks.metrics import Aggregate
 from .state import Op, StateStore
@@ -33,8 +33,13 @@ class ObjectResult:
     reason: str | None = None
 
 
-def extract(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
-    """Decode one delivery into its SQS events (and the raw JSON of each, for the log sink)."""
+def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
+    """Decode one delivery into its SQS events (and the raw JSON of each, for the log sink; None
+    without `keep_raw`)."""
+    if not keep_raw:
+        fast = _extract_typed(data)
+        if fast is not None:
+            return fast
     # records may point into a reused inflate buffer: what outlives this call is copied to bytes
     delivery = read_delivery(data, scratch=True)
     res = ObjectResult(delivery.outcome, invalid=delivery.invalid, reason=delivery.reason)
@@ -72,6 +77,26 @@ def extract(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
     res.other = other
     res.sqs = len(events)
     return res, events
+
+
+def _extract_typed(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]] | None:
+    """Metrics only: one typed decode of the whole file, about a third cheaper than record by record.
+    None when the file needs the general path (other shapes, bad records), which then decides."""
+    records = read_records(data)
+    if records is None:
+        return None
+    events: list[tuple[Any, SqsEvent]] = []
+    other = 0
+    for rec in records:
+        if rec.eventSource != SQS_SOURCE or rec.eventType == INSIGHT:
+            other += 1
+            continue
+        try:
+            ev = to_event(rec)
+        except DECODE_ERRORS:
+            return None
+        events.append((None, ev))
+    return ObjectResult("ok", sqs=len(events), other=other), events
 
 
 def _classify(b: bytes) -> str:
@@ -120,7 +145,7 @@ class Pipeline:
         """Count one object. `progress` (ops, or a function of the result giving ops) is saved with
         the counters; `after` runs once they are saved."""
         try:
-            res, events = extract(data)
+            res, events = extract(data, keep_raw=self.sink is not None)
         except Exception as exc:  # a decoder bug must cost one object, not the daemon
             log.exception("unexpected error decoding %s", name)
             res, events = ObjectResult("failed", reason=f"internal: {exc!r}"), []
