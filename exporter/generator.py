@@ -225,7 +225,8 @@ class Generator:
     def _identity(self, p: Principal, caller_acct: str) -> dict[str, Any]:
         if p.kind == "AWSService":
             return {"type": "AWSService", "invokedBy": p.name}
-        key_id = f"ASIA{self.rng.getrandbits(60):015X}"
+        # one access key per user / role session, as with real credentials
+        key_id = f"{'AKIA' if p.kind == 'IAMUser' else 'ASIA'}{zlib.crc32(p.arn_key.encode()):016X}"
         if p.kind == "IAMUser":
             return {
                 "type": "IAMUser",

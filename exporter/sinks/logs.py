@@ -346,6 +346,12 @@ class Redactor:
 # -- the sink ------------------------------------------------------------------------------------------------------
 
 _decode = msgspec.json.decode
+_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+# top-level fields that differ on every call: not worth caching
+_UNIQUE = frozenset(("eventID", "requestID", "sharedEventID"))
+# top-level values the attributes read
+_WANTED = frozenset(("sourceIPAddress", "userAgent", "readOnly", "userIdentity"))
+_DROPPED = object()
 _CONSTANT_ATTRS = b"".join(
     otlp.attribute(k, v, False)
     for k, v in (
@@ -372,6 +378,9 @@ class LogSink:
         self.transport = transport or make_transport(self.settings)
         self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
         self.redact = Redactor(cfg.redact)
+        # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
+        self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
+        self._attr_cache: dict[tuple[Any, ...], bytes] = {}
         self.rng = rng
         # filters
         self.only_errors = cfg.only_errors
@@ -553,9 +562,87 @@ class LogSink:
             delay = min(delay * 2, 5.0)
 
     # -- encoding -----------------------------------------------------------------------------------------------
+    def body(self, raw: bytes) -> tuple[bytes, dict[str, Any]]:
+        """The record as ready KeyValueList bytes, and the (redacted) top-level values the attributes
+        need. Most top-level fields repeat from record to record (the caller's identity, the queue's
+        parameters, TLS details, the event time…): each is encoded once per distinct raw JSON, so only
+        the per-call parts (ids, message ids) are decoded and encoded every time."""
+        cache = self._field_cache
+        parts = []
+        vals: dict[str, Any] = {}
+        for k, r in _decode_fields(raw).items():
+            if k in _UNIQUE:
+                v = _decode(r)
+                vals[k] = v
+                parts.append(otlp.kv_element(k, v))
+                continue
+            rb = bytes(r)
+            hit = cache.get((k, rb))
+            if hit is None:
+                one = {k: _decode(rb)}
+                self.redact(one)
+                hit = (otlp.kv_element(k, one[k]), one[k]) if k in one else (b"", _DROPPED)
+                if len(rb) <= 4096:
+                    if len(cache) >= 65_536:
+                        cache.clear()
+                    cache[(k, rb)] = hit
+            if hit[1] is not _DROPPED:
+                parts.append(hit[0])
+                if k in _WANTED:
+                    vals[k] = hit[1]
+        return b"".join(parts), vals
+
     def encode(self, raw: bytes, ev: SqsEvent, observed: float, sampled: bool) -> bytes:
-        rec = _decode(raw)
-        self.redact(rec)
+        body, rec = self.body(raw)
+        get = rec.get
+        ident = get("userIdentity")
+        itype = ident.get("type") if type(ident) is dict else None
+        ip, ua, ro = get("sourceIPAddress"), get("userAgent"), get("readOnly")
+        # everything but the two ids repeats for a caller on a queue: one cached block of attributes
+        key = (
+            ev.account_id,
+            ev.region,
+            ev.event_name,
+            ev.category,
+            ev.queue,
+            ev.queue_arn,
+            ev.queue_url,
+            ev.batch_entries,
+            ev.error_code,
+            ev.principal_arn,
+            ip,
+            ua,
+            ro,
+            itype,
+            sampled,
+        )
+        block = self._attr_cache.get(key)
+        if block is None:
+            block = self._attributes(ev, ip, ua, ro, itype, sampled)
+            if len(self._attr_cache) >= 65_536:
+                self._attr_cache.clear()
+            self._attr_cache[key] = block
+        attr = otlp.attribute
+        parts = [block]
+        v = get("requestID")
+        if v is not None:
+            parts.append(attr("aws.request_id", v, False))
+        v = get("eventID")
+        if v is not None:
+            parts.append(attr("aws.cloudtrail.event_id", v, False))
+        number, text = severity(ev.error_code)
+        t = ev.event_time
+        return otlp.log_record(
+            int(t * 1e9) if t is not None else 0,
+            int(observed * 1e9),
+            number,
+            text,
+            body,
+            b"".join(parts),
+            "aws.cloudtrail.sqs." + ev.event_name,
+        )
+
+    def _attributes(self, ev: SqsEvent, ip: Any, ua: Any, ro: Any, itype: Any, sampled: bool) -> bytes:
         attr = otlp.attribute
         parts = [
             attr("cloud.account.id", ev.account_id),
@@ -578,40 +665,17 @@ class LogSink:
         if ev.principal_arn:
             ap(attr("user.id", ev.principal_arn))
             ap(attr("enduser.id", ev.principal_arn))
-        get = rec.get
-        v = get("requestID")
-        if v is not None:
-            ap(attr("aws.request_id", v, False))
-        v = get("eventID")
-        if v is not None:
-            ap(attr("aws.cloudtrail.event_id", v, False))
-        v = get("sourceIPAddress")
-        if v is not None:
-            ap(attr("client.address", v))
-        v = get("userAgent")
-        if v is not None:
-            ap(attr("user_agent.original", v))
-        v = get("readOnly")
-        if v is not None:
-            ap(attr("aws.cloudtrail.read_only", v))
-        ident = get("userIdentity")
-        if type(ident) is dict:
-            v = ident.get("type")
-            if v is not None:
-                ap(attr("aws.cloudtrail.user_identity.type", v))
+        if ip is not None:
+            ap(attr("client.address", ip))
+        if ua is not None:
+            ap(attr("user_agent.original", ua))
+        if ro is not None:
+            ap(attr("aws.cloudtrail.read_only", ro))
+        if itype is not None:
+            ap(attr("aws.cloudtrail.user_identity.type", itype))
         if sampled:
             ap(attr(SAMPLING_ATTR, self.ratio))
-        number, text = severity(ev.error_code)
-        t = ev.event_time
-        return otlp.log_record(
-            int(t * 1e9) if t is not None else 0,
-            int(observed * 1e9),
-            number,
-            text,
-            rec,
-            b"".join(parts),
-            "aws.cloudtrail.sqs." + ev.event_name,
-        )
+        return b"".join(parts)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def queued(self) -> int:

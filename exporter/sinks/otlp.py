@@ -126,6 +126,11 @@ def key_value(k: str, v: Any) -> bytes:
 _pair_cache: dict[tuple[str, str], bytes] = {}
 
 
+def kv_element(k: str, v: Any) -> bytes:
+    """One KeyValueList.values element (tag included): what kv_list writes for one entry."""
+    return kv_list({k: v})
+
+
 def kv_list(d: Mapping[str, Any]) -> bytes:
     """The repeated `values = 1` of a KeyValueList (also Resource.attributes: field 1 too). The hot
     path of the body: string entries come whole from a cache keyed by (key, value); maps inline."""
@@ -178,8 +183,13 @@ def log_record(
     attributes: bytes,
     event_name: str,
 ) -> bytes:
-    """A LogRecord message (without tag); `attributes` are ready LogRecord.attributes elements (attribute())."""
-    b = any_value(body)
+    """A LogRecord message (without tag); `attributes` are ready LogRecord.attributes elements (attribute()).
+    `body` is a value, or ready KeyValueList bytes (a map encoded by the caller) when it is `bytes`."""
+    if type(body) is bytes:
+        n = len(body)
+        b = b"\x32" + (_SMALL[n] if n < 0x4000 else varint(n)) + body  # kvlist_value = 6
+    else:
+        b = any_value(body)
     n = len(b)
     return b"".join(
         (
