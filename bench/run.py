@@ -33,6 +33,7 @@ TARGETS = {
     "startup_s": 1.5,
     "big_rss_mb": 150,
     "scrape_ms": 100,
+    "soak_growth_pct": 10,
 }
 
 
@@ -173,12 +174,14 @@ def report(res: dict[str, Any]) -> str:
         )
     if "soak" in res:
         k = res["soak"]
-        row(
-            f"--soak {k['minutes']:g} min: RSS start/half/end",
-            f"{k.get('rss_start_mb', 0):.0f}/{k.get('rss_half_mb', 0):.0f}/{k.get('rss_end_mb', 0):.0f} MB",
-            f"{k.get('slope_mb_per_min_second_half', 0):+.2f} MB/min",
-            "flat",
-        )
+        if "growth_mb" in k:
+            row(
+                f"--soak {k['minutes']:g} min, {k['files']:,} files: RSS warm / last / max",
+                f"{k['rss_warm_mb']:.0f} / {k['rss_last_mb']:.0f} / {k['rss_max_mb']:.0f} MB",
+                f"{k['growth_mb']:+.1f} MB ({k['growth_pct']:+.0f}%)",
+                "flat (≤ +10%)",
+                k["growth_pct"] <= TARGETS["soak_growth_pct"],
+            )
     head = ("measurement", "figure (per CPU second)", "wall clock", "target", "")
     widths = [max(len(r[i]) for r in [*rows, head]) for i in range(5)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     m = res["machine"]
+    if a.quick:
+        print("\n--quick: a smoke run; start-up dominates so small a corpus, so the ratios mean nothing here")
     print(f"\n{m['cpu_model']}, nproc {m['nproc']}, Python {m['python']}; measured on CPU {core}; median of {repeats}")
     path = OUT / ("results-quick.json" if a.quick else "results.json")
     path.write_text(json.dumps(res, indent=1) + "\n")

@@ -80,20 +80,20 @@ def soak(pool: Corpus, minutes: float, work: Path, files_per_second: float = 2.0
 
 
 def summarize(rss: list[tuple[float, float]]) -> dict[str, Any]:
-    """Growth over the second half (after warm-up) and a least-squares slope, in MB and MB/min."""
+    """RSS after warm-up (second minute, or the second tenth of a short soak) against the last minute."""
+    rss = [(t, m) for t, m in rss if m > 0]  # the first sample can precede the process
     if len(rss) < 4:
         return {"samples": rss}
-    half = [(t, m) for t, m in rss if t >= rss[-1][0] / 2]
-    n = len(half)
-    mt = sum(t for t, _ in half) / n
-    mm = sum(m for _, m in half) / n
-    var = sum((t - mt) ** 2 for t, _ in half) or 1.0
-    slope = sum((t - mt) * (m - mm) for t, m in half) / var * 60
+    end = rss[-1][0]
+    warm = min(60.0, end / 10)
+    first = [m for t, m in rss if warm <= t < 2 * warm] or [rss[1][1]]
+    last = [m for t, m in rss if t >= end - warm] or [rss[-1][1]]
+    a, b = sum(first) / len(first), sum(last) / len(last)
     return {
-        "rss_start_mb": rss[0][1],
-        "rss_half_mb": half[0][1],
-        "rss_end_mb": rss[-1][1],
+        "rss_warm_mb": a,
+        "rss_last_mb": b,
         "rss_max_mb": max(m for _, m in rss),
-        "slope_mb_per_min_second_half": slope,
+        "growth_mb": b - a,
+        "growth_pct": (b - a) / a * 100,
         "samples": rss,
     }
