@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     m = res["machine"]
     if a.quick:
-        print("\n--quick: a smoke run; start-up dominates so small a corpus, so the ratios mean nothing here")
+        print("\n--quick: a smoke run; start-up dominates on so small a corpus, so the ratios mean nothing here")
     print(f"\n{m['cpu_model']}, nproc {m['nproc']}, Python {m['python']}; measured on CPU {core}; median of {repeats}")
     path = OUT / ("results-quick.json" if a.quick else "results.json")
     path.write_text(json.dumps(res, indent=1) + "\n")
