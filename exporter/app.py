@@ -35,12 +35,12 @@ def make_aggregate(settings: Settings) -> Aggregate:
     )
 
 
-def make_log_sink(settings: Settings, agg: Aggregate) -> EventSink | None:
+def make_log_sink(settings: Settings, agg: Aggregate, block: bool = False) -> EventSink | None:
     if not settings.logs.enabled:
         return None
     from .sinks.logs import build_log_sink  # OTel SDK only loaded when logs are on
 
-    return build_log_sink(settings.logs, agg)
+    return build_log_sink(settings.logs, agg, block)
 
 
 class App:
@@ -145,7 +145,7 @@ def replay(
 ) -> tuple[str, int]:
     """One pass over the targets; returns (rendered metrics, number of objects that failed)."""
     agg = make_aggregate(settings)
-    sink = make_log_sink(settings, agg)
+    sink = make_log_sink(settings, agg, block=True)  # a batch run waits for the collector, never drops
     pipeline = Pipeline(agg, sink)
     source = "replay"
     agg.register_source(source)

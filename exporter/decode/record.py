@@ -115,32 +115,38 @@ def parse_time(value: str | None) -> float | None:
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         result = dt.timestamp()
-    if len(_time_cache) > 100_000:  # a file spans minutes; the cache only needs to hold its seconds
-        _time_cache.clear()
-    _time_cache[value] = result
+    if len(value) <= 40:  # real eventTimes are short; hostile ones must not fill memory
+        if len(_time_cache) > 100_000:  # a file spans minutes; the cache only needs to hold its seconds
+            _time_cache.clear()
+        _time_cache[value] = result
     return result
 
 
 _url_cache: dict[str, tuple[str | None, str | None]] = {}
 _arn_cache: dict[str, tuple[str | None, str | None]] = {}
+_CACHEABLE = 256  # real queue URLs and ARNs are shorter; longer (hostile) strings are not remembered
 
 
 def split_url(url: str) -> tuple[str | None, str | None]:
     """_split_url, remembered: a deployment has a few thousand queue URLs, seen millions of times."""
     hit = _url_cache.get(url)
     if hit is None:
-        if len(_url_cache) > 100_000:
-            _url_cache.clear()
-        hit = _url_cache[url] = _split_url(url)
+        hit = _split_url(url)
+        if len(url) <= _CACHEABLE:
+            if len(_url_cache) > 100_000:
+                _url_cache.clear()
+            _url_cache[url] = hit
     return hit
 
 
 def split_arn(arn: str) -> tuple[str | None, str | None]:
     hit = _arn_cache.get(arn)
     if hit is None:
-        if len(_arn_cache) > 100_000:
-            _arn_cache.clear()
-        hit = _arn_cache[arn] = _split_arn(arn)
+        hit = _split_arn(arn)
+        if len(arn) <= _CACHEABLE:
+            if len(_arn_cache) > 100_000:
+                _arn_cache.clear()
+            _arn_cache[arn] = hit
     return hit
 
 

@@ -395,6 +395,9 @@ class LogSink:
         self.max_bytes = cfg.queue_max_bytes
         self.bytes_in = 0
         self.bytes_out = 0
+        # wait for room instead of dropping when the queue is full (replay); see _wait_for_room
+        self.block = False
+        self.room = threading.Event()
         self.batch_size = cfg.batch_size
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -425,7 +428,8 @@ class LogSink:
             sampled = True
         q = self.queue
         n = len(raw)
-        if len(q) >= self.max_records or self.bytes_in - self.bytes_out + n > self.max_bytes or self.stopping.is_set():
+        full = len(q) >= self.max_records or self.bytes_in - self.bytes_out + n > self.max_bytes
+        if (full or self.stopping.is_set()) and not (self.block and self._wait_for_room(n)):
             with self.drop_lock:
                 self.agg.log_records["dropped"] += 1
             return
@@ -433,6 +437,17 @@ class LogSink:
         q.append((raw if type(raw) is bytes else bytes(raw), ev, observed, sampled))
         if len(q) == self.batch_size:
             self.wake.set()
+
+    def _wait_for_room(self, n: int) -> bool:
+        """Back-pressure for batch runs (`replay`): wait for the export thread instead of dropping.
+        The daemon never waits here: its scrapes share the lock `emit` is called under."""
+        while not self.stopping.is_set() and self.thread.is_alive():
+            if len(self.queue) < self.max_records and self.bytes_in - self.bytes_out + n <= self.max_bytes:
+                return True
+            self.room.clear()
+            self.wake.set()
+            self.room.wait(0.05)
+        return False
 
     def _keep(self, ev: SqsEvent) -> bool:
         if self.only_errors and ev.error_code is None:
@@ -500,6 +515,7 @@ class LogSink:
             fields.append(f)
             size += len(f)
         self.bytes_out += out
+        self.room.set()
         if fields:
             self._put((builder.request(fields), len(fields)))
 
@@ -695,8 +711,10 @@ class LogSink:
             log.debug("closing the OTLP transport failed", exc_info=True)
 
 
-def build_log_sink(cfg: LogsConfig, agg: Aggregate) -> LogSink:
-    return LogSink(cfg, agg)
+def build_log_sink(cfg: LogsConfig, agg: Aggregate, block: bool = False) -> LogSink:
+    sink = LogSink(cfg, agg)
+    sink.block = block
+    return sink
 
 
 __all__ = ["LogSink", "build_log_sink", "export_settings", "resource_attributes", "severity"]
