@@ -183,7 +183,7 @@ def replay(
         if bar is not None:
             bar.stop()
         if sink is not None and hasattr(sink, "shutdown"):
-            sink.shutdown()
+            sink.shutdown(86400.0)  # a batch run waits until every record is exported or has failed
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AggregateCollector(agg))
     return render(registry, output), failed
