@@ -3,6 +3,7 @@ receipt handles or message bodies in the logs."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 def can_unshare() -> bool:
-    r = subprocess.run(["unshare", "-m", "sh", "-c", "mount -o remount,bind,ro / && true"], capture_output=True)
+    """Root with mount namespaces and setpriv (CI runs as root here)."""
+    r = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -o remount,bind,ro / && setpriv --reuid=65534 true"], capture_output=True
+    )
     return r.returncode == 0
 
 
@@ -31,16 +35,22 @@ def config(tmp: Path, trail: Path, state: Path, level: str = "info") -> Path:
 
 
 @pytest.mark.skipif(not can_unshare(), reason="needs mount namespaces (unshare -m) to make / read-only")
-def test_read_only_root_filesystem(tmp_path: Path, exporter_proc: list[Exporter]) -> None:
+def test_non_root_on_a_read_only_root_filesystem(tmp_path: Path, exporter_proc: list[Exporter]) -> None:
     trail, state = tmp_path / "trail", tmp_path / "state"
     state.mkdir()
     gen = Generator(seed=31)
     gen.write(trail, 8, 60)
     truth = truth_of(gen, tmp_path)
 
+    # and as an unprivileged user (uid 65534) that owns only the state directory; it keeps the one
+    # capability to *read* everywhere, since the test's Python lives under root's home
+    os.chown(state, 65534, 65534)
+    nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=+dac_read_search "
+    nobody += "--ambient-caps=+dac_read_search "
+
     def read_only(cmd: list[str]) -> list[str]:
         s = shlex.quote(str(state))
-        inner = f"mount --bind {s} {s} && mount -o remount,bind,ro / && exec {shlex.join(cmd)}"
+        inner = f"mount --bind {s} {s} && mount -o remount,bind,ro / && exec {nobody}{shlex.join(cmd)}"
         return ["unshare", "-m", "sh", "-c", inner]
 
     exp = Exporter(config(tmp_path, trail, state), tmp_path, wrap=read_only)
@@ -49,7 +59,7 @@ def test_read_only_root_filesystem(tmp_path: Path, exporter_proc: list[Exporter]
     wait_for(lambda: matches(exp, truth), 30, what="counts under a read-only root")
     log = exp.log.read_text()
     assert "Read-only file system" not in log and "Traceback" not in log
-    assert (state / "exporter.db").exists()
+    assert (state / "exporter.db").stat().st_uid == 65534  # written by the unprivileged user
     # it did write there, and a restart under the same conditions resumes from it
     before = exp.metrics()
     exp.stop()
