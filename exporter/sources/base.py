@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ class Context:
     shared: Any = None  # exporter.shared.SharedState when state.redis_url is set
 
 
-class Source:
+class Source(ABC):
     """A source polls in its own thread; each object goes through `ctx.pipeline.process`."""
 
     type = "base"
@@ -37,9 +38,9 @@ class Source:
         self.last_error: str | None = None
         ctx.pipeline.agg.register_source(self.name)
 
+    @abstractmethod
     def poll(self, stop: threading.Event) -> None:
         """One pass over whatever is new. Raise to report the pass as failed."""
-        raise NotImplementedError
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
