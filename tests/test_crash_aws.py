@@ -15,7 +15,7 @@ from awsfixtures import MotoServer, aws_env, counted, upload_tree, wait_until, w
 from test_source_cloudwatch import GROUP, batches, stream_of
 from test_source_cloudwatch import truth_of as cw_truth
 from test_source_s3 import s3_source
-from test_source_s3sqs import make_queue, queue_depth
+from test_source_s3sqs import notifying_bucket, queue_depth
 from util import Exporter, assert_matches_truth, wait_for
 
 from exporter.generator import Generator
@@ -34,12 +34,7 @@ def setup_s3(moto: MotoServer, tmp_path: Path) -> tuple[dict[str, Any], dict[str
 
 def setup_s3sqs(moto: MotoServer, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     s3 = moto.client("s3")
-    url, arn = make_queue(moto, "trail-notes")
-    s3.create_bucket(Bucket="trail")
-    s3.put_bucket_notification_configuration(
-        Bucket="trail",
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
-    )
+    url = notifying_bucket(moto)
     truth = write_batch(Generator(seed=52), tmp_path / "trail", 48, records=150, extras=False)
     upload_tree(s3, "trail", tmp_path / "trail")
     src = {

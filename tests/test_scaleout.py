@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from awsfixtures import MotoServer, aws_env, counted, upload_tree, wait_until, write_batch, write_config
-from test_source_s3sqs import make_queue, queue_depth
+from test_source_s3sqs import notifying_bucket, queue_depth
 from util import Exporter, free_port, http_get, series, wait_for
 
 from exporter.generator import Generator
@@ -106,12 +106,7 @@ def test_three_replicas_one_queue(
     moto: MotoServer, redis_server: RedisServer, tmp_path: Path, exporter_proc: list[Exporter]
 ) -> None:
     s3 = moto.client("s3")
-    url, arn = make_queue(moto, "trail-notes")
-    s3.create_bucket(Bucket="trail")
-    s3.put_bucket_notification_configuration(
-        Bucket="trail",
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
-    )
+    url = notifying_bucket(moto)
     gen = Generator(seed=41)
     truth = write_batch(gen, tmp_path / "trail", 60, extras=False)
     upload_tree(s3, "trail", tmp_path / "trail")

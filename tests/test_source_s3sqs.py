@@ -27,6 +27,18 @@ def make_queue(moto: MotoServer, name: str) -> tuple[str, str]:
     return url, arn
 
 
+def notifying_bucket(moto: MotoServer, bucket: str = "trail", queue: str = "trail-notes") -> str:
+    """A bucket whose object-created events go to a new queue; the queue URL."""
+    url, arn = make_queue(moto, queue)
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(  # moto sends an s3:TestEvent first, as S3 does
+        Bucket=bucket,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    return url
+
+
 def queue_depth(moto: MotoServer, url: str) -> int:
     a = moto.client("sqs").get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -77,12 +89,7 @@ def test_notifications_match_truth_follow_and_count_duplicates_once(
     moto: MotoServer, tmp_path: Path, exporter_proc
 ) -> None:
     s3, sqs = moto.client("s3"), moto.client("sqs")
-    url, arn = make_queue(moto, "trail-notes")
-    s3.create_bucket(Bucket="trail")
-    s3.put_bucket_notification_configuration(  # moto sends an s3:TestEvent first, as S3 does
-        Bucket="trail",
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
-    )
+    url = notifying_bucket(moto)
     gen = Generator(seed=21)
     out = tmp_path / "trail"
     truth = write_batch(gen, out, 24)
