@@ -36,6 +36,11 @@ from ..decode.record import NO_QUEUE, SqsEvent
 from . import otlp
 from .metrics import Aggregate
 
+try:  # the C accelerator of body(); optional (built when a compiler is present)
+    from .. import _otlpjson
+except ImportError:  # pragma: no cover - depends on the build
+    _otlpjson = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "cloudtrail-sqs-exporter"
@@ -378,6 +383,7 @@ class LogSink:
         self.transport = transport or make_transport(self.settings)
         self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
         self.redact = Redactor(cfg.redact)
+        self.native = self._native_encoder(cfg) if os.environ.get("CTSQS_NATIVE", "1") != "0" else None
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
         self._attr_cache: dict[tuple[Any, ...], bytes] = {}
@@ -608,12 +614,37 @@ class LogSink:
                     vals[k] = hit[1]
         return b"".join(parts), vals
 
-    def encode(self, raw: bytes, ev: SqsEvent, observed: float, sampled: bool) -> bytes:
+    def _native_encoder(self, cfg: LogsConfig) -> Callable[[bytes], tuple[Any, ...]] | None:
+        """_otlpjson.encode_body bound to this sink's redaction, or None without the accelerator."""
+        if _otlpjson is None:
+            return None
+        action = {"keep": 0, "drop": 1, "hash": 2}
+        r = cfg.redact
+        params = tuple((k.encode(), action[v]) for k, v in self.redact.params.items())
+        encode_body = _otlpjson.encode_body
+        args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, self.redact.hash, _decode)
+
+        def native(raw: bytes) -> tuple[Any, ...]:
+            return encode_body(raw, *args)
+
+        return native
+
+    def fields(self, raw: bytes) -> tuple[Any, ...]:
+        """(body KeyValueList bytes, requestID, eventID, sourceIPAddress, userAgent, readOnly,
+        userIdentity.type), redacted: from the C encoder when it handles the record, else from body()."""
+        if self.native is not None:
+            try:
+                return self.native(raw)
+            except ValueError:
+                pass  # input it does not handle exactly: the Python encoder decides
         body, rec = self.body(raw)
         get = rec.get
         ident = get("userIdentity")
         itype = ident.get("type") if type(ident) is dict else None
-        ip, ua, ro = get("sourceIPAddress"), get("userAgent"), get("readOnly")
+        return body, get("requestID"), get("eventID"), get("sourceIPAddress"), get("userAgent"), get("readOnly"), itype
+
+    def encode(self, raw: bytes, ev: SqsEvent, observed: float, sampled: bool) -> bytes:
+        body, request_id, event_id, ip, ua, ro, itype = self.fields(raw)
         # everything but the two ids repeats for a caller on a queue: one cached block of attributes
         key = (
             ev.account_id,
@@ -640,12 +671,10 @@ class LogSink:
             self._attr_cache[key] = block
         attr = otlp.attribute
         parts = [block]
-        v = get("requestID")
-        if v is not None:
-            parts.append(attr("aws.request_id", v, False))
-        v = get("eventID")
-        if v is not None:
-            parts.append(attr("aws.cloudtrail.event_id", v, False))
+        if request_id is not None:
+            parts.append(attr("aws.request_id", request_id, False))
+        if event_id is not None:
+            parts.append(attr("aws.cloudtrail.event_id", event_id, False))
         number, text = severity(ev.error_code)
         t = ev.event_time
         return otlp.log_record(

@@ -1,0 +1,741 @@
+/* One CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries, in one pass.
+
+   The pure-Python encoder (exporter/sinks/otlp.py + LogSink.body) decodes the record into ~100 Python
+   objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
+   accelerator only: for any input it does not handle exactly (malformed JSON, deep nesting, a lone
+   surrogate, a float that overflows) it raises ValueError and the caller uses the Python encoder, so
+   the two never disagree (tests/test_native.py checks byte equality).
+
+   Wire format (opentelemetry/proto/common/v1/common.proto):
+     KeyValueList.values = 1 (KeyValue)     KeyValue: key = 1 (string), value = 2 (AnyValue)
+     AnyValue: string_value = 1, bool_value = 2, int_value = 3, double_value = 4,
+               array_value = 5 (ArrayValue: values = 1), kvlist_value = 6
+   JSON null is the empty AnyValue; an integer outside int64 is a string (as the Python encoder does).
+
+   Redaction follows exporter.sinks.logs.Redactor: sourceIPAddress / userAgent at the top level,
+   userIdentity.accessKeyId, and named keys anywhere inside requestParameters / responseElements;
+   each is kept, dropped, or replaced by hasher(value) (value as str, or decoded by `decode`). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 128
+
+enum { KEEP = 0, DROP = 1, HASH = 2 };
+enum { CTX_NONE = 0, CTX_PARAMS = 1 };
+/* captured top-level values, in the order they are returned */
+enum { CAP_REQUEST_ID, CAP_EVENT_ID, CAP_SOURCE_IP, CAP_USER_AGENT, CAP_READ_ONLY, CAP_IDENTITY_TYPE, NCAP };
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+} Buf;
+
+typedef struct {
+    const unsigned char *s, *end, *start;
+    Buf out;
+    Buf tmp; /* scratch for unescaped strings that become Python objects */
+    int act_ip, act_ua, act_key;
+    PyObject *params;  /* tuple of (bytes name, int action) */
+    PyObject *hasher;  /* callable(value) -> str */
+    PyObject *decode;  /* callable(bytes) -> object */
+    PyObject *cap[NCAP];
+    int pyerr;         /* a Python exception is set (not a parse failure) */
+} P;
+
+static int grow(Buf *b, Py_ssize_t need) {
+    if (b->len + need <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + need) cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int put(Buf *b, const void *d, Py_ssize_t n) {
+    if (grow(b, n)) return -1;
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    return 0;
+}
+
+static inline int putc1(Buf *b, unsigned char c) {
+    if (b->len >= b->cap && grow(b, 1)) return -1;
+    b->p[b->len++] = (char)c;
+    return 0;
+}
+
+static int put_varint(Buf *b, uint64_t v) {
+    unsigned char t[10];
+    int n = 0;
+    while (v >= 0x80) {
+        t[n++] = (unsigned char)((v & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    t[n++] = (unsigned char)v;
+    return put(b, t, n);
+}
+
+static int varint_size(uint64_t v) {
+    int n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* A length-delimited field: write the tag, reserve one length byte, write the payload, then close()
+   fixes the length (moving the payload when the length needs more than one byte). */
+static Py_ssize_t open_field(Buf *b, unsigned char tag) {
+    if (grow(b, 2)) return -1;
+    b->p[b->len++] = (char)tag;
+    b->p[b->len++] = 0;
+    return b->len;
+}
+
+static int close_field(Buf *b, Py_ssize_t at) {
+    uint64_t n = (uint64_t)(b->len - at);
+    if (n < 0x80) {
+        b->p[at - 1] = (char)n;
+        return 0;
+    }
+    int k = varint_size(n);
+    if (grow(b, k - 1)) return -1;
+    memmove(b->p + at + k - 1, b->p + at, (size_t)n);
+    b->len += k - 1;
+    unsigned char *q = (unsigned char *)b->p + at - 1;
+    while (n >= 0x80) {
+        *q++ = (unsigned char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    *q = (unsigned char)n;
+    return 0;
+}
+
+static inline void skip_ws(P *ps) {
+    while (ps->s < ps->end && (*ps->s == ' ' || *ps->s == '\n' || *ps->s == '\r' || *ps->s == '\t')) ps->s++;
+}
+
+static int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int read_hex4(P *ps, uint32_t *out) {
+    if (ps->end - ps->s < 4) return -1;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(ps->s[i]);
+        if (h < 0) return -1;
+        v = (v << 4) | (uint32_t)h;
+    }
+    ps->s += 4;
+    *out = v;
+    return 0;
+}
+
+/* Length of a valid UTF-8 sequence starting at p (strict: no overlongs, no surrogates), or 0. */
+static int utf8_len(const unsigned char *p, const unsigned char *end) {
+    unsigned char c = p[0];
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (end - p >= 2 && (p[1] & 0xC0) == 0x80) return 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        if (end - p >= 3 && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80) {
+            if (c == 0xE0 && p[1] < 0xA0) return 0;
+            if (c == 0xED && p[1] >= 0xA0) return 0;
+            return 3;
+        }
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        if (end - p >= 4 && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80) {
+            if (c == 0xF0 && p[1] < 0x90) return 0;
+            if (c == 0xF4 && p[1] >= 0x90) return 0;
+            return 4;
+        }
+    }
+    return 0;
+}
+
+/* The JSON string at ps->s (opening quote) unescaped as UTF-8 onto b. */
+static int read_string(P *ps, Buf *b) {
+    if (ps->s >= ps->end || *ps->s != '"') return -1;
+    ps->s++;
+    for (;;) {
+        const unsigned char *run = ps->s;
+        while (ps->s < ps->end && *ps->s != '"' && *ps->s != '\\' && *ps->s >= 0x20 && *ps->s < 0x80) ps->s++;
+        if (ps->s > run && put(b, run, ps->s - run)) return -2;
+        if (ps->s >= ps->end) return -1;
+        unsigned char c = *ps->s;
+        if (c == '"') {
+            ps->s++;
+            return 0;
+        }
+        if (c < 0x20) return -1;
+        if (c >= 0x80) {
+            int n = utf8_len(ps->s, ps->end);
+            if (!n) return -1;
+            if (put(b, ps->s, n)) return -2;
+            ps->s += n;
+            continue;
+        }
+        /* backslash */
+        ps->s++;
+        if (ps->s >= ps->end) return -1;
+        c = *ps->s++;
+        unsigned char e;
+        switch (c) {
+            case '"': e = '"'; break;
+            case '\\': e = '\\'; break;
+            case '/': e = '/'; break;
+            case 'b': e = '\b'; break;
+            case 'f': e = '\f'; break;
+            case 'n': e = '\n'; break;
+            case 'r': e = '\r'; break;
+            case 't': e = '\t'; break;
+            case 'u': {
+                uint32_t cp;
+                if (read_hex4(ps, &cp)) return -1;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    uint32_t lo;
+                    if (ps->end - ps->s < 6 || ps->s[0] != '\\' || ps->s[1] != 'u') return -1;
+                    ps->s += 2;
+                    if (read_hex4(ps, &lo) || lo < 0xDC00 || lo > 0xDFFF) return -1;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    return -1;
+                }
+                unsigned char u[4];
+                int n;
+                if (cp < 0x80) {
+                    u[0] = (unsigned char)cp;
+                    n = 1;
+                } else if (cp < 0x800) {
+                    u[0] = (unsigned char)(0xC0 | (cp >> 6));
+                    u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+                    n = 2;
+                } else if (cp < 0x10000) {
+                    u[0] = (unsigned char)(0xE0 | (cp >> 12));
+                    u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                    u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+                    n = 3;
+                } else {
+                    u[0] = (unsigned char)(0xF0 | (cp >> 18));
+                    u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+                    u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                    u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+                    n = 4;
+                }
+                if (put(b, u, n)) return -2;
+                continue;
+            }
+            default:
+                return -1;
+        }
+        if (putc1(b, e)) return -2;
+    }
+}
+
+/* Skip one JSON value, validating it (used for spans handed to `decode`). */
+static int skip_value(P *ps, int depth);
+
+static int skip_string(P *ps) {
+    Py_ssize_t mark = ps->tmp.len;
+    int r = read_string(ps, &ps->tmp);
+    ps->tmp.len = mark;
+    return r;
+}
+
+static int scan_number(P *ps, int *is_float) {
+    const unsigned char *s = ps->s, *end = ps->end;
+    *is_float = 0;
+    if (s < end && *s == '-') s++;
+    if (s >= end) return -1;
+    if (*s == '0') {
+        s++;
+    } else if (*s >= '1' && *s <= '9') {
+        while (s < end && *s >= '0' && *s <= '9') s++;
+    } else {
+        return -1;
+    }
+    if (s < end && *s == '.') {
+        *is_float = 1;
+        s++;
+        if (s >= end || *s < '0' || *s > '9') return -1;
+        while (s < end && *s >= '0' && *s <= '9') s++;
+    }
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        *is_float = 1;
+        s++;
+        if (s < end && (*s == '+' || *s == '-')) s++;
+        if (s >= end || *s < '0' || *s > '9') return -1;
+        while (s < end && *s >= '0' && *s <= '9') s++;
+    }
+    ps->s = s;
+    return 0;
+}
+
+static int match_lit(P *ps, const char *lit, Py_ssize_t n) {
+    if (ps->end - ps->s < n || memcmp(ps->s, lit, (size_t)n) != 0) return -1;
+    ps->s += n;
+    return 0;
+}
+
+static int skip_value(P *ps, int depth) {
+    if (depth > MAX_DEPTH) return -1;
+    skip_ws(ps);
+    if (ps->s >= ps->end) return -1;
+    unsigned char c = *ps->s;
+    int f;
+    switch (c) {
+        case '"': return skip_string(ps);
+        case 't': return match_lit(ps, "true", 4);
+        case 'f': return match_lit(ps, "false", 5);
+        case 'n': return match_lit(ps, "null", 4);
+        case '[':
+            ps->s++;
+            skip_ws(ps);
+            if (ps->s < ps->end && *ps->s == ']') {
+                ps->s++;
+                return 0;
+            }
+            for (;;) {
+                int r = skip_value(ps, depth + 1);
+                if (r) return r;
+                skip_ws(ps);
+                if (ps->s >= ps->end) return -1;
+                if (*ps->s == ',') { ps->s++; continue; }
+                if (*ps->s == ']') { ps->s++; return 0; }
+                return -1;
+            }
+        case '{':
+            ps->s++;
+            skip_ws(ps);
+            if (ps->s < ps->end && *ps->s == '}') {
+                ps->s++;
+                return 0;
+            }
+            for (;;) {
+                skip_ws(ps);
+                int r = skip_string(ps);
+                if (r) return r;
+                skip_ws(ps);
+                if (ps->s >= ps->end || *ps->s != ':') return -1;
+                ps->s++;
+                r = skip_value(ps, depth + 1);
+                if (r) return r;
+                skip_ws(ps);
+                if (ps->s >= ps->end) return -1;
+                if (*ps->s == ',') { ps->s++; continue; }
+                if (*ps->s == '}') { ps->s++; return 0; }
+                return -1;
+            }
+        default:
+            return scan_number(ps, &f);
+    }
+}
+
+/* The value at ps->s as a Python object: str for strings (unescaped), else decode(its JSON text). */
+static PyObject *value_object(P *ps) {
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == '"') {
+        Py_ssize_t mark = ps->tmp.len;
+        int r = read_string(ps, &ps->tmp);
+        if (r) {
+            ps->tmp.len = mark;
+            if (r == -2) ps->pyerr = 1;
+            return NULL;
+        }
+        PyObject *o = PyUnicode_DecodeUTF8(ps->tmp.p + mark, ps->tmp.len - mark, "strict");
+        ps->tmp.len = mark;
+        if (!o) ps->pyerr = 1;
+        return o;
+    }
+    const unsigned char *from = ps->s;
+    int r = skip_value(ps, 0);
+    if (r) {
+        if (r == -2) ps->pyerr = 1;
+        return NULL;
+    }
+    PyObject *text = PyBytes_FromStringAndSize((const char *)from, ps->s - from);
+    if (!text) {
+        ps->pyerr = 1;
+        return NULL;
+    }
+    PyObject *o = PyObject_CallOneArg(ps->decode, text);
+    Py_DECREF(text);
+    if (!o) ps->pyerr = 1;
+    return o;
+}
+
+static int enc_string_value(Buf *b, const char *d, Py_ssize_t n) {
+    /* AnyValue{string_value} */
+    if (putc1(b, 0x0a) || put_varint(b, (uint64_t)n) || put(b, d, n)) return -2;
+    return 0;
+}
+
+/* Encode a Python value that replaced a redacted one (a str from hasher, or None). */
+static int enc_pyvalue(P *ps, PyObject *v) {
+    if (v == Py_None) return 0;
+    if (!PyUnicode_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "hasher must return str");
+        ps->pyerr = 1;
+        return -2;
+    }
+    Py_ssize_t n;
+    const char *d = PyUnicode_AsUTF8AndSize(v, &n);
+    if (!d) {
+        ps->pyerr = 1;
+        return -2;
+    }
+    return enc_string_value(&ps->out, d, n);
+}
+
+static int enc_value(P *ps, int depth, int ctx);
+
+/* An object's members as KeyValueList elements. `top`: the record itself; `ident`: userIdentity. */
+#define MAX_KEYS 256
+
+static uint64_t key_hash(const char *k, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
+    return h ^ (uint64_t)n;
+}
+
+static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
+    Buf *b = &ps->out;
+    /* Python keeps the last of duplicate keys at the first one's place: leave such objects to it.
+       (A hash collision between different keys only costs that fallback.) */
+    uint64_t seen[MAX_KEYS];
+    int nseen = 0;
+    /* at '{' */
+    ps->s++;
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == '}') {
+        ps->s++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(ps);
+        Py_ssize_t elem = open_field(b, 0x0a); /* KeyValueList.values */
+        if (elem < 0) return -2;
+        Py_ssize_t key = open_field(b, 0x0a); /* KeyValue.key */
+        if (key < 0) return -2;
+        int r = read_string(ps, b);
+        if (r) return r;
+        Py_ssize_t kn = b->len - key;
+        if (close_field(b, key)) return -2;
+        const char *k = b->p + b->len - kn; /* the key's bytes end the buffer (close_field may move them) */
+        if (nseen == MAX_KEYS) return -1;
+        uint64_t h = key_hash(k, kn);
+        for (int i = 0; i < nseen; i++)
+            if (seen[i] == h) return -1;
+        seen[nseen++] = h;
+        skip_ws(ps);
+        if (ps->s >= ps->end || *ps->s != ':') return -1;
+        ps->s++;
+        skip_ws(ps);
+
+        int action = KEEP, capture = -1, child_ctx = CTX_NONE, child_ident = 0;
+        if (top) {
+#define IS(lit) (kn == (Py_ssize_t)sizeof(lit) - 1 && memcmp(k, lit, sizeof(lit) - 1) == 0)
+            if (IS("requestID")) capture = CAP_REQUEST_ID;
+            else if (IS("eventID")) capture = CAP_EVENT_ID;
+            else if (IS("sourceIPAddress")) { capture = CAP_SOURCE_IP; action = ps->act_ip; }
+            else if (IS("userAgent")) { capture = CAP_USER_AGENT; action = ps->act_ua; }
+            else if (IS("readOnly")) capture = CAP_READ_ONLY;
+            else if (IS("userIdentity")) child_ident = 1;
+            else if (IS("requestParameters") || IS("responseElements")) child_ctx = CTX_PARAMS;
+        } else if (ident) {
+            if (IS("accessKeyId")) action = ps->act_key;
+            else if (IS("type")) capture = CAP_IDENTITY_TYPE;
+#undef IS
+        } else if (ctx == CTX_PARAMS) {
+            Py_ssize_t np = PyTuple_GET_SIZE(ps->params);
+            child_ctx = CTX_PARAMS;
+            for (Py_ssize_t i = 0; i < np; i++) {
+                PyObject *pair = PyTuple_GET_ITEM(ps->params, i);
+                PyObject *name = PyTuple_GET_ITEM(pair, 0);
+                if (PyBytes_GET_SIZE(name) == kn && memcmp(PyBytes_AS_STRING(name), k, (size_t)kn) == 0) {
+                    action = (int)PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
+                    break;
+                }
+            }
+        }
+
+        if (action == DROP) {
+            b->len = elem - 2; /* forget the element */
+            r = skip_value(ps, depth + 1);
+            if (r) return r;
+        } else {
+            Py_ssize_t val = open_field(b, 0x12); /* KeyValue.value */
+            if (val < 0) return -2;
+            int is_null = ps->s < ps->end && *ps->s == 'n';
+            if (action == HASH && !is_null) {
+                PyObject *v = value_object(ps);
+                if (!v) return ps->pyerr ? -2 : -1;
+                PyObject *h = PyObject_CallOneArg(ps->hasher, v);
+                Py_DECREF(v);
+                if (!h) {
+                    ps->pyerr = 1;
+                    return -2;
+                }
+                r = enc_pyvalue(ps, h);
+                if (r) {
+                    Py_DECREF(h);
+                    return r;
+                }
+                if (capture >= 0) {
+                    Py_XSETREF(ps->cap[capture], h);
+                } else {
+                    Py_DECREF(h);
+                }
+            } else if (capture >= 0) {
+                /* the value, encoded and kept as a Python object for the attributes */
+                const unsigned char *from = ps->s;
+                r = enc_value(ps, depth + 1, CTX_NONE);
+                if (r) return r;
+                PyObject *o;
+                if (*from == '"') {
+                    P sub = *ps;
+                    sub.s = from;
+                    o = value_object(&sub);
+                    ps->pyerr |= sub.pyerr;
+                    ps->tmp = sub.tmp;
+                } else if (*from == 't') {
+                    o = Py_NewRef(Py_True);
+                } else if (*from == 'f') {
+                    o = Py_NewRef(Py_False);
+                } else if (*from == 'n') {
+                    o = Py_NewRef(Py_None);
+                } else {
+                    P sub = *ps;
+                    sub.s = from;
+                    o = value_object(&sub);
+                    ps->pyerr |= sub.pyerr;
+                    ps->tmp = sub.tmp;
+                }
+                if (!o) return ps->pyerr ? -2 : -1;
+                Py_XSETREF(ps->cap[capture], o);
+            } else if (child_ident && ps->s < ps->end && *ps->s == '{') {
+                if (depth + 1 > MAX_DEPTH) return -1;
+                Py_ssize_t kv = open_field(b, 0x32); /* AnyValue.kvlist_value */
+                if (kv < 0) return -2;
+                r = enc_members(ps, depth + 1, CTX_NONE, 0, 1);
+                if (r) return r;
+                if (close_field(b, kv)) return -2;
+            } else {
+                r = enc_value(ps, depth + 1, child_ctx);
+                if (r) return r;
+            }
+            if (close_field(b, val)) return -2;
+            if (close_field(b, elem)) return -2;
+        }
+        skip_ws(ps);
+        if (ps->s >= ps->end) return -1;
+        if (*ps->s == ',') {
+            ps->s++;
+            continue;
+        }
+        if (*ps->s == '}') {
+            ps->s++;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+/* One JSON value as AnyValue fields (no tag or length of its own). */
+static int enc_value(P *ps, int depth, int ctx) {
+    Buf *b = &ps->out;
+    if (depth > MAX_DEPTH) return -1;
+    skip_ws(ps);
+    if (ps->s >= ps->end) return -1;
+    unsigned char c = *ps->s;
+    switch (c) {
+        case '"': {
+            Py_ssize_t at = open_field(b, 0x0a);
+            if (at < 0) return -2;
+            int r = read_string(ps, b);
+            if (r) return r;
+            return close_field(b, at) ? -2 : 0;
+        }
+        case 't':
+            if (match_lit(ps, "true", 4)) return -1;
+            return put(b, "\x10\x01", 2) ? -2 : 0;
+        case 'f':
+            if (match_lit(ps, "false", 5)) return -1;
+            return put(b, "\x10\x00", 2) ? -2 : 0;
+        case 'n':
+            return match_lit(ps, "null", 4);
+        case '{': {
+            Py_ssize_t at = open_field(b, 0x32);
+            if (at < 0) return -2;
+            int r = enc_members(ps, depth, ctx, 0, 0);
+            if (r) return r;
+            return close_field(b, at) ? -2 : 0;
+        }
+        case '[': {
+            Py_ssize_t at = open_field(b, 0x2a);
+            if (at < 0) return -2;
+            ps->s++;
+            skip_ws(ps);
+            if (ps->s < ps->end && *ps->s == ']') {
+                ps->s++;
+                return close_field(b, at) ? -2 : 0;
+            }
+            for (;;) {
+                Py_ssize_t el = open_field(b, 0x0a); /* ArrayValue.values */
+                if (el < 0) return -2;
+                int r = enc_value(ps, depth + 1, ctx);
+                if (r) return r;
+                if (close_field(b, el)) return -2;
+                skip_ws(ps);
+                if (ps->s >= ps->end) return -1;
+                if (*ps->s == ',') {
+                    ps->s++;
+                    continue;
+                }
+                if (*ps->s == ']') {
+                    ps->s++;
+                    break;
+                }
+                return -1;
+            }
+            return close_field(b, at) ? -2 : 0;
+        }
+        default: {
+            const unsigned char *from = ps->s;
+            int is_float;
+            if (scan_number(ps, &is_float)) return -1;
+            Py_ssize_t n = ps->s - from;
+            char num[64];
+            if (is_float) {
+                /* correctly rounded by CPython's dtoa; overflow is an error (as for msgspec) */
+                char *heap = NULL, *text = num;
+                if (n >= (Py_ssize_t)sizeof(num)) {
+                    heap = PyMem_Malloc((size_t)n + 1);
+                    if (!heap) return -2;
+                    text = heap;
+                }
+                memcpy(text, from, (size_t)n);
+                text[n] = 0;
+                double d = PyOS_string_to_double(text, NULL, PyExc_OverflowError);
+                PyMem_Free(heap);
+                if (d == -1.0 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    return -1;
+                }
+                unsigned char t[9];
+                t[0] = 0x21;
+                memcpy(t + 1, &d, 8); /* little-endian hosts only: checked at import */
+                return put(b, t, 9) ? -2 : 0;
+            }
+            /* integer: int64 as a varint, anything larger as its decimal text */
+            int neg = from[0] == '-';
+            const unsigned char *d = from + neg;
+            uint64_t mag = 0;
+            int big = 0;
+            for (; d < ps->s; d++) {
+                unsigned digit = (unsigned)(*d - '0');
+                if (mag > (UINT64_MAX - digit) / 10) {
+                    big = 1;
+                    break;
+                }
+                mag = mag * 10 + digit;
+            }
+            if (!big && (neg ? mag > (uint64_t)INT64_MAX + 1 : mag > (uint64_t)INT64_MAX)) big = 1;
+            if (big) return enc_string_value(b, (const char *)from, n);
+            uint64_t v = neg ? (uint64_t)0 - mag : mag;
+            if (putc1(b, 0x18)) return -2;
+            return put_varint(b, v) ? -2 : 0;
+        }
+    }
+}
+
+static const char *KWLIST[] = {"raw", "source_ip", "user_agent", "access_key_id", "params", "hasher", "decode", NULL};
+
+static PyObject *encode_body(PyObject *self, PyObject *args, PyObject *kwargs) {
+    Py_buffer raw;
+    P ps;
+    memset(&ps, 0, sizeof(ps));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiiO!OO:encode_body", (char **)KWLIST, &raw, &ps.act_ip,
+                                     &ps.act_ua, &ps.act_key, &PyTuple_Type, &ps.params, &ps.hasher, &ps.decode))
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ps.params); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(ps.params, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyLong_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyBuffer_Release(&raw);
+            PyErr_SetString(PyExc_TypeError, "params must be a tuple of (bytes, int) pairs");
+            return NULL;
+        }
+    }
+    ps.start = ps.s = (const unsigned char *)raw.buf;
+    ps.end = ps.s + raw.len;
+    int r;
+    if (grow(&ps.out, raw.len + 64)) {
+        r = -2;
+    } else {
+        skip_ws(&ps);
+        if (ps.s < ps.end && *ps.s == '{') {
+            r = enc_members(&ps, 0, CTX_NONE, 1, 0);
+            if (!r) {
+                skip_ws(&ps);
+                if (ps.s != ps.end) r = -1;
+            }
+        } else {
+            r = -1;
+        }
+    }
+    PyBuffer_Release(&raw);
+    PyObject *result = NULL;
+    if (!r) {
+        result = PyTuple_New(1 + NCAP);
+        PyObject *body = result ? PyBytes_FromStringAndSize(ps.out.p, ps.out.len) : NULL;
+        if (body) {
+            PyTuple_SET_ITEM(result, 0, body);
+            for (int i = 0; i < NCAP; i++) {
+                PyTuple_SET_ITEM(result, 1 + i, ps.cap[i] ? ps.cap[i] : Py_NewRef(Py_None));
+                ps.cap[i] = NULL;
+            }
+        } else {
+            Py_CLEAR(result);
+        }
+    } else if (!ps.pyerr && !PyErr_Occurred()) {
+        if (r == -2)
+            PyErr_NoMemory();
+        else
+            PyErr_Format(PyExc_ValueError, "not a JSON object this encoder handles (at byte %zd)",
+                         (Py_ssize_t)(ps.s - ps.start));
+    }
+    for (int i = 0; i < NCAP; i++) Py_XDECREF(ps.cap[i]);
+    PyMem_Free(ps.out.p);
+    PyMem_Free(ps.tmp.p);
+    return result;
+}
+
+static PyMethodDef METHODS[] = {
+    {"encode_body", (PyCFunction)(void (*)(void))encode_body, METH_VARARGS | METH_KEYWORDS,
+     "encode_body(raw, source_ip, user_agent, access_key_id, params, hasher, decode)\n"
+     "-> (kvlist bytes, requestID, eventID, sourceIPAddress, userAgent, readOnly, userIdentity.type)\n"
+     "Actions: 0 keep, 1 drop, 2 hash. Raises ValueError on input it does not handle."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_otlpjson", "JSON record → OTLP KeyValueList.", -1,
+                                    METHODS};
+
+PyMODINIT_FUNC PyInit__otlpjson(void) {
+    const uint16_t one = 1;
+    if (*(const unsigned char *)&one != 1) {
+        PyErr_SetString(PyExc_ImportError, "_otlpjson: big-endian hosts use the Python encoder");
+        return NULL;
+    }
+    return PyModule_Create(&MODULE);
+}

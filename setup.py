@@ -1,0 +1,10 @@
+"""Build glue for the optional C accelerator; everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        # optional: without a compiler the wheel still builds and the pure-Python encoder is used
+        Extension("exporter._otlpjson", ["exporter/_otlpjson.c"], optional=True, extra_compile_args=["-O2"]),
+    ]
+)

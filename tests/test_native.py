@@ -1,0 +1,223 @@
+"""The C body encoder (exporter._otlpjson) must write exactly what the Python encoder writes, for every
+record and redaction setting; where it cannot, it must refuse (ValueError) so the Python one decides."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.common.v1 import common_pb2
+from util import generate
+
+from exporter import config
+from exporter.decode.reader import read_delivery
+from exporter.sinks import logs
+from exporter.sinks.metrics import Aggregate
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLE = Path(__file__).parents[1] / "exporter" / "sample"
+
+SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+native_only = pytest.mark.skipif(logs._otlpjson is None, reason="the C accelerator is not built")
+
+
+class NullTransport:
+    """Unit tests of one function: nothing is sent."""
+
+    def send(self, body: bytes, timeout: float) -> tuple[bool, bool, int, str]:
+        return True, False, 0, ""
+
+    def close(self) -> None:
+        pass
+
+
+def make_sink(**redact: Any) -> logs.LogSink:
+    cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact))
+    return logs.LogSink(cfg, Aggregate(), transport=NullTransport())
+
+
+@pytest.fixture(scope="module")
+def sinks() -> Iterator[list[logs.LogSink]]:
+    made = [
+        make_sink(),
+        make_sink(source_ip="drop", user_agent="hash", access_key_id="drop", hash_key="k"),
+        make_sink(
+            source_ip="hash", user_agent="drop", access_key_id="keep", parameters={"entries": "hash", "Id": "drop"}
+        ),
+        make_sink(parameters={"MessageBody": "hash", "messageBody": "drop", "receiptHandle": "keep"}),
+    ]
+    yield made
+    for s in made:
+        s.shutdown(1.0)
+
+
+def both(sink: logs.LogSink, raw: bytes) -> tuple[Any, Any]:
+    """(C result or the ValueError, Python result or the exception)."""
+    assert sink.native is not None
+    try:
+        fast: Any = sink.native(raw)
+    except ValueError as exc:
+        fast = exc
+    saved, sink.native = sink.native, None
+    try:
+        slow: Any = sink.fields(raw)
+    except Exception as exc:
+        slow = exc
+    finally:
+        sink.native = saved
+    return fast, slow
+
+
+def check(sinks: list[logs.LogSink], raw: bytes, must_handle: bool = False) -> None:
+    for sink in sinks:
+        fast, slow = both(sink, raw)
+        if isinstance(fast, ValueError):
+            assert not must_handle, f"the C encoder refused a record it should handle: {fast}"
+            continue
+        assert not isinstance(slow, Exception), f"C accepted what Python refuses ({slow!r}): {raw[:200]!r}"
+        assert fast == slow, raw[:300]
+        # and it is a valid KeyValueList
+        kv = common_pb2.KeyValueList()
+        kv.ParseFromString(fast[0])
+
+
+def records_in(data: bytes) -> list[bytes]:
+    d = read_delivery(data)
+    return [r if type(r) is bytes else bytes(r) for r in d.records]
+
+
+@native_only
+def test_fixtures_sample_and_generated(sinks: list[logs.LogSink], tmp_path: Path) -> None:
+    files = [p for root in (FIXTURES, SAMPLE) for p in sorted(root.rglob("*")) if p.is_file()]
+    generate(tmp_path, files=4, records=300, seed=11)
+    files += sorted(tmp_path.rglob("*.json.gz"))
+    n = 0
+    for p in files:
+        for raw in records_in(p.read_bytes()):
+            if raw[:1] == b"{" and b"sqs.amazonaws.com" in raw:
+                check(sinks, raw, must_handle=True)
+                n += 1
+    assert n > 1000
+
+
+@native_only
+def test_redaction_applies(sinks: list[logs.LogSink]) -> None:
+    rec = {
+        "eventID": "e1",
+        "requestID": "r1",
+        "sourceIPAddress": "10.0.0.1",
+        "userAgent": "aws-cli",
+        "readOnly": False,
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIA1", "sessionContext": {"accessKeyId": "nested"}},
+        "requestParameters": {"entries": [{"Id": "1", "receiptHandle": "rh"}], "receiptHandle": "top"},
+        "responseElements": None,
+    }
+    raw = json.dumps(rec).encode()
+    fast = sinks[2].native(raw)  # type: ignore[misc]
+    kv = common_pb2.KeyValueList()
+    kv.ParseFromString(fast[0])
+    top = {x.key: x.value for x in kv.values}
+    assert top["sourceIPAddress"].string_value.startswith("sha256:")
+    assert "userAgent" not in top
+    params = {x.key: x.value for x in top["requestParameters"].kvlist_value.values}
+    assert params["entries"].string_value.startswith("sha256:")  # hashed whole, not walked into
+    assert fast[1:] == ("r1", "e1", top["sourceIPAddress"].string_value, None, False, "IAMUser")
+    check(sinks, raw, must_handle=True)
+
+
+json_scalar = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(1 << 70), max_value=1 << 70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+json_value = st.recursive(
+    json_scalar,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4),
+    max_leaves=12,
+)
+special = st.sampled_from(
+    [
+        "eventID",
+        "requestID",
+        "sourceIPAddress",
+        "userAgent",
+        "readOnly",
+        "userIdentity",
+        "requestParameters",
+        "responseElements",
+        "type",
+        "accessKeyId",
+        "entries",
+        "Id",
+        "MessageBody",
+        "messageBody",
+        "receiptHandle",
+    ]
+)
+nested = st.recursive(
+    json_scalar,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(special | st.text(max_size=4), kids, max_size=4),
+    max_leaves=10,
+)
+record = st.dictionaries(special | st.text(max_size=6), nested | json_value, max_size=8)
+
+
+@native_only
+@settings(max_examples=400, deadline=None, suppress_health_check=SLOW)
+@given(record, st.sampled_from([0, 1, 2]))
+def test_random_records(sinks: list[logs.LogSink], rec: dict[str, Any], indent: int) -> None:
+    raw = json.dumps(rec, indent=indent or None, ensure_ascii=bool(indent % 2)).encode()
+    check(sinks, raw, must_handle=True)
+    check(sinks, msgspec.json.encode(rec), must_handle=True)
+
+
+@native_only
+@settings(max_examples=400, deadline=None, suppress_health_check=SLOW)
+@given(st.binary(max_size=64) | st.text(max_size=40).map(str.encode))
+def test_garbage_is_refused_or_equal(sinks: list[logs.LogSink], raw: bytes) -> None:
+    check(sinks, b'{"a":' + raw + b"}")
+    check(sinks, raw)
+
+
+@native_only
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": "\\ud800"}',  # lone surrogate
+        b'{"a": 1e400}',  # float overflow
+        b'{"a": "x\x01"}',  # control character
+        b'{"a": "\xff"}',  # invalid UTF-8
+        b'{"a": "\xed\xa0\x80"}',  # an encoded surrogate
+        b"[1]",
+        b'{"a": 1} x',
+        b'{"a": [' * 200 + b"]" * 200 + b"}",  # deeper than the C encoder goes
+        b'{"a": 01}',
+        b'{"a": -}',
+        b'{"a": 1, "b": 2, "a": 3}',  # duplicate keys: Python keeps the last value at the first place
+        b'{"x": {"k": 1, "k": 1}}',
+        b"{" + b",".join(b'"k%d": 0' % i for i in range(300)) + b"}",  # more keys than it tracks
+        b'{"a": tru}',
+    ],
+)
+def test_refuses_what_it_does_not_handle(sinks: list[logs.LogSink], raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        sinks[0].native(raw)  # type: ignore[misc]
+    check(sinks, raw)
+
+
+@native_only
+def test_numbers_and_escapes(sinks: list[logs.LogSink]) -> None:
+    raw = (
+        b'{"i": 9223372036854775807, "j": -9223372036854775808, "big": 9223372036854775808, '
+        b'"neg": -99999999999999999999999, "z": -0, "f": -0.0, "e": 1E2, "tiny": 1.5e-400, '
+        b'"s": "\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00", "k\\u0041": null, "long": "' + b"x" * 20000 + b'"}'
+    )
+    check(sinks, raw, must_handle=True)
