@@ -219,7 +219,7 @@ class LogsConfig(Strict):
     timeout: Duration | None = None  # per export request
     # back-pressure: records wait in a bounded queue, then are dropped (counted)
     queue_size: int = Field(262_144, ge=1)  # records
-    queue_max_bytes: int = Field(512 << 20, ge=1 << 16)  # raw JSON bytes held
+    queue_max_bytes: int = Field(512 << 20, ge=1 << 16)  # encoded log record bytes held
     batch_size: int = Field(2048, ge=1, le=100_000)  # records per export request
     batch_max_bytes: int = Field(3 << 20, ge=1 << 14)  # encoded bytes per request (collectors take 4 MiB)
     flush_interval: Duration = 0.5  # a partial batch waits at most this long

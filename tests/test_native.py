@@ -13,10 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
 from util import generate
 
 from exporter import config
 from exporter.decode.reader import read_delivery
+from exporter.decode.record import SqsEvent
+from exporter.pipeline import extract
 from exporter.sinks import logs
 from exporter.sinks.metrics import Aggregate
 
@@ -74,6 +77,22 @@ def both(sink: logs.LogSink, raw: bytes) -> tuple[Any, Any]:
     return fast, slow
 
 
+def both_records(sink: logs.LogSink, raw: bytes, ev: Any) -> tuple[Any, Any]:
+    """encode() with the C record encoder, and with the Python one."""
+    try:
+        fast: Any = sink.encode(raw, ev, 1_800_000_000.5, False)
+    except Exception as exc:
+        fast = exc
+    saved, sink.native_record = sink.native_record, None
+    try:
+        slow: Any = sink.encode(raw, ev, 1_800_000_000.5, False)
+    except Exception as exc:
+        slow = exc
+    finally:
+        sink.native_record = saved
+    return fast, slow
+
+
 def check(sinks: list[logs.LogSink], raw: bytes, must_handle: bool = False) -> None:
     for sink in sinks:
         fast, slow = both(sink, raw)
@@ -85,6 +104,9 @@ def check(sinks: list[logs.LogSink], raw: bytes, must_handle: bool = False) -> N
         # and it is a valid KeyValueList
         kv = common_pb2.KeyValueList()
         kv.ParseFromString(fast[0])
+        rec = logs_pb2.LogRecord()
+        rec.ParseFromString(fast[1])
+        assert len(rec.attributes) <= 6
 
 
 def records_in(data: bytes) -> list[bytes]:
@@ -99,10 +121,18 @@ def test_fixtures_sample_and_generated(sinks: list[logs.LogSink], tmp_path: Path
     files += sorted(tmp_path.rglob("*.json.gz"))
     n = 0
     for p in files:
-        for raw in records_in(p.read_bytes()):
+        data = p.read_bytes()
+        for raw in records_in(data):
             if raw[:1] == b"{" and b"sqs.amazonaws.com" in raw:
                 check(sinks, raw, must_handle=True)
                 n += 1
+        for raw, ev in extract(data)[1]:  # whole log records: C and Python write the same bytes
+            for sink in sinks:
+                fast, slow = both_records(sink, raw, ev)
+                assert type(fast) is bytes and fast == slow
+                scope = logs_pb2.ScopeLogs()
+                scope.ParseFromString(fast)  # one ScopeLogs.log_records element
+                assert scope.log_records[0].event_name == "aws.cloudtrail.sqs." + ev.event_name
     assert n > 1000
 
 
@@ -127,7 +157,15 @@ def test_redaction_applies(sinks: list[logs.LogSink]) -> None:
     assert "userAgent" not in top
     params = {x.key: x.value for x in top["requestParameters"].kvlist_value.values}
     assert params["entries"].string_value.startswith("sha256:")  # hashed whole, not walked into
-    assert fast[1:] == ("r1", "e1", top["sourceIPAddress"].string_value, None, False, "IAMUser")
+    attrs = logs_pb2.LogRecord()
+    attrs.ParseFromString(fast[1])
+    got = {a.key: a.value for a in attrs.attributes}
+    assert list(got) == ["client.address", "aws.cloudtrail.read_only", "aws.cloudtrail.user_identity.type",
+                         "aws.request_id", "aws.cloudtrail.event_id"]  # fmt: skip
+    assert got["client.address"] == top["sourceIPAddress"]
+    assert got["aws.cloudtrail.read_only"].HasField("bool_value") and not got["aws.cloudtrail.read_only"].bool_value
+    assert (got["aws.request_id"].string_value, got["aws.cloudtrail.event_id"].string_value) == ("r1", "e1")
+    assert got["aws.cloudtrail.user_identity.type"].string_value == "IAMUser"
     check(sinks, raw, must_handle=True)
 
 
@@ -177,6 +215,25 @@ def test_random_records(sinks: list[logs.LogSink], rec: dict[str, Any], indent: 
     raw = json.dumps(rec, indent=indent or None, ensure_ascii=bool(indent % 2)).encode()
     check(sinks, raw, must_handle=True)
     check(sinks, msgspec.json.encode(rec), must_handle=True)
+    for sink in sinks:
+        fast, slow = both_records(sink, raw, EVENT)
+        assert fast == slow
+
+
+EVENT = SqsEvent(
+    account_id="111122223333",
+    region="eu-west-1",
+    queue="q",
+    event_name="SendMessageBatch",
+    category="Data",
+    error_code="AccessDenied",
+    principal_role="arn:aws:iam::111122223333:role/r",
+    principal_arn="arn:aws:sts::111122223333:assumed-role/r/s",
+    event_time=1_800_000_000.25,
+    batch_entries=3,
+    queue_url="https://sqs.eu-west-1.amazonaws.com/111122223333/q",
+    queue_arn="arn:aws:sqs:eu-west-1:111122223333:q",
+)
 
 
 @native_only

@@ -1,9 +1,10 @@
 """OTel log record per SQS event, exported over OTLP (gRPC or HTTP/protobuf).
 
-`emit` (processing thread, under the pipeline lock) only filters and appends to a bounded queue; when
-the queue is full the record is dropped and counted, so the metrics path never waits on the collector.
-One export thread drains the queue in batches, encodes the OTLP protobuf itself (exporter.sinks.otlp)
-and sends it, retrying transient failures with backoff for up to `retry_max_elapsed`.
+`emit` (processing thread, under the pipeline lock) filters, encodes the LogRecord protobuf itself
+(exporter.sinks.otlp, with the body from the C encoder exporter._otlpjson when it is built) and appends
+it to a bounded queue; when the queue is full the record is dropped and counted, so the metrics path
+never waits on the collector. One export thread drains the queue in batches and sends them, retrying
+transient failures with backoff for up to `retry_max_elapsed`.
 
 Outcomes go to `agg.log_records` (cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
 (acknowledged by the collector), `dropped` (queue full, or still queued at the shutdown bound),
@@ -18,7 +19,6 @@ import hashlib
 import hmac
 import logging
 import os
-import queue
 import random
 import re
 import threading
@@ -299,14 +299,14 @@ class Redactor:
         s = value if isinstance(value, str) else msgspec.json.encode(value).decode()
         h = self._hash_cache.get(s)
         if h is None:
-            if self.key is not None:
-                digest = hmac.new(self.key, s.encode(), hashlib.sha256).hexdigest()
-            else:
-                digest = hashlib.sha256(s.encode()).hexdigest()
-            h = "sha256:" + digest[:32]
-            if len(self._hash_cache) > 100_000:
-                self._hash_cache.clear()
-            self._hash_cache[s] = h
+            b = s.encode("utf-8", "surrogatepass")
+            # hmac.digest is OpenSSL's one-shot HMAC: several times cheaper than an hmac.new object
+            digest = hmac.digest(self.key, b, "sha256") if self.key is not None else hashlib.sha256(b).digest()
+            h = "sha256:" + digest[:16].hex()
+            if len(s) <= 64:  # ids and addresses repeat; receipt handles (hundreds of chars) never do
+                if len(self._hash_cache) > 100_000:
+                    self._hash_cache.clear()
+                self._hash_cache[s] = h
         return h
 
     def _apply(self, d: dict[str, Any], key: str, action: str) -> None:
@@ -357,6 +357,15 @@ _UNIQUE = frozenset(("eventID", "requestID", "sharedEventID"))
 # top-level values the attributes read
 _WANTED = frozenset(("sourceIPAddress", "userAgent", "readOnly", "userIdentity"))
 _DROPPED = object()
+# attributes read from the record, in the order both encoders write them (see exporter/_otlpjson.c)
+_RECORD_ATTRS = (
+    "client.address",
+    "user_agent.original",
+    "aws.cloudtrail.read_only",
+    "aws.cloudtrail.user_identity.type",
+    "aws.request_id",
+    "aws.cloudtrail.event_id",
+)
 _CONSTANT_ATTRS = b"".join(
     otlp.attribute(k, v, False)
     for k, v in (
@@ -383,10 +392,15 @@ class LogSink:
         self.transport = transport or make_transport(self.settings)
         self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
         self.redact = Redactor(cfg.redact)
-        self.native = self._native_encoder(cfg) if os.environ.get("CTSQS_NATIVE", "1") != "0" else None
+        self.record_field = self.builder.record_field
+        self.native: Callable[[bytes], tuple[bytes, bytes]] | None = None
+        self.native_record: Callable[..., bytes] | None = None
+        if _otlpjson is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
+            self.native, self.native_record = self._native_encoders(cfg)
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
         self._attr_cache: dict[tuple[Any, ...], bytes] = {}
+        self._principal_cache: dict[str, bytes] = {}
         self.rng = rng
         # filters
         self.only_errors = cfg.only_errors
@@ -395,8 +409,10 @@ class LogSink:
         self.exclude = frozenset(cfg.exclude_events or ())
         self.ratio = cfg.sample_ratio
         self.filtering = bool(self.only_errors or self.only_management or self.include is not None or self.exclude)
-        # queue: deque appends/pops are atomic; bytes held = in - out, each side written by one thread
-        self.queue: deque[tuple[bytes, SqsEvent, float, bool]] = deque()
+        # queue of encoded records: deque appends/pops are atomic; bytes held = in - out, each side
+        # written by one thread. Records are encoded by `emit`, on the processing thread: on one core
+        # a second Python thread only adds GIL hand-offs, and encoded records are what a batch needs.
+        self.queue: deque[bytes] = deque()
         self.max_records = cfg.queue_size
         self.max_bytes = cfg.queue_max_bytes
         self.bytes_in = 0
@@ -405,16 +421,13 @@ class LogSink:
         self.block = False
         self.room = threading.Event()
         self.batch_size = cfg.batch_size
+        self.batch_bytes = cfg.batch_max_bytes - self.builder.overhead()
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.deadline = float("inf")  # monotonic; set by shutdown
         self.drop_lock = threading.Lock()
-        # encoded requests waiting for the sender: encoding the next batch overlaps the request in flight
-        self.outbox: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
-        self.thread = threading.Thread(target=self._run, name="otlp-logs-encode", daemon=True)
-        self.sender = threading.Thread(target=self._send_loop, name="otlp-logs-send", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="otlp-logs-export", daemon=True)
         self.thread.start()
-        self.sender.start()
         log.info(
             "OTel logs: %s to %s (queue %d records / %d MiB)",
             self.settings.protocol,
@@ -433,22 +446,28 @@ class LogSink:
                 return
             sampled = True
         q = self.queue
-        n = len(raw)
-        full = len(q) >= self.max_records or self.bytes_in - self.bytes_out + n > self.max_bytes
-        if (full or self.stopping.is_set()) and not (self.block and self._wait_for_room(n)):
+        full = len(q) >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes
+        if (full or self.stopping.is_set()) and not (self.block and self._wait_for_room()):
             with self.drop_lock:
                 self.agg.log_records["dropped"] += 1
             return
-        self.bytes_in += n
-        q.append((raw if type(raw) is bytes else bytes(raw), ev, observed, sampled))
-        if len(q) == self.batch_size:
+        try:
+            f = self.encode(raw, ev, observed, sampled)
+        except Exception:
+            log.exception("OTel logs: cannot encode a record of %s", ev.event_name)
+            with self.drop_lock:
+                self.agg.log_records["failed"] += 1
+            return
+        self.bytes_in += len(f)
+        q.append(f)
+        if len(q) == self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes:
             self.wake.set()
 
-    def _wait_for_room(self, n: int) -> bool:
+    def _wait_for_room(self) -> bool:
         """Back-pressure for batch runs (`replay`): wait for the export thread instead of dropping.
         The daemon never waits here: its scrapes share the lock `emit` is called under."""
         while not self.stopping.is_set() and self.thread.is_alive():
-            if len(self.queue) < self.max_records and self.bytes_in - self.bytes_out + n <= self.max_bytes:
+            if len(self.queue) < self.max_records and self.bytes_in - self.bytes_out <= self.max_bytes:
                 return True
             self.room.clear()
             self.wake.set()
@@ -481,7 +500,6 @@ class LogSink:
             log.exception("OTel log export thread failed")
         finally:
             self._abandon()
-            self._put(None)
 
     def _abandon(self) -> None:
         """Whatever is still queued when the thread ends is dropped (and counted)."""
@@ -500,66 +518,25 @@ class LogSink:
 
     def _export_one(self) -> None:
         q = self.queue
-        builder = self.builder
-        record_field = builder.record_field
         fields: list[bytes] = []
-        size = builder.overhead()
-        limit = self.cfg.batch_max_bytes
-        out = 0
+        size = 0
+        limit = self.batch_bytes
         while len(fields) < self.batch_size and size < limit:
             try:
-                raw, ev, observed, sampled = q.popleft()
+                f = q.popleft()
             except IndexError:
                 break
-            out += len(raw)
-            try:
-                f = record_field(self.encode(raw, ev, observed, sampled))
-            except Exception:
-                log.exception("OTel logs: cannot encode a record of %s", ev.event_name)
-                self.agg.log_records["failed"] += 1
-                continue
             fields.append(f)
             size += len(f)
-        self.bytes_out += out
+        self.bytes_out += size
         self.room.set()
-        if fields:
-            self._put((builder.request(fields), len(fields)))
-
-    def _put(self, item: tuple[bytes, int] | None) -> None:
-        """Hand a request to the sender; blocks while it is busy (so the record queue takes the
-        back-pressure), until the shutdown deadline."""
-        while True:
-            try:
-                self.outbox.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if time.monotonic() >= self.deadline:
-                    if item is not None:
-                        with self.drop_lock:
-                            self.agg.log_records["dropped"] += item[1]
-                        return
-                    # the sender is stuck past the deadline; it checks the deadline itself
-                    return
-
-    def _send_loop(self) -> None:
-        while True:
-            try:
-                item = self.outbox.get(timeout=0.5)
-            except queue.Empty:
-                if not self.thread.is_alive() and self.outbox.empty():
-                    return
-                continue
-            if item is None:
-                return
-            try:
-                if time.monotonic() >= self.deadline:
-                    with self.drop_lock:
-                        self.agg.log_records["dropped"] += item[1]
-                    continue
-                self._send(*item)
-            except Exception:
-                log.exception("OTel logs: send failed")
-                self.agg.log_records["failed"] += item[1]
+        if not fields:
+            return
+        if time.monotonic() >= self.deadline:
+            with self.drop_lock:
+                self.agg.log_records["dropped"] += len(fields)
+            return
+        self._send(self.builder.request(fields), len(fields))
 
     def _send(self, body: bytes, n: int) -> None:
         start = time.monotonic()
@@ -614,25 +591,28 @@ class LogSink:
                     vals[k] = hit[1]
         return b"".join(parts), vals
 
-    def _native_encoder(self, cfg: LogsConfig) -> Callable[[bytes], tuple[Any, ...]] | None:
-        """_otlpjson.encode_body bound to this sink's redaction, or None without the accelerator."""
-        if _otlpjson is None:
-            return None
+    def _native_encoders(self, cfg: LogsConfig) -> tuple[Callable[[bytes], tuple[bytes, bytes]], Callable[..., bytes]]:
+        """exporter._otlpjson's encode_body and encode_record bound to this sink's redaction."""
         action = {"keep": 0, "drop": 1, "hash": 2}
         r = cfg.redact
         params = tuple((k.encode(), action[v]) for k, v in self.redact.params.items())
-        encode_body = _otlpjson.encode_body
         args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, self.redact.hash, _decode)
+        encode_body, encode_record = _otlpjson.encode_body, _otlpjson.encode_record
 
-        def native(raw: bytes) -> tuple[Any, ...]:
+        def body(raw: bytes) -> tuple[bytes, bytes]:
             return encode_body(raw, *args)
 
-        return native
+        def record(raw: bytes, t_ns: int, o_ns: int, head: bytes, attrs: bytes, tail: bytes) -> bytes:
+            return encode_record(raw, *args, t_ns, o_ns, head, attrs, tail)
 
-    def fields(self, raw: bytes) -> tuple[Any, ...]:
-        """(body KeyValueList bytes, requestID, eventID, sourceIPAddress, userAgent, readOnly,
-        userIdentity.type), redacted: from the C encoder when it handles the record, else from body()."""
-        if self.native is not None:
+        return body, record
+
+    def fields(self, raw: bytes, use_native: bool = True) -> tuple[bytes, bytes]:
+        """(body KeyValueList bytes, the attributes read from the record: client.address,
+        user_agent.original, aws.cloudtrail.read_only, aws.cloudtrail.user_identity.type,
+        aws.request_id, aws.cloudtrail.event_id), redacted: from the C encoder when it handles the
+        record, else from body(). Both write the same bytes (tests/test_native.py)."""
+        if use_native and self.native is not None:
             try:
                 return self.native(raw)
             except ValueError:
@@ -640,54 +620,63 @@ class LogSink:
         body, rec = self.body(raw)
         get = rec.get
         ident = get("userIdentity")
-        itype = ident.get("type") if type(ident) is dict else None
-        return body, get("requestID"), get("eventID"), get("sourceIPAddress"), get("userAgent"), get("readOnly"), itype
+        values = (
+            get("sourceIPAddress"),
+            get("userAgent"),
+            get("readOnly"),
+            ident.get("type") if type(ident) is dict else None,
+            get("requestID"),
+            get("eventID"),
+        )
+        attr = otlp.attribute
+        extra = b"".join(attr(k, v, False) for k, v in zip(_RECORD_ATTRS, values, strict=True) if v is not None)
+        return body, extra
 
     def encode(self, raw: bytes, ev: SqsEvent, observed: float, sampled: bool) -> bytes:
-        body, request_id, event_id, ip, ua, ro, itype = self.fields(raw)
-        # everything but the two ids repeats for a caller on a queue: one cached block of attributes
-        key = (
-            ev.account_id,
-            ev.region,
-            ev.event_name,
-            ev.category,
-            ev.queue,
-            ev.queue_arn,
-            ev.queue_url,
-            ev.batch_entries,
-            ev.error_code,
-            ev.principal_arn,
-            ip,
-            ua,
-            ro,
-            itype,
-            sampled,
-        )
+        """The LogRecord, as an element of ScopeLogs.log_records (tag and length included)."""
+        # the queue's attributes repeat for every call on it: one cached block
+        key = (ev.account_id, ev.region, ev.event_name, ev.category, ev.queue, ev.queue_arn, ev.queue_url)
         block = self._attr_cache.get(key)
         if block is None:
-            block = self._attributes(ev, ip, ua, ro, itype, sampled)
+            block = self._queue_attributes(ev)
             if len(self._attr_cache) >= 65_536:
                 self._attr_cache.clear()
             self._attr_cache[key] = block
         attr = otlp.attribute
         parts = [block]
-        if request_id is not None:
-            parts.append(attr("aws.request_id", request_id, False))
-        if event_id is not None:
-            parts.append(attr("aws.cloudtrail.event_id", event_id, False))
+        if ev.event_name.endswith("Batch"):
+            parts.append(attr("messaging.batch.message_count", ev.batch_entries))
+        if ev.error_code is not None:
+            parts.append(attr("error.type", ev.error_code))
+        principal = ev.principal_arn
+        if principal:
+            p = self._principal_cache.get(principal)
+            if p is None:
+                p = attr("user.id", principal, False) + attr("enduser.id", principal, False)
+                if len(principal) <= 256:
+                    if len(self._principal_cache) >= 65_536:
+                        self._principal_cache.clear()
+                    self._principal_cache[principal] = p
+            parts.append(p)
+        if sampled:
+            parts.append(attr(SAMPLING_ATTR, self.ratio))
+        attrs = b"".join(parts)
         number, text = severity(ev.error_code)
         t = ev.event_time
-        return otlp.log_record(
-            int(t * 1e9) if t is not None else 0,
-            int(observed * 1e9),
-            number,
-            text,
-            body,
-            b"".join(parts),
-            "aws.cloudtrail.sqs." + ev.event_name,
-        )
+        t_ns = int(t * 1e9) if t is not None else 0
+        o_ns = int(observed * 1e9)
+        event_name = "aws.cloudtrail.sqs." + ev.event_name
+        if self.native_record is not None:
+            try:
+                return self.native_record(
+                    raw, t_ns, o_ns, otlp.severity_fields(number, text), attrs, otlp.event_name_field(event_name)
+                )
+            except ValueError:
+                pass  # the Python encoder decides (fields() below does not try C again)
+        body, extra = self.fields(raw, use_native=False)
+        return self.record_field(otlp.log_record(t_ns, o_ns, number, text, body, attrs + extra, event_name))
 
-    def _attributes(self, ev: SqsEvent, ip: Any, ua: Any, ro: Any, itype: Any, sampled: bool) -> bytes:
+    def _queue_attributes(self, ev: SqsEvent) -> bytes:
         attr = otlp.attribute
         parts = [
             attr("cloud.account.id", ev.account_id),
@@ -703,23 +692,6 @@ class LogSink:
             ap(attr("aws.sqs.queue.url", ev.queue_url))
         if ev.queue != NO_QUEUE:
             ap(attr("messaging.destination.name", ev.queue))
-        if ev.event_name.endswith("Batch"):
-            ap(attr("messaging.batch.message_count", ev.batch_entries))
-        if ev.error_code is not None:
-            ap(attr("error.type", ev.error_code))
-        if ev.principal_arn:
-            ap(attr("user.id", ev.principal_arn))
-            ap(attr("enduser.id", ev.principal_arn))
-        if ip is not None:
-            ap(attr("client.address", ip))
-        if ua is not None:
-            ap(attr("user_agent.original", ua))
-        if ro is not None:
-            ap(attr("aws.cloudtrail.read_only", ro))
-        if itype is not None:
-            ap(attr("aws.cloudtrail.user_identity.type", itype))
-        if sampled:
-            ap(attr(SAMPLING_ATTR, self.ratio))
         return b"".join(parts)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -732,8 +704,7 @@ class LogSink:
         self.deadline = time.monotonic() + bound
         self.stopping.set()
         self.wake.set()
-        self.thread.join(bound + 5.0)
-        self.sender.join(max(1.0, self.deadline - time.monotonic()) + self.settings.timeout + 1.0)
+        self.thread.join(bound + self.settings.timeout + 5.0)
         try:
             self.transport.close()
         except Exception:
@@ -743,6 +714,9 @@ class LogSink:
 def build_log_sink(cfg: LogsConfig, agg: Aggregate, block: bool = False) -> LogSink:
     sink = LogSink(cfg, agg)
     sink.block = block
+    if block:  # a batch run waits for room: a few batches of queue keep the exporter busy, and RSS low
+        sink.max_records = min(sink.max_records, 4 * cfg.batch_size)
+        sink.max_bytes = min(sink.max_bytes, 4 * cfg.batch_max_bytes)
     return sink
 
 

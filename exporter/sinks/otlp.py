@@ -197,15 +197,24 @@ def log_record(
             _pack_q(time_ns),  # time_unix_nano = 1 (fixed64)
             b"\x59",
             _pack_q(observed_ns),  # observed_time_unix_nano = 11 (fixed64)
-            _SEVERITY[severity_number] if severity_number < 32 else b"\x10" + varint(severity_number),
-            _cached_field(b"\x1a", severity_text),  # severity_text = 3
+            severity_fields(severity_number, severity_text),
             b"\x2a",  # body = 5
             _SMALL[n] if n < 0x4000 else varint(n),
             b,
             attributes,
-            _cached_field(b"\x62", event_name),  # event_name = 12
+            event_name_field(event_name),
         )
     )
+
+
+def severity_fields(number: int, text: str) -> bytes:
+    """LogRecord severity_number (= 2) and severity_text (= 3)."""
+    return (_SEVERITY[number] if 0 <= number < 32 else b"\x10" + varint(number)) + _cached_field(b"\x1a", text)
+
+
+def event_name_field(name: str) -> bytes:
+    """LogRecord event_name (= 12)."""
+    return _cached_field(b"\x62", name)
 
 
 _SEVERITY = [b"\x10" + bytes([i]) for i in range(32)]  # severity_number = 2
@@ -272,9 +281,12 @@ class RequestBuilder:
         return b"\x12" + (_SMALL[n] if n < 0x4000 else varint(n)) + record
 
     def request(self, record_fields: list[bytes]) -> bytes:
-        scope_logs = self.scope_field + b"".join(record_fields)
-        resource_logs = self.resource_field + field(b"\x12", scope_logs)  # ResourceLogs.scope_logs = 2
-        return field(b"\x0a", resource_logs)  # ExportLogsServiceRequest.resource_logs = 1
+        # one join of the whole request: nesting by concatenation would copy megabytes three times
+        scope_len = len(self.scope_field) + sum(map(len, record_fields))
+        head = self.resource_field + b"\x12" + varint(scope_len)  # ResourceLogs.scope_logs = 2
+        resource_len = len(head) + scope_len
+        # ExportLogsServiceRequest.resource_logs = 1
+        return b"".join((b"\x0a", varint(resource_len), head, self.scope_field, *record_fields))
 
     def overhead(self) -> int:
         """Upper bound of the request bytes beyond its record fields."""
