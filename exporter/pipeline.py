@@ -10,13 +10,22 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .decode.reader import DECODE_ERRORS, read_delivery, read_records
-from .decode.record import SQS_SOURCE, SqsEvent, decode_record, decode_source, to_event
+from .decode.record import (
+    INSIGHT,
+    SQS_SOURCE,
+    Call,
+    SqsEvent,
+    call_event,
+    decode_record,
+    decode_source,
+    to_calls,
+    to_event,
+)
 from .sinks.metrics import Aggregate
 from .state import Op, StateStore
 
 log = logging.getLogger(__name__)
 
-INSIGHT = "AwsCloudTrailInsight"
 _NEEDLE = SQS_SOURCE.encode()
 
 
@@ -80,23 +89,24 @@ def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tupl
 
 
 def _extract_typed(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]] | None:
-    """Metrics only: one typed decode of the whole file, about a third cheaper than record by record.
-    None when the file needs the general path (other shapes, bad records), which then decides."""
+    calls = extract_calls(data)
+    if calls is None:
+        return None
+    return calls[0], [(None, call_event(c)) for c in calls[1]]
+
+
+def extract_calls(data: bytes) -> tuple[ObjectResult, list[Call]] | None:
+    """Metrics only: one typed decode of the whole file, about a third cheaper than record by record,
+    and calls (tuples) rather than SqsEvents. None when the file needs the general path (other shapes,
+    bad records), which then decides."""
     records = read_records(data)
     if records is None:
         return None
-    events: list[tuple[Any, SqsEvent]] = []
-    other = 0
-    for rec in records:
-        if rec.eventSource != SQS_SOURCE or rec.eventType == INSIGHT:
-            other += 1
-            continue
-        try:
-            ev = to_event(rec)
-        except DECODE_ERRORS:
-            return None
-        events.append((None, ev))
-    return ObjectResult("ok", sqs=len(events), other=other), events
+    try:
+        calls, other = to_calls(records)
+    except DECODE_ERRORS:
+        return None
+    return ObjectResult("ok", sqs=len(calls), other=other), calls
 
 
 def _classify(b: bytes) -> str:
@@ -144,8 +154,14 @@ class Pipeline:
     ) -> ObjectResult:
         """Count one object. `progress` (ops, or a function of the result giving ops) is saved with
         the counters; `after` runs once they are saved."""
+        calls: list[Call] = []
+        events: list[tuple[Any, SqsEvent]] = []
         try:
-            res, events = extract(data, keep_raw=self.sink is not None)
+            fast = extract_calls(data) if self.sink is None else None
+            if fast is not None:
+                res, calls = fast
+            else:
+                res, events = extract(data, keep_raw=self.sink is not None)
         except Exception as exc:  # a decoder bug must cost one object, not the daemon
             log.exception("unexpected error decoding %s", name)
             res, events = ObjectResult("failed", reason=f"internal: {exc!r}"), []
@@ -161,13 +177,15 @@ class Pipeline:
                 agg.count(agg.records, (source, "other"), res.other)
             if res.invalid:
                 agg.count(agg.records, (source, "invalid"), res.invalid)
+            if calls:
+                agg.add_calls(calls, now, source)
             add = agg.add
             sink = self.sink
             for raw, ev in events:
                 if add(ev, now, source) and sink is not None:
                     sink.emit(raw, ev, now)
             self._stage(progress(res) if callable(progress) else progress, after)
-            shared = agg.shared.take() if agg.shared is not None and events else None
+            shared = agg.shared.take() if agg.shared is not None and (events or calls) else None
         if shared is not None:  # Redis I/O outside the lock
             agg.shared.send(shared)
         return res

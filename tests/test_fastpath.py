@@ -9,10 +9,23 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.pipeline import extract
+from exporter.pipeline import Pipeline, extract
+from exporter.sinks.metrics import Aggregate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = Path(__file__).parents[1] / "exporter" / "sample"
+
+
+class _NoSink:
+    def emit(self, raw: object, ev: object, observed: float) -> None:
+        pass
+
+
+def _counted(data: bytes, general: bool) -> dict:
+    """The aggregate after one object: a sink makes the pipeline take the general path, event by event."""
+    agg = Aggregate(max_queues=2)
+    Pipeline(agg, _NoSink() if general else None, clock=lambda: 1.8e9).process(data, "test")
+    return agg.snapshot()
 
 
 def _same(data: bytes) -> None:
@@ -20,6 +33,7 @@ def _same(data: bytes) -> None:
     got, got_events = extract(data, keep_raw=False)
     assert got == want
     assert [ev for _, ev in got_events] == [ev for _, ev in want_events]
+    assert _counted(data, general=False) == _counted(data, general=True)
 
 
 def test_fixtures_and_sample() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 SQS_SOURCE = "sqs.amazonaws.com"
+INSIGHT = "AwsCloudTrailInsight"
 NO_QUEUE = "(none)"
 UNKNOWN = "unknown"
 
@@ -26,15 +28,16 @@ DATA_EVENTS = frozenset(
 
 # gc=False: decoded records hold only strings, numbers and each other (no cycles); not tracking them
 # spares the cyclic collector from walking every record of a file.
-class _Issuer(msgspec.Struct, gc=False):
+# frozen: an identity is hashable, so its principals are worked out once per caller, not per call.
+class _Issuer(msgspec.Struct, gc=False, frozen=True):
     arn: str | None = None
 
 
-class _SessionContext(msgspec.Struct, gc=False):
+class _SessionContext(msgspec.Struct, gc=False, frozen=True):
     sessionIssuer: _Issuer | None = None
 
 
-class _Identity(msgspec.Struct, gc=False):
+class _Identity(msgspec.Struct, gc=False, frozen=True):
     type: str | None = None
     arn: str | None = None
     principalId: str | None = None
@@ -62,6 +65,9 @@ class _Source(msgspec.Struct, gc=False):
     eventType: str | None = None
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 class SqsRecord(msgspec.Struct, gc=False):
     eventSource: str | None = None
     eventName: str | None = None
@@ -74,7 +80,8 @@ class SqsRecord(msgspec.Struct, gc=False):
     managementEvent: bool | None = None
     userIdentity: _Identity | None = None
     requestParameters: _Params | None = None
-    resources: list[_Resource | None] | None = None
+    # left raw: skipped cheaply in non-SQS records, decoded once per distinct value (see _derive)
+    resources: msgspec.Raw = _NULL
 
 
 class SqsEvent(msgspec.Struct, gc=False):
@@ -96,6 +103,7 @@ class SqsEvent(msgspec.Struct, gc=False):
 
 decode_source = msgspec.json.Decoder(_Source).decode
 decode_record = msgspec.json.Decoder(SqsRecord).decode
+_decode_resources = msgspec.json.Decoder(list[_Resource | None] | None).decode
 
 _time_cache: dict[str, float | None] = {}
 
@@ -202,14 +210,74 @@ def principals(ident: _Identity | None) -> tuple[str | None, str | None]:
     return arn, arn
 
 
-def to_event(rec: SqsRecord) -> SqsEvent:
+# What an SQS call is counted under: (account, region, queue, event name, category).
+Labels = tuple[str, str, str, str, str]
+# Labels, (queue URL, queue ARN), and whether the call is a *Batch one (its entries are counted).
+Derived = tuple[Labels, tuple[str | None, str | None], bool]
+# One counted call: labels, error code, batch entries, event time, principal (role, arn), (queue URL, ARN).
+Call = tuple[Labels, str | None, int, float | None, str | None, str | None, tuple[str | None, str | None]]
+
+_MAX_CACHED = 20_000  # entries per cache; a deployment has a few thousand queues × event names, callers
+_derived: dict[tuple[Any, ...], Derived] = {}
+_principals: dict[_Identity | None, tuple[str | None, str | None]] = {}
+
+
+def _tobytes(raw: msgspec.Raw) -> bytes:
+    return b"null" if raw is _NULL else memoryview(raw).tobytes()  # faster than bytes(Raw)
+
+
+def derive_key(rec: SqsRecord) -> tuple[Any, ...]:
+    """Everything `_derive` reads of a record (the identity's account only matters without these)."""
+    p = rec.requestParameters
+    if p is None:
+        return (
+            rec.recipientAccountId,
+            rec.awsRegion,
+            rec.eventName,
+            rec.eventCategory,
+            rec.managementEvent,
+            None,
+            None,
+            None,
+            _tobytes(rec.resources),
+        )
+    return (
+        rec.recipientAccountId,
+        rec.awsRegion,
+        rec.eventName,
+        rec.eventCategory,
+        rec.managementEvent,
+        p.queueUrl,
+        p.queueName,
+        p.sourceArn,
+        _tobytes(rec.resources),
+    )
+
+
+def derived(rec: SqsRecord, key: tuple[Any, ...]) -> Derived:
+    """_derive, remembered by `key` (= derive_key(rec)) when the record names its account and no string
+    in it is long: hostile input must not fill memory."""
+    hit = _derive(rec)
+    if (
+        rec.recipientAccountId
+        and all(v is None or type(v) is bool or len(v) <= _CACHEABLE for v in key[:-1])
+        and (len(key[-1]) <= 4 * _CACHEABLE)
+    ):
+        if len(_derived) >= _MAX_CACHED:
+            _derived.clear()
+        _derived[key] = hit
+    return hit
+
+
+def _derive(rec: SqsRecord) -> Derived:
     params = rec.requestParameters
     url_account = queue = queue_url = queue_arn = None
     if params is not None and params.queueUrl:
         queue_url = params.queueUrl
         url_account, queue = split_url(queue_url)
-    if rec.resources:
-        for res in rec.resources:
+    resources = _decode_resources(rec.resources) if rec.resources is not _NULL else None
+    if resources:
+        for res in resources:
             if res is not None and res.ARN and res.ARN.startswith("arn:"):
                 acct, name = split_arn(res.ARN)
                 if name is not None:
@@ -235,20 +303,62 @@ def to_event(rec: SqsRecord) -> SqsEvent:
         category = "Management" if rec.managementEvent else "Data"
     else:
         category = "Data" if name in DATA_EVENTS else "Management"
+    return (account, region, queue or NO_QUEUE, name, category), (queue_url, queue_arn), name.endswith("Batch")
 
-    role, arn = principals(ident)
-    entries = params.entries if params is not None and name.endswith("Batch") else None
-    return SqsEvent(
-        account_id=account,
-        region=region,
-        queue=queue or NO_QUEUE,
-        event_name=name,
-        category=category,
-        error_code=rec.errorCode or None,
-        principal_role=role,
-        principal_arn=arn,
-        event_time=parse_time(rec.eventTime),
-        batch_entries=len(entries) if entries else 0,
-        queue_url=queue_url,
-        queue_arn=queue_arn,
-    )
+
+def principals_of(ident: _Identity | None) -> tuple[str | None, str | None]:
+    """principals(), remembered per identity (sessions call many times); long strings are not kept."""
+    hit = _principals.get(ident)
+    if hit is None:
+        hit = principals(ident)
+        if ident is None or len(msgspec.json.encode(ident)) <= 4 * _CACHEABLE:
+            if len(_principals) >= _MAX_CACHED:
+                _principals.clear()
+            _principals[ident] = hit
+    return hit
+
+
+def to_call(rec: SqsRecord) -> Call:
+    """What the metrics need of one SQS record (the fields of its SqsEvent, without building one)."""
+    key = derive_key(rec)
+    d = _derived.get(key) or derived(rec, key)
+    entries = rec.requestParameters.entries if d[2] and rec.requestParameters is not None else None
+    role, arn = principals_of(rec.userIdentity)
+    return d[0], rec.errorCode or None, len(entries) if entries else 0, parse_time(rec.eventTime), role, arn, d[1]
+
+
+def to_calls(records: list[SqsRecord]) -> tuple[list[Call], int]:
+    """to_call of each SQS API call record, and how many other records there were. Raises the decode
+    errors of to_call."""
+    calls: list[Call] = []
+    other = 0
+    # to_call inlined, with its cache lookups: this loop runs once per record
+    derived_get = _derived.get
+    principals_get = _principals.get
+    times_get = _time_cache.get
+    for rec in records:
+        if rec.eventSource != SQS_SOURCE or rec.eventType == INSIGHT:
+            other += 1
+            continue
+        key = derive_key(rec)
+        d = derived_get(key) or derived(rec, key)
+        ident = rec.userIdentity
+        who = principals_get(ident) or principals_of(ident)
+        t = times_get(rec.eventTime) if rec.eventTime else None
+        if t is None:
+            t = parse_time(rec.eventTime)
+        n = 0
+        if d[2]:
+            entries = rec.requestParameters.entries if rec.requestParameters is not None else None
+            n = len(entries) if entries else 0
+        calls.append((d[0], rec.errorCode or None, n, t, who[0], who[1], d[1]))
+    return calls, other
+
+
+def call_event(call: Call) -> SqsEvent:
+    (account, region, queue, name, category), error, batch, t, role, arn, (url, queue_arn) = call
+    return SqsEvent(account, region, queue, name, category, error, role, arn, t, batch, url, queue_arn)
+
+
+def to_event(rec: SqsRecord) -> SqsEvent:
+    return call_event(to_call(rec))

@@ -17,7 +17,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from .. import __version__
-from ..decode.record import NO_QUEUE, SqsEvent
+from ..decode.record import NO_QUEUE, Call, Labels, SqsEvent
 
 _bisect_left = bisect.bisect_left
 OTHER_QUEUE = "(other)"
@@ -40,6 +40,8 @@ LAG_BUCKETS: tuple[float, ...] = (
 RECORD_OUTCOMES = ("sqs", "other", "invalid")
 OBJECT_OUTCOMES = ("ok", "skipped", "failed")
 LOG_OUTCOMES = ("exported", "dropped", "failed")
+_MAX_SLOTS = 50_000
+_NO_URL: tuple[str | None, str | None] = (None, None)
 
 
 class Filters:
@@ -112,59 +114,88 @@ class Aggregate:
         self.extra_counters: dict[str, dict[tuple[str, ...], int]] = {}
         # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
         self.shared: Any = None
+        # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
+        self._slots: dict[Labels, tuple[tuple[str, str, str, str, str], tuple[str, str, str]] | bool] = {}
 
     # -- per event ---------------------------------------------------------------------------------
     def add(self, ev: SqsEvent, now: float, source: str) -> bool:
         """Count one SQS event. False when filters drop it."""
-        account = ev.account_id
-        queue = ev.queue
-        if self.filters.active and not self.filters.keep(account, queue):
-            return False
-        region = ev.region
-        if queue != NO_QUEUE:
-            qkey = (account, region, queue)
-            if qkey not in self.queues:
-                if len(self.queues) < self.max_queues:
-                    self.queues.add(qkey)
-                else:
-                    queue = OTHER_QUEUE
-        name = ev.event_name
-        key = (account, region, queue, name, ev.category)
-        self.calls[key] = self.calls.get(key, 0) + 1
-        if ev.error_code is not None:
-            ekey = (account, region, queue, name, ev.error_code)
-            self.errors[ekey] = self.errors.get(ekey, 0) + 1
-        if ev.batch_entries:
-            bkey = (account, region, queue, name)
-            self.batch[bkey] = self.batch.get(bkey, 0) + ev.batch_entries
-        t = ev.event_time
-        if t is not None:
-            akey = (account, region)
-            if t > self.newest.get(akey, 0.0):
-                self.newest[akey] = t
-            principal = ev.principal_arn if self.by_arn else ev.principal_role
+        labels = (ev.account_id, ev.region, ev.queue, ev.event_name, ev.category)
+        call = (labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, _NO_URL)
+        return self.add_calls((call,), now, source) == 1
+
+    def add_calls(self, calls: Iterable[Call], now: float, source: str) -> int:
+        """Count SQS calls (exporter.decode.record.to_call); returns how many the filters kept."""
+        slots = self._slots
+        table = self.calls
+        batch_table = self.batch
+        newest = self.newest
+        by_arn = self.by_arn
+        shared = self.shared
+        lag_counts = self.lag.get(source)
+        kept = 0
+        for labels, error, entries, t, role, arn, _ in calls:
+            slot = slots.get(labels)
+            if slot is None:
+                slot = self._slot(labels)
+            if slot is False:
+                continue
+            kept += 1
+            key, qkey = slot
+            table[key] = table.get(key, 0) + 1
+            if error is not None:
+                ekey = (*qkey, key[3], error)
+                self.errors[ekey] = self.errors.get(ekey, 0) + 1
+            if entries:
+                bkey = key[:4]
+                batch_table[bkey] = batch_table.get(bkey, 0) + entries
+            if t is None:
+                continue
+            akey = qkey[:2]
+            if t > newest.get(akey, 0.0):
+                newest[akey] = t
+            principal = arn if by_arn else role
             if principal is not None:
-                if self.shared is not None:
-                    self.shared.add(account, region, queue, t, principal)
-                pkey = (account, region, queue)
-                seen = self.principals.get(pkey)
+                if shared is not None:
+                    shared.add(*qkey, t, principal)
+                seen = self.principals.get(qkey)
                 if seen is None:
-                    seen = self.principals[pkey] = {}
+                    seen = self.principals[qkey] = {}
                 old = seen.get(principal)
                 if old is None:
                     if len(seen) >= self.max_principals:
-                        self._prune_principals(pkey, seen)
+                        self._prune_principals(qkey, seen)
                     seen[principal] = t
                 elif t > old:
                     seen[principal] = t
             # observe_lag, inlined: this runs once per event
             lag = now - t
-            h = self.lag.get(source)
-            if h is None:
-                h = self.lag[source] = [0.0] * (len(LAG_BUCKETS) + 2)
-            h[_bisect_left(LAG_BUCKETS, lag)] += 1
-            h[-1] += lag
-        return True
+            if lag_counts is None:
+                lag_counts = self.lag[source] = [0.0] * (len(LAG_BUCKETS) + 2)
+            lag_counts[_bisect_left(LAG_BUCKETS, lag)] += 1
+            lag_counts[-1] += lag
+        return kept
+
+    def _slot(self, labels: Labels) -> tuple[tuple[str, str, str, str, str], tuple[str, str, str]] | bool:
+        """The table keys of calls with these labels (queue capped to OTHER_QUEUE), False when filtered.
+        The answer is remembered: filters are fixed and a queue, once admitted or refused, stays so."""
+        account, region, queue, name, category = labels
+        if self.filters.active and not self.filters.keep(account, queue):
+            slot: tuple[tuple[str, str, str, str, str], tuple[str, str, str]] | bool = False
+        else:
+            if queue != NO_QUEUE:
+                qkey = (account, region, queue)
+                if qkey not in self.queues:
+                    if len(self.queues) < self.max_queues:
+                        self.queues.add(qkey)
+                    else:
+                        queue = OTHER_QUEUE
+            slot = ((account, region, queue, name, category), (account, region, queue))
+        if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
+            if len(self._slots) >= _MAX_SLOTS:
+                self._slots.clear()  # bounded; recomputing a slot gives the same answer
+            self._slots[labels] = slot
+        return slot
 
     def observe_lag(self, source: str, lag: float) -> None:
         h = self.lag.get(source)
@@ -244,6 +275,7 @@ class Aggregate:
             for row in snap.get(name, ()):
                 yield tuple(row[:-1]), row[-1]
 
+        self._slots.clear()
         self.calls = dict(rows("calls"))  # type: ignore[arg-type]
         self.errors = dict(rows("errors"))  # type: ignore[arg-type]
         self.batch = dict(rows("batch"))  # type: ignore[arg-type]
