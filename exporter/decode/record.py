@@ -47,7 +47,7 @@ class _Identity(msgspec.Struct, gc=False, frozen=True):
     sessionContext: _SessionContext | None = None
 
 
-class _Resource(msgspec.Struct, gc=False):
+class _Resource(msgspec.Struct, gc=False, frozen=True):
     ARN: str | None = None
 
 
@@ -65,9 +65,6 @@ class _Source(msgspec.Struct, gc=False):
     eventType: str | None = None
 
 
-_NULL = msgspec.Raw(b"null")
-
-
 class SqsRecord(msgspec.Struct, gc=False):
     eventSource: str | None = None
     eventName: str | None = None
@@ -80,8 +77,8 @@ class SqsRecord(msgspec.Struct, gc=False):
     managementEvent: bool | None = None
     userIdentity: _Identity | None = None
     requestParameters: _Params | None = None
-    # left raw: skipped cheaply in non-SQS records, decoded once per distinct value (see _derive)
-    resources: msgspec.Raw = _NULL
+    # a tuple of frozen structs: hashable, part of the key _derive's results are remembered by
+    resources: tuple[_Resource | None, ...] | None = None
 
 
 class SqsEvent(msgspec.Struct, gc=False):
@@ -103,7 +100,6 @@ class SqsEvent(msgspec.Struct, gc=False):
 
 decode_source = msgspec.json.Decoder(_Source).decode
 decode_record = msgspec.json.Decoder(SqsRecord).decode
-_decode_resources = msgspec.json.Decoder(list[_Resource | None] | None).decode
 
 _time_cache: dict[str, float | None] = {}
 
@@ -222,10 +218,6 @@ _derived: dict[tuple[Any, ...], Derived] = {}
 _principals: dict[_Identity | None, tuple[str | None, str | None]] = {}
 
 
-def _tobytes(raw: msgspec.Raw) -> bytes:
-    return b"null" if raw is _NULL else memoryview(raw).tobytes()  # faster than bytes(Raw)
-
-
 def derive_key(rec: SqsRecord) -> tuple[Any, ...]:
     """Everything `_derive` reads of a record (the identity's account only matters without these)."""
     p = rec.requestParameters
@@ -239,7 +231,7 @@ def derive_key(rec: SqsRecord) -> tuple[Any, ...]:
             None,
             None,
             None,
-            _tobytes(rec.resources),
+            rec.resources,
         )
     return (
         rec.recipientAccountId,
@@ -250,7 +242,7 @@ def derive_key(rec: SqsRecord) -> tuple[Any, ...]:
         p.queueUrl,
         p.queueName,
         p.sourceArn,
-        _tobytes(rec.resources),
+        rec.resources,
     )
 
 
@@ -260,8 +252,8 @@ def derived(rec: SqsRecord, key: tuple[Any, ...]) -> Derived:
     hit = _derive(rec)
     if (
         rec.recipientAccountId
-        and all(v is None or type(v) is bool or len(v) <= _CACHEABLE for v in key[:-1])
-        and (len(key[-1]) <= 4 * _CACHEABLE)
+        and all(type(v) is not str or len(v) <= _CACHEABLE for v in key[:-1])
+        and (not rec.resources or len(msgspec.json.encode(rec.resources)) <= 4 * _CACHEABLE)
     ):
         if len(_derived) >= _MAX_CACHED:
             _derived.clear()
@@ -275,9 +267,8 @@ def _derive(rec: SqsRecord) -> Derived:
     if params is not None and params.queueUrl:
         queue_url = params.queueUrl
         url_account, queue = split_url(queue_url)
-    resources = _decode_resources(rec.resources) if rec.resources is not _NULL else None
-    if resources:
-        for res in resources:
+    if rec.resources:
+        for res in rec.resources:
             if res is not None and res.ARN and res.ARN.startswith("arn:"):
                 acct, name = split_arn(res.ARN)
                 if name is not None:

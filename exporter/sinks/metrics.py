@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -42,6 +42,8 @@ OBJECT_OUTCOMES = ("ok", "skipped", "failed")
 LOG_OUTCOMES = ("exported", "dropped", "failed")
 _MAX_SLOTS = 50_000
 _NO_URL: tuple[str | None, str | None] = (None, None)
+# an event's keys in the calls, principals and newest tables (see Aggregate._slot)
+_Slot = tuple[tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str]]
 
 
 class Filters:
@@ -115,7 +117,7 @@ class Aggregate:
         # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
         self.shared: Any = None
         # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
-        self._slots: dict[Labels, tuple[tuple[str, str, str, str, str], tuple[str, str, str]] | bool] = {}
+        self._slots: dict[Labels, _Slot | Literal[False]] = {}
 
     # -- per event ---------------------------------------------------------------------------------
     def add(self, ev: SqsEvent, now: float, source: str) -> bool:
@@ -129,7 +131,9 @@ class Aggregate:
         slots = self._slots
         table = self.calls
         batch_table = self.batch
+        errors = self.errors
         newest = self.newest
+        principals = self.principals
         by_arn = self.by_arn
         shared = self.shared
         lag_counts = self.lag.get(source)
@@ -141,26 +145,25 @@ class Aggregate:
             if slot is False:
                 continue
             kept += 1
-            key, qkey = slot
+            key, qkey, akey = slot
             table[key] = table.get(key, 0) + 1
             if error is not None:
                 ekey = (*qkey, key[3], error)
-                self.errors[ekey] = self.errors.get(ekey, 0) + 1
+                errors[ekey] = errors.get(ekey, 0) + 1
             if entries:
                 bkey = key[:4]
                 batch_table[bkey] = batch_table.get(bkey, 0) + entries
             if t is None:
                 continue
-            akey = qkey[:2]
             if t > newest.get(akey, 0.0):
                 newest[akey] = t
             principal = arn if by_arn else role
             if principal is not None:
                 if shared is not None:
                     shared.add(*qkey, t, principal)
-                seen = self.principals.get(qkey)
+                seen = principals.get(qkey)
                 if seen is None:
-                    seen = self.principals[qkey] = {}
+                    seen = principals[qkey] = {}
                 old = seen.get(principal)
                 if old is None:
                     if len(seen) >= self.max_principals:
@@ -176,12 +179,12 @@ class Aggregate:
             lag_counts[-1] += lag
         return kept
 
-    def _slot(self, labels: Labels) -> tuple[tuple[str, str, str, str, str], tuple[str, str, str]] | bool:
+    def _slot(self, labels: Labels) -> _Slot | Literal[False]:
         """The table keys of calls with these labels (queue capped to OTHER_QUEUE), False when filtered.
         The answer is remembered: filters are fixed and a queue, once admitted or refused, stays so."""
         account, region, queue, name, category = labels
         if self.filters.active and not self.filters.keep(account, queue):
-            slot: tuple[tuple[str, str, str, str, str], tuple[str, str, str]] | bool = False
+            slot: _Slot | Literal[False] = False
         else:
             if queue != NO_QUEUE:
                 qkey = (account, region, queue)
@@ -190,7 +193,7 @@ class Aggregate:
                         self.queues.add(qkey)
                     else:
                         queue = OTHER_QUEUE
-            slot = ((account, region, queue, name, category), (account, region, queue))
+            slot = ((account, region, queue, name, category), (account, region, queue), (account, region))
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
             if len(self._slots) >= _MAX_SLOTS:
                 self._slots.clear()  # bounded; recomputing a slot gives the same answer
