@@ -20,7 +20,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# A C compiler for the project's optional accelerator (exporter/_otlpjson.c, the OTLP log encoder);
+# A C compiler for the project's optional accelerator (exporter/_native.c, the OTLP log encoder);
 # it stays in this stage. Without it the wheel still builds, with the pure-Python encoder.
 # hadolint ignore=DL3008 # the compiler's version does not change the wheel's behaviour: unpinned on purpose
 RUN apt-get update \

@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,5 +65,55 @@ record = st.fixed_dictionaries(
 @given(st.lists(record | st.integers() | st.text(max_size=3), max_size=6))
 def test_random_records(records: list[object]) -> None:
     doc = json.dumps({"Records": records}).encode()
+    _same(doc)
+    _same(gzip.compress(doc))
+
+
+def test_c_scanner_takes_the_sample_and_agrees_with_raw_records() -> None:
+    """The scanner must actually handle ordinary trail files (not decline them all), and its raw
+    records for the log sink are the general path's, in order."""
+    from exporter.decode import scan
+    from exporter.decode.record import call_event
+    from exporter.pipeline import scanned
+
+    if scan.scan_calls is None:
+        pytest.skip("the C scanner is not built")
+    files = [p for p in sorted(SAMPLE.rglob("*.json.gz")) if "CloudTrail-Digest" not in p.parts]
+    assert files
+    for p in files:
+        data = p.read_bytes()
+        got = scanned(data, True)
+        assert got is not None, p
+        want, events = extract(data)
+        assert got[0] == want
+        assert got[2] == [raw for raw, _ in events]
+        assert [call_event(c) for c in got[1]] == [ev for _, ev in events]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        # escapes the scanner must read as msgspec does
+        b'{"Records":[{"eventSource":"sqs.amazonaws.co\\u006d","eventName":"Send\\u004dessage","awsRegion":"r",'
+        b'"recipientAccountId":"1","requestParameters":{"queueUrl":"https://h/1/q\\/x"}}]}',
+        # duplicate keys: msgspec keeps the last; the scanner declines and the general path decides
+        b'{"Records":[{"eventSource":"s3.amazonaws.com","eventSource":"sqs.amazonaws.com","eventName":"X"}]}',
+        b'{"Records":[{"eventSource":"sqs.amazonaws.com","userIdentity":{"arn":"a","arn":"b"}}]}',
+        # types SqsRecord refuses, on SQS and on other records
+        b'{"Records":[{"eventSource":"sqs.amazonaws.com","managementEvent":"yes"}]}',
+        b'{"Records":[{"eventSource":"sqs.amazonaws.com","requestParameters":{"entries":3}}]}',
+        b'{"Records":[{"eventSource":"sqs.amazonaws.com","resources":[{"ARN":1}]}]}',
+        b'{"Records":[{"eventSource":7,"x":"sqs.amazonaws.com"}]}',
+        b'{"Records":[{"eventSource":"s3.amazonaws.com","eventType":5}]}',
+        b'{"Records":[{"eventSource":"s3.amazonaws.com","awsRegion":5,"x":"sqs.amazonaws.com"}]}',
+        b'{"Records":[1, {"eventSource":"sqs.amazonaws.com"}]}',
+        b'{"Records":null}',
+        b'{"Records":[]} x',
+        b'{"Records":[{"eventSource":"sqs.amazonaws.com","eventType":"AwsCloudTrailInsight"}]}',
+        b'{"Records":[{"eventSource":"sqs.amazonaws.com","userIdentity":{"sessionContext":{"sessionIssuer":null}},'
+        b'"requestParameters":null,"resources":[null,{"ARN":null},{"ARN":"arn:aws:sqs:r:1:q"}]}]}',
+    ],
+)
+def test_edge_cases_agree(doc: bytes) -> None:
     _same(doc)
     _same(gzip.compress(doc))

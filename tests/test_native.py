@@ -1,4 +1,4 @@
-"""The C body encoder (exporter._otlpjson) must write exactly what the Python encoder writes, for every
+"""The C body encoder (exporter._native) must write exactly what the Python encoder writes, for every
 record and redaction setting; where it cannot, it must refuse (ValueError) so the Python one decides."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = Path(__file__).parents[1] / "exporter" / "sample"
 
 SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-native_only = pytest.mark.skipif(logs._otlpjson is None, reason="the C accelerator is not built")
+native_only = pytest.mark.skipif(logs._native is None, reason="the C accelerator is not built")
 
 
 class NullTransport:

@@ -118,10 +118,10 @@ def test_dockerignore_sends_only_what_the_build_needs() -> None:
     for p in needed:
         assert (ROOT / p).exists(), p
         assert not _dockerignored(p, patterns), f"{p} is ignored but COPY needs it"
-    for p in ("exporter/cli.py", "exporter/sample/trail", "exporter/_otlpjson.c", "setup.py"):
+    for p in ("exporter/cli.py", "exporter/sample/trail", "exporter/_native.c", "setup.py"):
         assert not _dockerignored(p, patterns), p
     for p in (
-        "exporter/_otlpjson.cpython-311-x86_64-linux-gnu.so",  # built in place by `pip install -e`
+        "exporter/_native.cpython-311-x86_64-linux-gnu.so",  # built in place by `pip install -e`
         ".git/HEAD",
         "tests/test_helm.py",
         "helm/cloudtrail-sqs-exporter/Chart.yaml",
@@ -193,7 +193,7 @@ def test_wheel_contents(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "exporter/__init__.py" in names and "exporter/py.typed" in names
     # the C accelerator is compiled into the wheel where there is a compiler (this machine has one)
-    assert any(n.startswith("exporter/_otlpjson.") and n.endswith(".so") for n in names), names
+    assert any(n.startswith("exporter/_native.") and n.endswith(".so") for n in names), names
     # the embedded default config reads sample trail files shipped in the package
     assert any(n.startswith("exporter/sample/") and n.endswith(".json.gz") for n in names)
     assert not any(n.startswith(("tests/", "helm/", "config/")) for n in names)
@@ -224,7 +224,7 @@ def test_venv_runs_the_installed_package(venv: Path, tmp_path: Path) -> None:
         check=True,
     ).stdout.strip()
     assert Path(where).is_relative_to(venv), f"imported {where}, not the venv's copy"
-    subprocess.run([str(venv / "bin" / "python"), "-c", "import exporter._otlpjson"], cwd=tmp_path, env=env, check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-c", "import exporter._native"], cwd=tmp_path, env=env, check=True)
 
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert version.returncode == 0 and exporter.__version__ in version.stdout + version.stderr

@@ -125,6 +125,17 @@ def gunzip_scratch(data: bytes, limit: int = MAX_DECOMPRESSED) -> memoryview | b
     return memoryview(buf)[:n]
 
 
+def inflate(data: bytes) -> bytes | memoryview | None:
+    """The delivery's JSON: gunzipped into this thread's scratch buffer when gzip (valid until the next
+    call), None when the gzip is bad (the general path reports it)."""
+    if data[:2] != GZIP_MAGIC:
+        return data
+    try:
+        return gunzip_scratch(data)
+    except DecompressError:
+        return None
+
+
 def read_records(data: bytes) -> list[SqsRecord] | None:
     """Every record of a plain `{"Records": [...]}` delivery decoded in one pass into SqsRecord (the
     fields the metrics need). None for anything else, including a record of unexpected shape or

@@ -1,7 +1,7 @@
 """OTel log record per SQS event, exported over OTLP (gRPC or HTTP/protobuf).
 
 `emit` (processing thread, under the pipeline lock) filters, encodes the LogRecord protobuf itself
-(exporter.sinks.otlp, with the body from the C encoder exporter._otlpjson when it is built) and appends
+(exporter.sinks.otlp, with the body from the C encoder exporter._native when it is built) and appends
 it to a bounded queue; when the queue is full the record is dropped and counted, so the metrics path
 never waits on the collector. One export thread drains the queue in batches and sends them, retrying
 transient failures with backoff for up to `retry_max_elapsed`.
@@ -36,9 +36,9 @@ from . import otlp
 from .metrics import Aggregate
 
 try:  # the C accelerator of body(); optional (built when a compiler is present)
-    from .. import _otlpjson
+    from .. import _native
 except ImportError:  # pragma: no cover - depends on the build
-    _otlpjson = None  # type: ignore[assignment]
+    _native = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ _UNIQUE = frozenset(("eventID", "requestID", "sharedEventID"))
 # top-level values the attributes read
 _WANTED = frozenset(("sourceIPAddress", "userAgent", "readOnly", "userIdentity"))
 _DROPPED = object()
-# attributes read from the record, in the order both encoders write them (see exporter/_otlpjson.c)
+# attributes read from the record, in the order both encoders write them (see exporter/_native.c)
 _RECORD_ATTRS = (
     "client.address",
     "user_agent.original",
@@ -406,7 +406,7 @@ class LogSink:
         self.record_field = self.builder.record_field
         self.native: Callable[[bytes], tuple[bytes, bytes]] | None = None
         self.native_record: Callable[..., bytes] | None = None
-        if _otlpjson is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
+        if _native is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
             self.native, self.native_record = self._native_encoders(cfg)
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
@@ -603,12 +603,12 @@ class LogSink:
         return b"".join(parts), vals
 
     def _native_encoders(self, cfg: LogsConfig) -> tuple[Callable[[bytes], tuple[bytes, bytes]], Callable[..., bytes]]:
-        """exporter._otlpjson's encode_body and encode_record bound to this sink's redaction."""
+        """exporter._native's encode_body and encode_record bound to this sink's redaction."""
         action = {"keep": 0, "drop": 1, "hash": 2}
         r = cfg.redact
         params = tuple((k.encode(), action[v]) for k, v in self.redact.params.items())
         args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, self.redact.hash, _decode)
-        encode_body, encode_record = _otlpjson.encode_body, _otlpjson.encode_record
+        encode_body, encode_record = _native.encode_body, _native.encode_record
 
         def body(raw: bytes) -> tuple[bytes, bytes]:
             return encode_body(raw, *args)

@@ -126,8 +126,9 @@ class Aggregate:
         call = (labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, _NO_URL)
         return self.add_calls((call,), now, source) == 1
 
-    def add_calls(self, calls: Iterable[Call], now: float, source: str) -> int:
-        """Count SQS calls (exporter.decode.record.to_call); returns how many the filters kept."""
+    def add_calls(self, calls: Iterable[Call], now: float, source: str, kept_flags: list[bool] | None = None) -> int:
+        """Count SQS calls (exporter.decode.record.to_call); returns how many the filters kept, and
+        appends to `kept_flags` whether each one was."""
         slots = self._slots
         table = self.calls
         batch_table = self.batch
@@ -143,8 +144,12 @@ class Aggregate:
             if slot is None:
                 slot = self._slot(labels)
             if slot is False:
+                if kept_flags is not None:
+                    kept_flags.append(False)
                 continue
             kept += 1
+            if kept_flags is not None:
+                kept_flags.append(True)
             key, qkey, akey = slot
             table[key] = table.get(key, 0) + 1
             if error is not None:

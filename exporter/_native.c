@@ -1,4 +1,11 @@
-/* One CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries, in one pass.
+/* The exporter's two hot loops in C, both accelerators with a pure-Python twin that decides whenever
+   this code declines an input (tests/test_native.py and tests/test_fastpath.py compare the two):
+
+   1. scan_calls: a `{"Records": [...]}` delivery → the fields the metrics read of each SQS API call
+      (exporter.decode.record.SqsRecord), without building the other records at all.
+   2. encode_body / encode_record: one CloudTrail record → its OTLP log record.
+
+   --- 2. One CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries, in one pass.
 
    The pure-Python encoder (exporter/sinks/otlp.py + LogSink.body) decodes the record into ~100 Python
    objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
@@ -20,6 +27,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 128
 
@@ -183,17 +193,34 @@ static void init_stop(void) {
     for (int c = 0; c < 256; c++) STOP[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
 }
 
-/* The JSON string at ps->s (opening quote) unescaped as UTF-8 onto b. */
+/* The first byte at or after q that ends a plain run of a string (see STOP). */
+static inline const unsigned char *plain_run(const unsigned char *q, const unsigned char *end) {
+#if defined(__SSE2__)
+    /* 16 bytes at a time: quote, backslash, <= 0x1F, or a high bit (non-ASCII) */
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+    while (end - q >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)q);
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
+        hit = _mm_or_si128(hit, _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+        int mask = _mm_movemask_epi8(hit) | _mm_movemask_epi8(v);
+        if (mask) return q + __builtin_ctz((unsigned)mask);
+        q += 16;
+    }
+#endif
+    while (end - q >= 4 && !(STOP[q[0]] | STOP[q[1]] | STOP[q[2]] | STOP[q[3]])) q += 4;
+    while (q < end && !STOP[*q]) q++;
+    return q;
+}
+
+/* The JSON string at ps->s (opening quote) unescaped as UTF-8 onto b (only validated when b is NULL). */
 static int read_string(P *ps, Buf *b) {
     if (ps->s >= ps->end || *ps->s != '"') return -1;
     ps->s++;
     for (;;) {
         const unsigned char *run = ps->s;
-        const unsigned char *q = run, *end = ps->end;
-        while (end - q >= 4 && !(STOP[q[0]] | STOP[q[1]] | STOP[q[2]] | STOP[q[3]])) q += 4;
-        while (q < end && !STOP[*q]) q++;
+        const unsigned char *q = plain_run(run, ps->end);
         ps->s = q;
-        if (q > run && put(b, run, q - run)) return -2;
+        if (b && q > run && put(b, run, q - run)) return -2;
         if (ps->s >= ps->end) return -1;
         unsigned char c = *ps->s;
         if (c == '"') {
@@ -204,7 +231,7 @@ static int read_string(P *ps, Buf *b) {
         if (c >= 0x80) {
             int n = utf8_len(ps->s, ps->end);
             if (!n) return -1;
-            if (put(b, ps->s, n)) return -2;
+            if (b && put(b, ps->s, n)) return -2;
             ps->s += n;
             continue;
         }
@@ -255,13 +282,13 @@ static int read_string(P *ps, Buf *b) {
                     u[3] = (unsigned char)(0x80 | (cp & 0x3F));
                     n = 4;
                 }
-                if (put(b, u, n)) return -2;
+                if (b && put(b, u, n)) return -2;
                 continue;
             }
             default:
                 return -1;
         }
-        if (putc1(b, e)) return -2;
+        if (b && putc1(b, e)) return -2;
     }
 }
 
@@ -269,10 +296,7 @@ static int read_string(P *ps, Buf *b) {
 static int skip_value(P *ps, int depth);
 
 static int skip_string(P *ps) {
-    Py_ssize_t mark = ps->tmp.len;
-    int r = read_string(ps, &ps->tmp);
-    ps->tmp.len = mark;
-    return r;
+    return read_string(ps, NULL); /* validated, not copied */
 }
 
 static int scan_number(P *ps, int *is_float) {
@@ -839,7 +863,471 @@ static PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t
     return result;
 }
 
+
+/* ------------------------------------------------------------------------------------------------------
+   1. scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None
+
+   dkey = (recipientAccountId, awsRegion, eventName, eventCategory, managementEvent, queueUrl, queueName,
+           sourceArn, (resources[].ARN, ...) | None)      everything the queue/category derivation reads
+   ikey = (type, arn, principalId, accountId, userName, invokedBy, sessionContext.sessionIssuer.arn) | None
+   entries = len(requestParameters.entries) (0 without), raw = the record's JSON (bytes) when keep_raw.
+
+   The types are SqsRecord's: a wrong type, a duplicate key among those read, a non-object record, or
+   anything else unusual returns None and exporter.pipeline's general path decides, record by record.
+   Other records are skipped after their eventSource / eventType (which must be strings or null). */
+
+enum { F_SOURCE, F_NAME, F_TIME, F_TYPE, F_REGION, F_RECIPIENT, F_ERROR, F_CATEGORY, F_MGMT, F_IDENT, F_PARAMS,
+       F_RESOURCES, NF };
+static const char *FNAME[NF] = {"eventSource", "eventName", "eventTime", "eventType", "awsRegion",
+                                "recipientAccountId", "errorCode", "eventCategory", "managementEvent",
+                                "userIdentity", "requestParameters", "resources"};
+
+#define INTERN_SLOTS 16384
+static PyObject *INTERN[INTERN_SLOTS];
+
+static inline uint64_t bytes_hash(const char *d, Py_ssize_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, d + i, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, d + i, (size_t)(n - i));
+        h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+/* A str for UTF-8 bytes. Short values repeat (accounts, regions, names, URLs, ARNs, times): the same
+   object comes back, with its hash already computed, so the Python caches keyed by them stay cheap.
+   Bounded: one object per slot. */
+static PyObject *intern_str(const char *d, Py_ssize_t n) {
+    if (n > 256) return PyUnicode_DecodeUTF8(d, n, "strict");
+    PyObject **slot = &INTERN[bytes_hash(d, n) & (INTERN_SLOTS - 1)];
+    PyObject *o = *slot;
+    if (o) {
+        Py_ssize_t len;
+        const char *u = PyUnicode_AsUTF8AndSize(o, &len);
+        if (u && len == n && memcmp(u, d, (size_t)n) == 0) return Py_NewRef(o);
+        PyErr_Clear();
+    }
+    o = PyUnicode_DecodeUTF8(d, n, "strict");
+    if (!o) return NULL;
+    if (PyObject_Hash(o) == -1) {
+        Py_DECREF(o);
+        return NULL;
+    }
+    Py_XSETREF(*slot, Py_NewRef(o));
+    return o;
+}
+
+/* str or null at ps->s → *out (new reference). -1: another type or bad JSON; -2: Python error. */
+static int opt_str(P *ps, PyObject **out) {
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == 'n') {
+        if (match_lit(ps, "null", 4)) return -1;
+        *out = Py_NewRef(Py_None);
+        return 0;
+    }
+    if (ps->s >= ps->end || *ps->s != '"') return -1;
+    Py_ssize_t mark = ps->tmp.len;
+    int r = read_string(ps, &ps->tmp);
+    if (r) {
+        ps->tmp.len = mark;
+        return r;
+    }
+    *out = intern_str(ps->tmp.p + mark, ps->tmp.len - mark);
+    ps->tmp.len = mark;
+    return *out ? 0 : -2;
+}
+
+/* The string (or null) at ps->s equals lit? 1 yes, 0 no (null or another string), -1 not a string/null. */
+static int str_is(P *ps, const char *lit) {
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == 'n') return match_lit(ps, "null", 4) ? -1 : 0;
+    if (ps->s >= ps->end || *ps->s != '"') return -1;
+    Py_ssize_t mark = ps->tmp.len;
+    int r = read_string(ps, &ps->tmp);
+    int eq = !r && (size_t)(ps->tmp.len - mark) == strlen(lit) && memcmp(ps->tmp.p + mark, lit, strlen(lit)) == 0;
+    ps->tmp.len = mark;
+    return r ? -1 : eq;
+}
+
+/* Walk an object's members: for each key, `on_key` gets its index in `names` (or -1) with ps->s at the
+   value, and must consume the value. A key read twice is refused (msgspec keeps the last; the general
+   path decides). Returns 0, -1 (refuse) or -2 (Python error). */
+typedef int (*member_fn)(P *ps, int field, void *ctx);
+
+static int walk_object(P *ps, const char *const *names, int n, member_fn on_key, void *ctx, int depth) {
+    if (depth > MAX_DEPTH) return -1;
+    skip_ws(ps);
+    if (ps->s >= ps->end || *ps->s != '{') return -1;
+    ps->s++;
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == '}') {
+        ps->s++;
+        return 0;
+    }
+    uint32_t seen = 0;
+    for (;;) {
+        skip_ws(ps);
+        Py_ssize_t mark = ps->tmp.len;
+        int r = read_string(ps, &ps->tmp);
+        if (r) return r;
+        Py_ssize_t kn = ps->tmp.len - mark;
+        const char *k = ps->tmp.p + mark;
+        int field = -1;
+        for (int i = 0; i < n; i++) {
+            if (kn && k[0] == names[i][0] && strlen(names[i]) == (size_t)kn && memcmp(k, names[i], (size_t)kn) == 0) {
+                field = i;
+                break;
+            }
+        }
+        ps->tmp.len = mark;
+        if (field >= 0) {
+            if (seen & (1u << field)) return -1;
+            seen |= 1u << field;
+        }
+        skip_ws(ps);
+        if (ps->s >= ps->end || *ps->s != ':') return -1;
+        ps->s++;
+        skip_ws(ps);
+        r = field >= 0 ? on_key(ps, field, ctx) : skip_value(ps, depth + 1);
+        if (r) return r;
+        skip_ws(ps);
+        if (ps->s >= ps->end) return -1;
+        if (*ps->s == ',') {
+            ps->s++;
+            continue;
+        }
+        if (*ps->s == '}') {
+            ps->s++;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+/* userIdentity */
+enum { I_TYPE, I_ARN, I_PRINCIPAL, I_ACCOUNT, I_USER, I_INVOKED, I_CONTEXT, NI };
+static const char *INAME[NI] = {"type", "arn", "principalId", "accountId", "userName", "invokedBy", "sessionContext"};
+static const char *ARN_NAME[1] = {"arn"};
+static const char *ISSUER_NAME[1] = {"sessionIssuer"};
+static const char *ENTRIES_NAMES[4] = {"queueUrl", "queueName", "sourceArn", "entries"};
+static const char *RESOURCE_NAME[1] = {"ARN"};
+
+typedef struct {
+    PyObject *v[8];
+    Py_ssize_t count;
+} Fields;
+
+static int null_or(P *ps, int *is_null) {
+    skip_ws(ps);
+    *is_null = ps->s < ps->end && *ps->s == 'n';
+    return *is_null ? match_lit(ps, "null", 4) : 0;
+}
+
+static int on_arn(P *ps, int field, void *ctx) {
+    (void)field;
+    return opt_str(ps, &((Fields *)ctx)->v[0]);
+}
+
+static int on_issuer(P *ps, int field, void *ctx) {
+    (void)field;
+    int isnull;
+    if (null_or(ps, &isnull)) return -1;
+    return isnull ? 0 : walk_object(ps, ARN_NAME, 1, on_arn, ctx, 3);
+}
+
+static int on_ident(P *ps, int field, void *ctx) {
+    Fields *f = ctx;
+    if (field != I_CONTEXT) return opt_str(ps, &f->v[field]);
+    int isnull;
+    if (null_or(ps, &isnull)) return -1;
+    if (isnull) return 0;
+    Fields issuer = {{NULL}, 0};
+    int r = walk_object(ps, ISSUER_NAME, 1, on_issuer, &issuer, 2);
+    f->v[I_CONTEXT] = issuer.v[0]; /* sessionContext.sessionIssuer.arn (NULL: none) */
+    return r;
+}
+
+static int on_params(P *ps, int field, void *ctx) {
+    Fields *f = ctx;
+    if (field < 3) return opt_str(ps, &f->v[field]);
+    /* entries: null or an array (of anything): its length */
+    int isnull;
+    if (null_or(ps, &isnull)) return -1;
+    if (isnull) return 0;
+    if (ps->s >= ps->end || *ps->s != '[') return -1;
+    ps->s++;
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == ']') {
+        ps->s++;
+        return 0;
+    }
+    for (;;) {
+        int r = skip_value(ps, 3);
+        if (r) return r;
+        f->count++;
+        skip_ws(ps);
+        if (ps->s >= ps->end) return -1;
+        if (*ps->s == ',') {
+            ps->s++;
+            continue;
+        }
+        if (*ps->s == ']') {
+            ps->s++;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+static int on_resource(P *ps, int field, void *ctx) {
+    (void)field;
+    return opt_str(ps, (PyObject **)ctx);
+}
+
+/* resources: null → None; [null | {ARN: str|null}, ...] → tuple of the ARNs (None where absent) */
+static int read_resources(P *ps, PyObject **out) {
+    int isnull;
+    if (null_or(ps, &isnull)) return -1;
+    if (isnull) {
+        *out = Py_NewRef(Py_None);
+        return 0;
+    }
+    if (ps->s >= ps->end || *ps->s != '[') return -1;
+    ps->s++;
+    PyObject *list = PyList_New(0);
+    if (!list) return -2;
+    int r = 0;
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == ']') {
+        ps->s++;
+    } else {
+        for (;;) {
+            PyObject *arn = NULL;
+            skip_ws(ps);
+            if (ps->s < ps->end && *ps->s == 'n') {
+                r = match_lit(ps, "null", 4) ? -1 : 0;
+            } else {
+                r = walk_object(ps, RESOURCE_NAME, 1, on_resource, &arn, 2);
+            }
+            if (!r && PyList_Append(list, arn ? arn : Py_None)) r = -2;
+            Py_XDECREF(arn);
+            if (r) break;
+            skip_ws(ps);
+            if (ps->s >= ps->end) {
+                r = -1;
+                break;
+            }
+            if (*ps->s == ',') {
+                ps->s++;
+                continue;
+            }
+            if (*ps->s == ']') {
+                ps->s++;
+                break;
+            }
+            r = -1;
+            break;
+        }
+    }
+    if (!r) *out = PyList_AsTuple(list);
+    Py_DECREF(list);
+    if (!r && !*out) r = -2;
+    return r;
+}
+
+static PyObject *tuple_of(PyObject **v, int n) {
+    PyObject *t = PyTuple_New(n);
+    if (!t) return NULL;
+    for (int i = 0; i < n; i++) PyTuple_SET_ITEM(t, i, Py_NewRef(v[i] ? v[i] : Py_None));
+    return t;
+}
+
+/* One SQS record's row, from the value starts the first pass found (NULL: absent). */
+static int sqs_row(P *ps, const unsigned char **at, const unsigned char *from, const unsigned char *to,
+                   int keep_raw, PyObject **row) {
+    PyObject *v[NF] = {NULL};
+    Fields ident = {{NULL}, 0}, params = {{NULL}, 0};
+    int has_ident = 0, r = 0;
+    PyObject *resources = NULL, *dkey = NULL, *ikey = NULL, *raw = NULL;
+    for (int f = F_NAME; f < NF && !r; f++) {
+        if (!at[f]) continue;
+        ps->s = at[f];
+        if (f == F_MGMT) {
+            if (match_lit(ps, "true", 4) == 0)
+                v[f] = Py_NewRef(Py_True);
+            else if (match_lit(ps, "false", 5) == 0)
+                v[f] = Py_NewRef(Py_False);
+            else if (match_lit(ps, "null", 4) != 0)
+                r = -1;
+        } else if (f == F_IDENT || f == F_PARAMS) {
+            int isnull;
+            if (null_or(ps, &isnull)) {
+                r = -1;
+            } else if (!isnull) {
+                if (f == F_IDENT) {
+                    has_ident = 1;
+                    r = walk_object(ps, INAME, NI, on_ident, &ident, 1);
+                } else {
+                    r = walk_object(ps, ENTRIES_NAMES, 4, on_params, &params, 1);
+                }
+            }
+        } else if (f == F_RESOURCES) {
+            r = read_resources(ps, &resources);
+        } else {
+            r = opt_str(ps, &v[f]);
+        }
+    }
+    if (!r) {
+        PyObject *d[9] = {v[F_RECIPIENT], v[F_REGION], v[F_NAME], v[F_CATEGORY], v[F_MGMT],
+                          params.v[0],    params.v[1], params.v[2], resources};
+        dkey = tuple_of(d, 9);
+        ikey = has_ident ? tuple_of(ident.v, NI) : Py_NewRef(Py_None);
+        raw = keep_raw ? PyBytes_FromStringAndSize((const char *)from, to - from) : Py_NewRef(Py_None);
+        PyObject *entries = PyLong_FromSsize_t(params.count);
+        if (dkey && ikey && raw && entries) {
+            PyObject *row_v[6] = {dkey, ikey, v[F_ERROR], entries, v[F_TIME], raw};
+            *row = tuple_of(row_v, 6);
+        }
+        Py_XDECREF(entries);
+        if (!*row) r = -2;
+    }
+    Py_XDECREF(dkey);
+    Py_XDECREF(ikey);
+    Py_XDECREF(raw);
+    Py_XDECREF(resources);
+    for (int i = 0; i < NF; i++) Py_XDECREF(v[i]);
+    for (int i = 0; i < 8; i++) {
+        Py_XDECREF(ident.v[i]);
+        Py_XDECREF(params.v[i]);
+    }
+    return r;
+}
+
+typedef struct {
+    const unsigned char *at[NF];
+} Spans;
+
+static int on_top_field(P *ps, int field, void *ctx) {
+    ((Spans *)ctx)->at[field] = ps->s;
+    return skip_value(ps, 1);
+}
+
+/* The Records array at ps->s: rows for SQS calls onto `rows`, the rest counted in *other. */
+static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) {
+    if (ps->s >= ps->end || *ps->s != '[') return -1;
+    ps->s++;
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == ']') {
+        ps->s++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(ps);
+        const unsigned char *from = ps->s;
+        Spans sp;
+        memset(&sp, 0, sizeof(sp));
+        int r = walk_object(ps, FNAME, NF, on_top_field, &sp, 0);
+        if (r) return r;
+        const unsigned char *to = ps->s;
+        int sqs = 0, insight = 0;
+        if (sp.at[F_SOURCE]) {
+            ps->s = sp.at[F_SOURCE];
+            sqs = str_is(ps, "sqs.amazonaws.com");
+            if (sqs < 0) return -1;
+        }
+        if (sp.at[F_TYPE]) {
+            ps->s = sp.at[F_TYPE];
+            insight = str_is(ps, "AwsCloudTrailInsight");
+            if (insight < 0) return -1;
+        }
+        if (sqs && !insight) {
+            PyObject *row = NULL;
+            r = sqs_row(ps, sp.at, from, to, keep_raw, &row);
+            if (r) return r;
+            r = PyList_Append(rows, row);
+            Py_DECREF(row);
+            if (r) return -2;
+        } else {
+            (*other)++;
+        }
+        ps->s = to;
+        skip_ws(ps);
+        if (ps->s >= ps->end) return -1;
+        if (*ps->s == ',') {
+            ps->s++;
+            continue;
+        }
+        if (*ps->s == ']') {
+            ps->s++;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+static const char *TOP_NAME[1] = {"Records"};
+
+typedef struct {
+    PyObject *rows;
+    Py_ssize_t other;
+    int keep_raw, found;
+} Top;
+
+static int on_records(P *ps, int field, void *ctx) {
+    (void)field;
+    Top *t = ctx;
+    t->found = 1;
+    return scan_records(ps, t->rows, &t->other, t->keep_raw);
+}
+
+static PyObject *scan_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "scan_calls takes 2 arguments");
+        return NULL;
+    }
+    int keep_raw = PyObject_IsTrue(args[1]);
+    if (keep_raw < 0) return NULL;
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) return NULL;
+    P ps;
+    memset(&ps, 0, sizeof(ps));
+    ps.start = ps.s = (const unsigned char *)data.buf;
+    ps.end = ps.s + data.len;
+    Top top = {PyList_New(0), 0, keep_raw, 0};
+    int r = top.rows ? walk_object(&ps, TOP_NAME, 1, on_records, &top, 0) : -2;
+    if (!r) {
+        skip_ws(&ps);
+        if (ps.s != ps.end || !top.found) r = -1;
+    }
+    PyBuffer_Release(&data);
+    PyMem_Free(ps.tmp.p);
+    PyObject *result = NULL;
+    if (!r) {
+        result = Py_BuildValue("(On)", top.rows, top.other);
+    } else if (r == -1) {
+        PyErr_Clear(); /* declined: the general path decides */
+        result = Py_NewRef(Py_None);
+    } else if (!PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    Py_XDECREF(top.rows);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
+    {"scan_calls", (PyCFunction)(void (*)(void))scan_calls, METH_FASTCALL,
+     "scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) or None\n"
+     "for a {\"Records\": [...]} delivery (see the comment in _native.c)."},
     {"encode_body", (PyCFunction)(void (*)(void))encode_body, METH_FASTCALL,
      "encode_body(raw, source_ip, user_agent, access_key_id, params, hasher, decode)\n"
      "-> (KeyValueList bytes of the body, LogRecord.attributes elements of client.address,\n"
@@ -852,13 +1340,13 @@ static PyMethodDef METHODS[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_otlpjson", "JSON record → OTLP KeyValueList.", -1,
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_native", "The exporter's hot loops in C (see _native.c).", -1,
                                     METHODS};
 
-PyMODINIT_FUNC PyInit__otlpjson(void) {
+PyMODINIT_FUNC PyInit__native(void) {
     const uint16_t one = 1;
     if (*(const unsigned char *)&one != 1) {
-        PyErr_SetString(PyExc_ImportError, "_otlpjson: big-endian hosts use the Python encoder");
+        PyErr_SetString(PyExc_ImportError, "_native: big-endian hosts use the Python encoder");
         return NULL;
     }
     init_stop();
