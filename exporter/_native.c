@@ -963,7 +963,28 @@ static int str_is(P *ps, const char *lit) {
    path decides). Returns 0, -1 (refuse) or -2 (Python error). */
 typedef int (*member_fn)(P *ps, int field, void *ctx);
 
-static int walk_object(P *ps, const char *const *names, int n, member_fn on_key, void *ctx, int depth) {
+/* A set of key names, with each one's length and first 8 bytes for a cheap comparison. */
+typedef struct {
+    const char *const *names;
+    int n;
+    size_t len[16];
+    uint64_t head[16];
+} Names;
+
+static inline uint64_t head8(const char *k, size_t n) {
+    uint64_t h = 0;
+    memcpy(&h, k, n < 8 ? n : 8);
+    return h;
+}
+
+static void names_init(Names *t) {
+    for (int i = 0; i < t->n; i++) {
+        t->len[i] = strlen(t->names[i]);
+        t->head[i] = head8(t->names[i], t->len[i]);
+    }
+}
+
+static int walk_object(P *ps, const Names *t, member_fn on_key, void *ctx, int depth) {
     if (depth > MAX_DEPTH) return -1;
     skip_ws(ps);
     if (ps->s >= ps->end || *ps->s != '{') return -1;
@@ -979,11 +1000,12 @@ static int walk_object(P *ps, const char *const *names, int n, member_fn on_key,
         Py_ssize_t mark = ps->tmp.len;
         int r = read_string(ps, &ps->tmp);
         if (r) return r;
-        Py_ssize_t kn = ps->tmp.len - mark;
+        size_t kn = (size_t)(ps->tmp.len - mark);
         const char *k = ps->tmp.p + mark;
         int field = -1;
-        for (int i = 0; i < n; i++) {
-            if (kn && k[0] == names[i][0] && strlen(names[i]) == (size_t)kn && memcmp(k, names[i], (size_t)kn) == 0) {
+        uint64_t kh = head8(k, kn);
+        for (int i = 0; i < t->n; i++) {
+            if (t->len[i] == kn && t->head[i] == kh && (kn <= 8 || memcmp(k + 8, t->names[i] + 8, kn - 8) == 0)) {
                 field = i;
                 break;
             }
@@ -1020,6 +1042,9 @@ static const char *ARN_NAME[1] = {"arn"};
 static const char *ISSUER_NAME[1] = {"sessionIssuer"};
 static const char *ENTRIES_NAMES[4] = {"queueUrl", "queueName", "sourceArn", "entries"};
 static const char *RESOURCE_NAME[1] = {"ARN"};
+static Names N_ARN = {ARN_NAME, 1, {0}, {0}}, N_ISSUER = {ISSUER_NAME, 1, {0}, {0}},
+             N_PARAMS = {ENTRIES_NAMES, 4, {0}, {0}}, N_RESOURCE = {RESOURCE_NAME, 1, {0}, {0}},
+             N_IDENT = {INAME, NI, {0}, {0}}, N_TOP = {FNAME, NF, {0}, {0}};
 
 typedef struct {
     PyObject *v[8];
@@ -1041,7 +1066,7 @@ static int on_issuer(P *ps, int field, void *ctx) {
     (void)field;
     int isnull;
     if (null_or(ps, &isnull)) return -1;
-    return isnull ? 0 : walk_object(ps, ARN_NAME, 1, on_arn, ctx, 3);
+    return isnull ? 0 : walk_object(ps, &N_ARN, on_arn, ctx, 3);
 }
 
 static int on_ident(P *ps, int field, void *ctx) {
@@ -1051,7 +1076,7 @@ static int on_ident(P *ps, int field, void *ctx) {
     if (null_or(ps, &isnull)) return -1;
     if (isnull) return 0;
     Fields issuer = {{NULL}, 0};
-    int r = walk_object(ps, ISSUER_NAME, 1, on_issuer, &issuer, 2);
+    int r = walk_object(ps, &N_ISSUER, on_issuer, &issuer, 2);
     f->v[I_CONTEXT] = issuer.v[0]; /* sessionContext.sessionIssuer.arn (NULL: none) */
     return r;
 }
@@ -1116,7 +1141,7 @@ static int read_resources(P *ps, PyObject **out) {
             if (ps->s < ps->end && *ps->s == 'n') {
                 r = match_lit(ps, "null", 4) ? -1 : 0;
             } else {
-                r = walk_object(ps, RESOURCE_NAME, 1, on_resource, &arn, 2);
+                r = walk_object(ps, &N_RESOURCE, on_resource, &arn, 2);
             }
             if (!r && PyList_Append(list, arn ? arn : Py_None)) r = -2;
             Py_XDECREF(arn);
@@ -1175,9 +1200,9 @@ static int sqs_row(P *ps, const unsigned char **at, const unsigned char *from, c
             } else if (!isnull) {
                 if (f == F_IDENT) {
                     has_ident = 1;
-                    r = walk_object(ps, INAME, NI, on_ident, &ident, 1);
+                    r = walk_object(ps, &N_IDENT, on_ident, &ident, 1);
                 } else {
-                    r = walk_object(ps, ENTRIES_NAMES, 4, on_params, &params, 1);
+                    r = walk_object(ps, &N_PARAMS, on_params, &params, 1);
                 }
             }
         } else if (f == F_RESOURCES) {
@@ -1235,7 +1260,7 @@ static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) 
         const unsigned char *from = ps->s;
         Spans sp;
         memset(&sp, 0, sizeof(sp));
-        int r = walk_object(ps, FNAME, NF, on_top_field, &sp, 0);
+        int r = walk_object(ps, &N_TOP, on_top_field, &sp, 0);
         if (r) return r;
         const unsigned char *to = ps->s;
         int sqs = 0, insight = 0;
@@ -1275,6 +1300,7 @@ static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) 
 }
 
 static const char *TOP_NAME[1] = {"Records"};
+static Names N_DOC = {TOP_NAME, 1, {0}, {0}};
 
 typedef struct {
     PyObject *rows;
@@ -1304,7 +1330,7 @@ static PyObject *scan_calls(PyObject *self, PyObject *const *args, Py_ssize_t na
     ps.start = ps.s = (const unsigned char *)data.buf;
     ps.end = ps.s + data.len;
     Top top = {PyList_New(0), 0, keep_raw, 0};
-    int r = top.rows ? walk_object(&ps, TOP_NAME, 1, on_records, &top, 0) : -2;
+    int r = top.rows ? walk_object(&ps, &N_DOC, on_records, &top, 0) : -2;
     if (!r) {
         skip_ws(&ps);
         if (ps.s != ps.end || !top.found) r = -1;
@@ -1350,5 +1376,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     }
     init_stop();
+    Names *tables[] = {&N_ARN, &N_ISSUER, &N_PARAMS, &N_RESOURCE, &N_IDENT, &N_TOP, &N_DOC};
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) names_init(tables[i]);
     return PyModule_Create(&MODULE);
 }

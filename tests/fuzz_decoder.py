@@ -2,8 +2,8 @@
 
     python tests/fuzz_decoder.py -runs=200000 [corpus_dir]
 
-Any exception escaping `extract` is a crash, and so is the C log-body encoder disagreeing with the
-Python one on any input it accepts. The seeds are the shared fixtures."""
+Any exception escaping `extract` is a crash, and so is either C accelerator (the scanner, the log
+encoder) disagreeing with its Python twin on any input it accepts. The seeds are the shared fixtures."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from exporter.pipeline import extract
+    from exporter.pipeline import extract, scanned
 
 from exporter import config
+from exporter.decode.record import call_event
 from exporter.sinks.logs import LogSink
 from exporter.sinks.metrics import Aggregate
 
@@ -47,10 +48,22 @@ def same_body(raw: bytes) -> None:
         raise AssertionError(f"C and Python encoders disagree on {raw[:200]!r}")
 
 
+def same_calls(data: bytes, res: object, events: list) -> None:
+    """The C scanner, when it takes a file, must count what the general path counts."""
+    got = scanned(data, True)
+    if got is None:
+        return
+    if got[0] != res or got[2] != [raw for raw, _ in events] or [call_event(c) for c in got[1]] != [
+        ev for _, ev in events
+    ]:
+        raise AssertionError(f"C scanner and general path disagree on {data[:200]!r}")
+
+
 def one_input(data: bytes) -> None:
     res, events = extract(data)
     if res.outcome not in ("ok", "skipped", "failed") or res.sqs != len(events):
         raise AssertionError(res)
+    same_calls(data, res, events)
     same_body(data)
     for raw, _ in events:
         same_body(raw)
