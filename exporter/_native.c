@@ -1176,74 +1176,90 @@ static PyObject *tuple_of(PyObject **v, int n) {
     return t;
 }
 
-/* One SQS record's row, from the value starts the first pass found (NULL: absent). */
-static int sqs_row(P *ps, const unsigned char **at, const unsigned char *from, const unsigned char *to,
-                   int keep_raw, PyObject **row) {
-    PyObject *v[NF] = {NULL};
-    Fields ident = {{NULL}, 0}, params = {{NULL}, 0};
-    int has_ident = 0, r = 0;
-    PyObject *resources = NULL, *dkey = NULL, *ikey = NULL, *raw = NULL;
+/* One record being read. Fields after eventSource are read as they come when the record is an SQS
+   call (and skipped when it is not); fields before it are remembered by position and read after. */
+typedef struct {
+    const unsigned char *at[NF];
+    int sqs;      /* -1 not known yet, 0 no, 1 yes */
+    int insight;  /* eventType is AwsCloudTrailInsight */
+    PyObject *v[NF];
+    Fields ident, params;
+    int has_ident;
+    PyObject *resources;
+} Rec;
+
+static void rec_clear(Rec *rc) {
+    for (int i = 0; i < NF; i++) Py_CLEAR(rc->v[i]);
+    for (int i = 0; i < 8; i++) {
+        Py_CLEAR(rc->ident.v[i]);
+        Py_CLEAR(rc->params.v[i]);
+    }
+    Py_CLEAR(rc->resources);
+}
+
+/* Read field f of an SQS record at ps->s into rc, with SqsRecord's types. */
+static int read_field(P *ps, int f, Rec *rc) {
+    if (f == F_MGMT) {
+        if (match_lit(ps, "true", 4) == 0)
+            rc->v[f] = Py_NewRef(Py_True);
+        else if (match_lit(ps, "false", 5) == 0)
+            rc->v[f] = Py_NewRef(Py_False);
+        else if (match_lit(ps, "null", 4) != 0)
+            return -1;
+        return 0;
+    }
+    if (f == F_IDENT || f == F_PARAMS) {
+        int isnull;
+        if (null_or(ps, &isnull)) return -1;
+        if (isnull) return 0;
+        if (f == F_PARAMS) return walk_object(ps, &N_PARAMS, on_params, &rc->params, 1);
+        rc->has_ident = 1;
+        return walk_object(ps, &N_IDENT, on_ident, &rc->ident, 1);
+    }
+    if (f == F_RESOURCES) return read_resources(ps, &rc->resources);
+    return opt_str(ps, &rc->v[f]);
+}
+
+static int on_top_field(P *ps, int field, void *ctx) {
+    Rec *rc = ctx;
+    if (field == F_SOURCE) {
+        rc->sqs = str_is(ps, "sqs.amazonaws.com");
+        return rc->sqs < 0 ? -1 : 0;
+    }
+    if (field == F_TYPE) { /* SqsRecord's eventType: a string or null on every record */
+        rc->insight = str_is(ps, "AwsCloudTrailInsight");
+        return rc->insight < 0 ? -1 : 0;
+    }
+    if (rc->sqs == 1) return read_field(ps, field, rc);
+    rc->at[field] = ps->s;
+    return skip_value(ps, 1);
+}
+
+/* The row of an SQS record whose fields are in rc (reading those found before eventSource). */
+static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned char *to, int keep_raw,
+                   PyObject **row) {
+    int r = 0;
     for (int f = F_NAME; f < NF && !r; f++) {
-        if (!at[f]) continue;
-        ps->s = at[f];
-        if (f == F_MGMT) {
-            if (match_lit(ps, "true", 4) == 0)
-                v[f] = Py_NewRef(Py_True);
-            else if (match_lit(ps, "false", 5) == 0)
-                v[f] = Py_NewRef(Py_False);
-            else if (match_lit(ps, "null", 4) != 0)
-                r = -1;
-        } else if (f == F_IDENT || f == F_PARAMS) {
-            int isnull;
-            if (null_or(ps, &isnull)) {
-                r = -1;
-            } else if (!isnull) {
-                if (f == F_IDENT) {
-                    has_ident = 1;
-                    r = walk_object(ps, &N_IDENT, on_ident, &ident, 1);
-                } else {
-                    r = walk_object(ps, &N_PARAMS, on_params, &params, 1);
-                }
-            }
-        } else if (f == F_RESOURCES) {
-            r = read_resources(ps, &resources);
-        } else {
-            r = opt_str(ps, &v[f]);
-        }
+        if (!rc->at[f]) continue;
+        ps->s = rc->at[f];
+        r = read_field(ps, f, rc);
     }
-    if (!r) {
-        PyObject *d[9] = {v[F_RECIPIENT], v[F_REGION], v[F_NAME], v[F_CATEGORY], v[F_MGMT],
-                          params.v[0],    params.v[1], params.v[2], resources};
-        dkey = tuple_of(d, 9);
-        ikey = has_ident ? tuple_of(ident.v, NI) : Py_NewRef(Py_None);
-        raw = keep_raw ? PyBytes_FromStringAndSize((const char *)from, to - from) : Py_NewRef(Py_None);
-        PyObject *entries = PyLong_FromSsize_t(params.count);
-        if (dkey && ikey && raw && entries) {
-            PyObject *row_v[6] = {dkey, ikey, v[F_ERROR], entries, v[F_TIME], raw};
-            *row = tuple_of(row_v, 6);
-        }
-        Py_XDECREF(entries);
-        if (!*row) r = -2;
+    if (r) return r;
+    PyObject *d[9] = {rc->v[F_RECIPIENT], rc->v[F_REGION], rc->v[F_NAME], rc->v[F_CATEGORY], rc->v[F_MGMT],
+                      rc->params.v[0],    rc->params.v[1], rc->params.v[2], rc->resources};
+    PyObject *dkey = tuple_of(d, 9);
+    PyObject *ikey = rc->has_ident ? tuple_of(rc->ident.v, NI) : Py_NewRef(Py_None);
+    PyObject *raw = keep_raw ? PyBytes_FromStringAndSize((const char *)from, to - from) : Py_NewRef(Py_None);
+    PyObject *entries = PyLong_FromSsize_t(rc->params.count);
+    if (dkey && ikey && raw && entries) {
+        PyObject *row_v[6] = {dkey, ikey, rc->v[F_ERROR], entries, rc->v[F_TIME], raw};
+        *row = tuple_of(row_v, 6);
     }
+    Py_XDECREF(entries);
     Py_XDECREF(dkey);
     Py_XDECREF(ikey);
     Py_XDECREF(raw);
-    Py_XDECREF(resources);
-    for (int i = 0; i < NF; i++) Py_XDECREF(v[i]);
-    for (int i = 0; i < 8; i++) {
-        Py_XDECREF(ident.v[i]);
-        Py_XDECREF(params.v[i]);
-    }
-    return r;
-}
-
-typedef struct {
-    const unsigned char *at[NF];
-} Spans;
-
-static int on_top_field(P *ps, int field, void *ctx) {
-    ((Spans *)ctx)->at[field] = ps->s;
-    return skip_value(ps, 1);
+    return *row ? 0 : -2;
 }
 
 /* The Records array at ps->s: rows for SQS calls onto `rows`, the rest counted in *other. */
@@ -1258,32 +1274,23 @@ static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) 
     for (;;) {
         skip_ws(ps);
         const unsigned char *from = ps->s;
-        Spans sp;
-        memset(&sp, 0, sizeof(sp));
-        int r = walk_object(ps, &N_TOP, on_top_field, &sp, 0);
-        if (r) return r;
+        Rec rc;
+        memset(&rc, 0, sizeof(rc));
+        rc.sqs = -1;
+        int r = walk_object(ps, &N_TOP, on_top_field, &rc, 0);
         const unsigned char *to = ps->s;
-        int sqs = 0, insight = 0;
-        if (sp.at[F_SOURCE]) {
-            ps->s = sp.at[F_SOURCE];
-            sqs = str_is(ps, "sqs.amazonaws.com");
-            if (sqs < 0) return -1;
-        }
-        if (sp.at[F_TYPE]) {
-            ps->s = sp.at[F_TYPE];
-            insight = str_is(ps, "AwsCloudTrailInsight");
-            if (insight < 0) return -1;
-        }
-        if (sqs && !insight) {
+        if (!r && rc.sqs == 1 && !rc.insight) {
             PyObject *row = NULL;
-            r = sqs_row(ps, sp.at, from, to, keep_raw, &row);
-            if (r) return r;
-            r = PyList_Append(rows, row);
-            Py_DECREF(row);
-            if (r) return -2;
-        } else {
+            r = sqs_row(ps, &rc, from, to, keep_raw, &row);
+            if (!r) {
+                r = PyList_Append(rows, row) ? -2 : 0;
+                Py_DECREF(row);
+            }
+        } else if (!r) {
             (*other)++;
         }
+        rec_clear(&rc);
+        if (r) return r;
         ps->s = to;
         skip_ws(ps);
         if (ps->s >= ps->end) return -1;
