@@ -53,7 +53,10 @@ typedef struct {
     Buf tmp; /* scratch for unescaped strings that become Python objects */
     int act_ip, act_ua, act_key;
     PyObject *params;  /* tuple of (bytes name, int action) */
-    PyObject *hasher;  /* callable(value) -> str */
+    PyObject *hasher;  /* callable(value) -> str, for values that are not strings */
+    int native_hash;   /* strings are hashed here, with hkey (HMAC) or without (plain SHA-256) */
+    const unsigned char *hkey;
+    Py_ssize_t hkeylen;
     PyObject *decode;  /* callable(bytes) -> object */
     Buf capv;          /* the AnyValue bytes of captured values */
     Py_ssize_t cap_off[NCAP], cap_len[NCAP];
@@ -444,6 +447,131 @@ static int enc_pyvalue(P *ps, PyObject *v) {
     return enc_string_value(&ps->out, d, n);
 }
 
+/* SHA-256 (FIPS 180-4) for redaction: `sha256:` + the first 16 bytes of SHA-256(value), or of
+   HMAC-SHA256(key, value) (RFC 2104), in hex, as exporter.sinks.logs.Redactor.hash writes it for a
+   string. Calling back into Python's hashlib cost more than the rest of a record's encoding. */
+typedef struct {
+    uint32_t h[8];
+    uint64_t n; /* bytes absorbed */
+    unsigned char buf[64];
+    size_t used;
+} Sha;
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha_block(Sha *c, const unsigned char *p) {
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4], f = c->h[5], g = c->h[6], h = c->h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
+        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & cc) ^ (b & cc));
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = cc;
+        cc = b;
+        b = a;
+        a = t1 + t2;
+    }
+    c->h[0] += a;
+    c->h[1] += b;
+    c->h[2] += cc;
+    c->h[3] += d;
+    c->h[4] += e;
+    c->h[5] += f;
+    c->h[6] += g;
+    c->h[7] += h;
+}
+
+static void sha_init(Sha *c) {
+    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, H0, sizeof(H0));
+    c->n = 0;
+    c->used = 0;
+}
+
+static void sha_update(Sha *c, const unsigned char *p, size_t n) {
+    c->n += n;
+    if (c->used) {
+        size_t take = 64 - c->used < n ? 64 - c->used : n;
+        memcpy(c->buf + c->used, p, take);
+        c->used += take;
+        p += take;
+        n -= take;
+        if (c->used < 64) return;
+        sha_block(c, c->buf);
+        c->used = 0;
+    }
+    for (; n >= 64; p += 64, n -= 64) sha_block(c, p);
+    memcpy(c->buf, p, n);
+    c->used = n;
+}
+
+static void sha_final(Sha *c, unsigned char out[32]) {
+    uint64_t bits = c->n * 8;
+    unsigned char pad[72] = {0x80};
+    size_t padn = (c->used < 56 ? 56 : 120) - c->used;
+    for (int i = 0; i < 8; i++) pad[padn + i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha_update(c, pad, padn + 8);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (unsigned char)(c->h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(c->h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)c->h[i];
+    }
+}
+
+/* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string. */
+static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const char *d, Py_ssize_t n) {
+    unsigned char digest[32];
+    Sha c;
+    if (key) {
+        unsigned char block[64] = {0};
+        memcpy(block, key, (size_t)keylen); /* <= 64 bytes: Python hashes longer keys first */
+        for (int i = 0; i < 64; i++) block[i] ^= 0x36;
+        sha_init(&c);
+        sha_update(&c, block, 64);
+        sha_update(&c, (const unsigned char *)d, (size_t)n);
+        sha_final(&c, digest);
+        for (int i = 0; i < 64; i++) block[i] ^= 0x36 ^ 0x5c;
+        sha_init(&c);
+        sha_update(&c, block, 64);
+        sha_update(&c, digest, 32);
+        sha_final(&c, digest);
+    } else {
+        sha_init(&c);
+        sha_update(&c, (const unsigned char *)d, (size_t)n);
+        sha_final(&c, digest);
+    }
+    static const char HEX[] = "0123456789abcdef";
+    char text[39] = "sha256:";
+    for (int i = 0; i < 16; i++) {
+        text[7 + 2 * i] = HEX[digest[i] >> 4];
+        text[8 + 2 * i] = HEX[digest[i] & 15];
+    }
+    return enc_string_value(b, text, 39);
+}
+
 static int enc_value(P *ps, int depth, int ctx);
 
 /* An object's members as KeyValueList elements. `top`: the record itself; `ident`: userIdentity. */
@@ -534,7 +662,13 @@ static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
             Py_ssize_t val = open_field(b, 0x12); /* KeyValue.value */
             if (val < 0) return -2;
             int is_null = ps->s < ps->end && *ps->s == 'n';
-            if (action == HASH && !is_null) {
+            if (action == HASH && ps->s < ps->end && *ps->s == '"' && ps->native_hash) {
+                Py_ssize_t mark = ps->tmp.len;
+                r = read_string(ps, &ps->tmp);
+                if (!r) r = put_hashed(b, ps->hkey, ps->hkeylen, ps->tmp.p + mark, ps->tmp.len - mark);
+                ps->tmp.len = mark;
+                if (r) return r;
+            } else if (action == HASH && !is_null) {
                 PyObject *v = value_object(ps);
                 if (!v) return ps->pyerr ? -2 : -1;
                 PyObject *h = PyObject_CallOneArg(ps->hasher, v);
@@ -739,7 +873,22 @@ static int parse_common(P *ps, PyObject *const *args, Py_buffer *raw) {
         }
     }
     ps->params = args[4];
-    ps->hasher = args[5];
+    /* hasher, or (hasher, key): strings are then hashed here (key: HMAC key of <= 64 bytes, or None) */
+    PyObject *h = args[5];
+    ps->hasher = h;
+    if (PyTuple_Check(h) && PyTuple_GET_SIZE(h) == 2) {
+        PyObject *key = PyTuple_GET_ITEM(h, 1);
+        ps->hasher = PyTuple_GET_ITEM(h, 0);
+        ps->native_hash = 1;
+        if (key != Py_None) {
+            if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) > 64) {
+                PyErr_SetString(PyExc_TypeError, "the HMAC key must be bytes of at most 64");
+                return -1;
+            }
+            ps->hkey = (const unsigned char *)PyBytes_AS_STRING(key);
+            ps->hkeylen = PyBytes_GET_SIZE(key);
+        }
+    }
     ps->decode = args[6];
     if (PyObject_GetBuffer(args[0], raw, PyBUF_SIMPLE) < 0) return -1;
     ps->start = ps->s = (const unsigned char *)raw->buf;

@@ -278,3 +278,18 @@ def test_numbers_and_escapes(sinks: list[logs.LogSink]) -> None:
         b'"s": "\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00", "k\\u0041": null, "long": "' + b"x" * 20000 + b'"}'
     )
     check(sinks, raw, must_handle=True)
+
+
+@native_only
+@pytest.mark.parametrize("key", [None, "k", "x" * 64, "y" * 65, "ключ"])
+def test_hashing_in_c_matches_python_at_every_length(key: str | None) -> None:
+    """Strings are hashed by the C SHA-256 / HMAC: every padding boundary, UTF-8, empty."""
+    sink = make_sink(source_ip="hash", user_agent="hash", hash_key=key)
+    try:
+        for n in [*range(0, 140), 200, 1000]:
+            value = ("aé😀" * n)[:n]
+            raw = json.dumps({"sourceIPAddress": value, "userAgent": "u" * n, "requestParameters": {"x": 1}}).encode()
+            fast, slow = both(sink, raw)
+            assert fast == slow, (key, n)
+    finally:
+        sink.shutdown(1.0)

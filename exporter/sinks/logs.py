@@ -294,6 +294,8 @@ class Redactor:
         self.params = {k: v for k, v in cfg.parameters.items() if v != "keep"}
         self._hash_cache: dict[str, str] = {}
         self._pads: tuple[Any, Any] | None = None
+        # what the C encoder hashes strings with: the HMAC key as RFC 2104 uses it (hashed when long)
+        self.native_key = None if key is None else (hashlib.sha256(key).digest() if len(key) > 64 else key)
         if key is not None:
             block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
             self._pads = (
@@ -471,7 +473,7 @@ class LogSink:
             return
         self.bytes_in += len(f)
         q.append(f)
-        if len(q) == self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes:
+        if (len(q) == self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes) and not self.wake.is_set():
             self.wake.set()
 
     def _wait_for_room(self) -> bool:
@@ -607,7 +609,8 @@ class LogSink:
         action = {"keep": 0, "drop": 1, "hash": 2}
         r = cfg.redact
         params = tuple((k.encode(), action[v]) for k, v in self.redact.params.items())
-        args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, self.redact.hash, _decode)
+        hasher = (self.redact.hash, self.redact.native_key)  # strings hashed in C, other values by Python
+        args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, hasher, _decode)
         encode_body, encode_record = _native.encode_body, _native.encode_record
 
         def body(raw: bytes) -> tuple[bytes, bytes]:
