@@ -648,47 +648,52 @@ class LogSink:
 
     def encode(self, raw: bytes, ev: SqsEvent, observed: float, sampled: bool) -> bytes:
         """The LogRecord, as an element of ScopeLogs.log_records (tag and length included)."""
-        # the queue's attributes repeat for every call on it: one cached block
-        key = (ev.account_id, ev.region, ev.event_name, ev.category, ev.queue, ev.queue_arn, ev.queue_url)
-        block = self._attr_cache.get(key)
-        if block is None:
-            block = self._queue_attributes(ev)
+        # what repeats for every call of one kind on a queue: attributes, severity and event-name fields
+        e = ev
+        key = (e.account_id, e.region, e.event_name, e.category, e.queue, e.queue_arn, e.queue_url, e.error_code)
+        hit = self._attr_cache.get(key)
+        if hit is None:
+            hit = self._call_kind(ev)
             if len(self._attr_cache) >= 65_536:
                 self._attr_cache.clear()
-            self._attr_cache[key] = block
-        attr = otlp.attribute
-        parts = [block]
-        if ev.event_name.endswith("Batch"):
-            parts.append(attr("messaging.batch.message_count", ev.batch_entries))
-        if ev.error_code is not None:
-            parts.append(attr("error.type", ev.error_code))
+            self._attr_cache[key] = hit
+        attrs, head, tail, batch = hit
+        if batch:
+            attrs += otlp.attribute("messaging.batch.message_count", ev.batch_entries)
         principal = ev.principal_arn
         if principal:
             p = self._principal_cache.get(principal)
             if p is None:
-                p = attr("user.id", principal, False) + attr("enduser.id", principal, False)
+                p = otlp.attribute("user.id", principal, False) + otlp.attribute("enduser.id", principal, False)
                 if len(principal) <= 256:
                     if len(self._principal_cache) >= 65_536:
                         self._principal_cache.clear()
                     self._principal_cache[principal] = p
-            parts.append(p)
+            attrs += p
         if sampled:
-            parts.append(attr(SAMPLING_ATTR, self.ratio))
-        attrs = b"".join(parts)
-        number, text = severity(ev.error_code)
+            attrs += otlp.attribute(SAMPLING_ATTR, self.ratio)
         t = ev.event_time
         t_ns = int(t * 1e9) if t is not None else 0
         o_ns = int(observed * 1e9)
-        event_name = "aws.cloudtrail.sqs." + ev.event_name
         if self.native_record is not None:
             try:
-                return self.native_record(
-                    raw, t_ns, o_ns, otlp.severity_fields(number, text), attrs, otlp.event_name_field(event_name)
-                )
+                return self.native_record(raw, t_ns, o_ns, head, attrs, tail)
             except ValueError:
                 pass  # the Python encoder decides (fields() below does not try C again)
         body, extra = self.fields(raw, use_native=False)
+        number, text = severity(ev.error_code)
+        event_name = "aws.cloudtrail.sqs." + ev.event_name
         return self.record_field(otlp.log_record(t_ns, o_ns, number, text, body, attrs + extra, event_name))
+
+    def _call_kind(self, ev: SqsEvent) -> tuple[bytes, bytes, bytes, bool]:
+        """(attributes up to the error type, severity fields, event-name field, whether a batch call)."""
+        attrs = self._queue_attributes(ev)
+        if ev.error_code is not None:
+            attrs += otlp.attribute("error.type", ev.error_code, False)
+        number, text = severity(ev.error_code)
+        head = otlp.severity_fields(number, text)
+        tail = otlp.event_name_field("aws.cloudtrail.sqs." + ev.event_name)
+        return attrs, head, tail, ev.event_name.endswith("Batch")
 
     def _queue_attributes(self, ev: SqsEvent) -> bytes:
         attr = otlp.attribute
