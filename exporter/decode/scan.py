@@ -8,6 +8,7 @@ itself lives in one place.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,10 +32,10 @@ from .record import (
     principals,
 )
 
-try:  # built when a compiler is present; without it the msgspec path does everything
+try:  # built when a compiler is present; without it (or with CTSQS_NATIVE=0) the msgspec path does everything
     from .. import _native
 
-    scan_calls = _native.scan_calls
+    scan_calls = _native.scan_calls if os.environ.get("CTSQS_NATIVE", "1") != "0" else None
 except ImportError:  # pragma: no cover - depends on the build
     scan_calls = None
 
