@@ -78,6 +78,7 @@ static inline int grow(Buf *b, Py_ssize_t need) {
 }
 
 static inline int put(Buf *b, const void *d, Py_ssize_t n) {
+    if (n <= 0) return 0; /* memcpy must not see a NULL buffer, even for 0 bytes */
     if (grow(b, n)) return -1;
     memcpy(b->p + b->len, d, n);
     b->len += n;
@@ -511,6 +512,7 @@ static void sha_init(Sha *c) {
 }
 
 static void sha_update(Sha *c, const unsigned char *p, size_t n) {
+    if (!n) return; /* p may be NULL then */
     c->n += n;
     if (c->used) {
         size_t take = 64 - c->used < n ? 64 - c->used : n;
@@ -547,7 +549,7 @@ static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const
     Sha c;
     if (key) {
         unsigned char block[64] = {0};
-        memcpy(block, key, (size_t)keylen); /* <= 64 bytes: Python hashes longer keys first */
+        if (keylen) memcpy(block, key, (size_t)keylen); /* <= 64 bytes: Python hashes longer keys first */
         for (int i = 0; i < 64; i++) block[i] ^= 0x36;
         sha_init(&c);
         sha_update(&c, block, 64);
@@ -585,7 +587,7 @@ static inline uint64_t key_hash(const char *k, Py_ssize_t n) {
         memcpy(&a, k, 8);
         memcpy(&z, k + n - 8, 8);
     } else {
-        memcpy(&a, k, (size_t)n);
+        if (n) memcpy(&a, k, (size_t)n);
     }
     uint64_t h = (a ^ (z * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)n) * 0xFF51AFD7ED558CCDULL;
     return h ^ (h >> 29);
@@ -1122,7 +1124,7 @@ typedef struct {
 
 static inline uint64_t head8(const char *k, size_t n) {
     uint64_t h = 0;
-    memcpy(&h, k, n < 8 ? n : 8);
+    if (n) memcpy(&h, k, n < 8 ? n : 8); /* k may be NULL when n is 0 */
     return h;
 }
 
