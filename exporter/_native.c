@@ -579,18 +579,22 @@ static int enc_value(P *ps, int depth, int ctx);
 /* An object's members as KeyValueList elements. `top`: the record itself; `ident`: userIdentity. */
 #define MAX_KEYS 256
 
-/* A cheap fingerprint of a key (its length, first and last 8 bytes): equal keys always collide;
-   different keys rarely do, and a collision only sends the record to the Python encoder. */
+/* A fingerprint of a key, equal for equal keys: exact for keys under 8 bytes (their bytes and length),
+   a 64-bit mix of length, first and last 8 bytes otherwise (top bit set, so the two kinds never meet).
+   Two different long keys with the same fingerprint only send the record to the Python encoder. */
 static inline uint64_t key_hash(const char *k, Py_ssize_t n) {
     uint64_t a = 0, z = 0;
-    if (n >= 8) {
-        memcpy(&a, k, 8);
-        memcpy(&z, k + n - 8, 8);
-    } else {
+    if (n < 8) {
         if (n) memcpy(&a, k, (size_t)n);
+        return a | ((uint64_t)n << 56);
     }
-    uint64_t h = (a ^ (z * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)n) * 0xFF51AFD7ED558CCDULL;
-    return h ^ (h >> 29);
+    memcpy(&a, k, 8);
+    memcpy(&z, k + n - 8, 8);
+    uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ (z * 0xC2B2AE3D27D4EB4FULL) ^ ((uint64_t)n * 0x165667B19E3779F9ULL);
+    h ^= h >> 31;
+    h *= 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 29;
+    return h | (1ULL << 63);
 }
 
 static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
@@ -618,7 +622,7 @@ static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
         if (close_field(b, key)) return -2;
         const char *k = b->p + b->len - kn; /* the key's bytes end the buffer (close_field may move them) */
         if (nseen == MAX_KEYS) return -1;
-        uint64_t h = key_hash(k, kn), bit = 1ULL << (h >> 58);
+        uint64_t h = key_hash(k, kn), bit = 1ULL << ((h * 0x9E3779B97F4A7C15ULL) >> 58);
         if (bloom & bit)
             for (int i = 0; i < nseen; i++)
                 if (seen[i] == h) return -1;

@@ -293,3 +293,11 @@ def test_hashing_in_c_matches_python_at_every_length(key: str | None) -> None:
             assert fast == slow, (key, n)
     finally:
         sink.shutdown(1.0)
+
+
+@native_only
+def test_short_keys_are_told_apart(sinks: list[logs.LogSink]) -> None:
+    """The duplicate-key check must not mistake different short keys for one (found by hypothesis)."""
+    check(sinks, b'{"eventID": null, "": null, "\\u0001": null}', must_handle=True)
+    keys = ["", "a", "b", "ab", "ba", "\x01", "\x00", "abcdefg", "abcdefgh", "abcdefghi", "bcdefghi"]
+    check(sinks, json.dumps(dict.fromkeys(keys, 1)).encode(), must_handle=True)
