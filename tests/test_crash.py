@@ -24,7 +24,8 @@ def objects_ok(exp: Exporter) -> float:
 def test_kill_9_at_random_moments_file_source(tmp_path: Path, exporter_proc: list[Exporter]) -> None:
     trail = tmp_path / "trail"
     gen = Generator(seed=21)
-    gen.write(trail, 240, 400, extras=False)
+    # enough work that kills land in the middle of it (the C scanner reads 240 of these files in ~0.5 s)
+    gen.write(trail, 720, 400, extras=False)
     truth = truth_of(gen, tmp_path)
     cfg = write_config(tmp_path, trail).read_text().replace("commit_interval: 0.2s", "commit_interval: 0.05s")
     (tmp_path / "config.yaml").write_text(cfg)

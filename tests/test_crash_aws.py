@@ -35,7 +35,8 @@ def setup_s3(moto: MotoServer, tmp_path: Path) -> tuple[dict[str, Any], dict[str
 def setup_s3sqs(moto: MotoServer, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     s3 = moto.client("s3")
     url = notifying_bucket(moto)
-    truth = write_batch(Generator(seed=52), tmp_path / "trail", 48, records=150, extras=False)
+    # enough objects that the kills land while it works (the C scanner made 48 take well under a second)
+    truth = write_batch(Generator(seed=52), tmp_path / "trail", 160, records=150, extras=False)
     upload_tree(s3, "trail", tmp_path / "trail")
     src = {
         "type": "s3-sqs",
