@@ -338,6 +338,32 @@ static int match_lit(P *ps, const char *lit, Py_ssize_t n) {
     return 0;
 }
 
+/* After a member or element: 1 on ',' (more follow), 0 on `close` (consumed), -1 on anything else. */
+static inline int next_item(P *ps, unsigned char close) {
+    skip_ws(ps);
+    if (ps->s >= ps->end) return -1;
+    if (*ps->s == ',') {
+        ps->s++;
+        return 1;
+    }
+    if (*ps->s == close) {
+        ps->s++;
+        return 0;
+    }
+    return -1;
+}
+
+/* Past the opening bracket at ps->s: 1 when the container is empty (its `close` consumed too), else 0. */
+static inline int open_container(P *ps, unsigned char close) {
+    ps->s++;
+    skip_ws(ps);
+    if (ps->s < ps->end && *ps->s == close) {
+        ps->s++;
+        return 1;
+    }
+    return 0;
+}
+
 static int skip_value(P *ps, int depth) {
     if (depth > MAX_DEPTH) return -1;
     skip_ws(ps);
@@ -350,28 +376,15 @@ static int skip_value(P *ps, int depth) {
         case 'f': return match_lit(ps, "false", 5);
         case 'n': return match_lit(ps, "null", 4);
         case '[':
-            ps->s++;
-            skip_ws(ps);
-            if (ps->s < ps->end && *ps->s == ']') {
-                ps->s++;
-                return 0;
-            }
+            if (open_container(ps, ']')) return 0;
             for (;;) {
                 int r = skip_value(ps, depth + 1);
                 if (r) return r;
-                skip_ws(ps);
-                if (ps->s >= ps->end) return -1;
-                if (*ps->s == ',') { ps->s++; continue; }
-                if (*ps->s == ']') { ps->s++; return 0; }
-                return -1;
+                int more = next_item(ps, ']');
+                if (more <= 0) return more;
             }
         case '{':
-            ps->s++;
-            skip_ws(ps);
-            if (ps->s < ps->end && *ps->s == '}') {
-                ps->s++;
-                return 0;
-            }
+            if (open_container(ps, '}')) return 0;
             for (;;) {
                 skip_ws(ps);
                 int r = skip_string(ps);
@@ -381,11 +394,8 @@ static int skip_value(P *ps, int depth) {
                 ps->s++;
                 r = skip_value(ps, depth + 1);
                 if (r) return r;
-                skip_ws(ps);
-                if (ps->s >= ps->end) return -1;
-                if (*ps->s == ',') { ps->s++; continue; }
-                if (*ps->s == '}') { ps->s++; return 0; }
-                return -1;
+                int more = next_item(ps, '}');
+                if (more <= 0) return more;
             }
         default:
             return scan_number(ps, &f);
@@ -604,12 +614,7 @@ static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
     uint64_t seen[MAX_KEYS], bloom = 0;
     int nseen = 0;
     /* at '{' */
-    ps->s++;
-    skip_ws(ps);
-    if (ps->s < ps->end && *ps->s == '}') {
-        ps->s++;
-        return 0;
-    }
+    if (open_container(ps, '}')) return 0;
     for (;;) {
         skip_ws(ps);
         Py_ssize_t elem = open_field(b, 0x0a); /* KeyValueList.values */
@@ -708,17 +713,8 @@ static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
             if (close_field(b, val)) return -2;
             if (close_field(b, elem)) return -2;
         }
-        skip_ws(ps);
-        if (ps->s >= ps->end) return -1;
-        if (*ps->s == ',') {
-            ps->s++;
-            continue;
-        }
-        if (*ps->s == '}') {
-            ps->s++;
-            return 0;
-        }
-        return -1;
+        int more = next_item(ps, '}');
+        if (more <= 0) return more;
     }
 }
 
@@ -755,29 +751,16 @@ static int enc_value(P *ps, int depth, int ctx) {
         case '[': {
             Py_ssize_t at = open_field(b, 0x2a);
             if (at < 0) return -2;
-            ps->s++;
-            skip_ws(ps);
-            if (ps->s < ps->end && *ps->s == ']') {
-                ps->s++;
-                return close_field(b, at) ? -2 : 0;
-            }
+            if (open_container(ps, ']')) return close_field(b, at) ? -2 : 0;
             for (;;) {
                 Py_ssize_t el = open_field(b, 0x0a); /* ArrayValue.values */
                 if (el < 0) return -2;
                 int r = enc_value(ps, depth + 1, ctx);
                 if (r) return r;
                 if (close_field(b, el)) return -2;
-                skip_ws(ps);
-                if (ps->s >= ps->end) return -1;
-                if (*ps->s == ',') {
-                    ps->s++;
-                    continue;
-                }
-                if (*ps->s == ']') {
-                    ps->s++;
-                    break;
-                }
-                return -1;
+                int more = next_item(ps, ']');
+                if (more < 0) return -1;
+                if (!more) break;
             }
             return close_field(b, at) ? -2 : 0;
         }
@@ -1143,12 +1126,7 @@ static int walk_object(P *ps, const Names *t, member_fn on_key, void *ctx, int d
     if (depth > MAX_DEPTH) return -1;
     skip_ws(ps);
     if (ps->s >= ps->end || *ps->s != '{') return -1;
-    ps->s++;
-    skip_ws(ps);
-    if (ps->s < ps->end && *ps->s == '}') {
-        ps->s++;
-        return 0;
-    }
+    if (open_container(ps, '}')) return 0;
     uint32_t seen = 0;
     for (;;) {
         skip_ws(ps);
@@ -1176,17 +1154,8 @@ static int walk_object(P *ps, const Names *t, member_fn on_key, void *ctx, int d
         skip_ws(ps);
         r = field >= 0 ? on_key(ps, field, ctx) : skip_value(ps, depth + 1);
         if (r) return r;
-        skip_ws(ps);
-        if (ps->s >= ps->end) return -1;
-        if (*ps->s == ',') {
-            ps->s++;
-            continue;
-        }
-        if (*ps->s == '}') {
-            ps->s++;
-            return 0;
-        }
-        return -1;
+        int more = next_item(ps, '}');
+        if (more <= 0) return more;
     }
 }
 
@@ -1244,27 +1213,13 @@ static int on_params(P *ps, int field, void *ctx) {
     if (null_or(ps, &isnull)) return -1;
     if (isnull) return 0;
     if (ps->s >= ps->end || *ps->s != '[') return -1;
-    ps->s++;
-    skip_ws(ps);
-    if (ps->s < ps->end && *ps->s == ']') {
-        ps->s++;
-        return 0;
-    }
+    if (open_container(ps, ']')) return 0;
     for (;;) {
         int r = skip_value(ps, 3);
         if (r) return r;
         f->count++;
-        skip_ws(ps);
-        if (ps->s >= ps->end) return -1;
-        if (*ps->s == ',') {
-            ps->s++;
-            continue;
-        }
-        if (*ps->s == ']') {
-            ps->s++;
-            return 0;
-        }
-        return -1;
+        int more = next_item(ps, ']');
+        if (more <= 0) return more;
     }
 }
 
@@ -1282,14 +1237,10 @@ static int read_resources(P *ps, PyObject **out) {
         return 0;
     }
     if (ps->s >= ps->end || *ps->s != '[') return -1;
-    ps->s++;
     PyObject *list = PyList_New(0);
     if (!list) return -2;
     int r = 0;
-    skip_ws(ps);
-    if (ps->s < ps->end && *ps->s == ']') {
-        ps->s++;
-    } else {
+    if (!open_container(ps, ']')) {
         for (;;) {
             PyObject *arn = NULL;
             skip_ws(ps);
@@ -1301,21 +1252,11 @@ static int read_resources(P *ps, PyObject **out) {
             if (!r && PyList_Append(list, arn ? arn : Py_None)) r = -2;
             Py_XDECREF(arn);
             if (r) break;
-            skip_ws(ps);
-            if (ps->s >= ps->end) {
-                r = -1;
+            int more = next_item(ps, ']');
+            if (more <= 0) {
+                r = more;
                 break;
             }
-            if (*ps->s == ',') {
-                ps->s++;
-                continue;
-            }
-            if (*ps->s == ']') {
-                ps->s++;
-                break;
-            }
-            r = -1;
-            break;
         }
     }
     if (!r) *out = PyList_AsTuple(list);
@@ -1420,12 +1361,7 @@ static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned cha
 /* The Records array at ps->s: rows for SQS calls onto `rows`, the rest counted in *other. */
 static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) {
     if (ps->s >= ps->end || *ps->s != '[') return -1;
-    ps->s++;
-    skip_ws(ps);
-    if (ps->s < ps->end && *ps->s == ']') {
-        ps->s++;
-        return 0;
-    }
+    if (open_container(ps, ']')) return 0;
     for (;;) {
         skip_ws(ps);
         const unsigned char *from = ps->s;
@@ -1447,17 +1383,8 @@ static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) 
         rec_clear(&rc);
         if (r) return r;
         ps->s = to;
-        skip_ws(ps);
-        if (ps->s >= ps->end) return -1;
-        if (*ps->s == ',') {
-            ps->s++;
-            continue;
-        }
-        if (*ps->s == ']') {
-            ps->s++;
-            return 0;
-        }
-        return -1;
+        int more = next_item(ps, ']');
+        if (more <= 0) return more;
     }
 }
 
