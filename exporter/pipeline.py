@@ -183,10 +183,9 @@ class Pipeline:
                 if fast is not None:
                     res, calls = fast
             else:
-                logged = scanned(data, True)
-                if logged is not None:
-                    res, calls, raws = logged
-                fast = logged
+                fast = scanned(data, True)
+                if fast is not None:
+                    res, calls, raws = fast
             if fast is None:
                 res, events = extract(data, keep_raw=self.sink is not None)
         except Exception as exc:  # a decoder bug must cost one object, not the daemon

@@ -140,13 +140,11 @@ def read_records(data: bytes) -> list[SqsRecord] | None:
     """Every record of a plain `{"Records": [...]}` delivery decoded in one pass into SqsRecord (the
     fields the metrics need). None for anything else, including a record of unexpected shape or
     types: read_delivery then takes the delivery apart record by record."""
-    if data[:2] == GZIP_MAGIC:
-        try:
-            data = gunzip_scratch(data)  # type: ignore[assignment]
-        except DecompressError:
-            return None
+    buf = inflate(data)
+    if buf is None:
+        return None
     try:
-        return _decode_typed(data).Records
+        return _decode_typed(buf).Records
     except DECODE_ERRORS:
         return None
 

@@ -126,6 +126,13 @@ def parse_time(value: str | None) -> float | None:
     return result
 
 
+def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """Store in a bounded memo: a full cache is emptied (recomputing an entry gives the same answer)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+
+
 _url_cache: dict[str, tuple[str | None, str | None]] = {}
 _arn_cache: dict[str, tuple[str | None, str | None]] = {}
 _CACHEABLE = 256  # real queue URLs and ARNs are shorter; longer (hostile) strings are not remembered
@@ -137,9 +144,7 @@ def split_url(url: str) -> tuple[str | None, str | None]:
     if hit is None:
         hit = _split_url(url)
         if len(url) <= _CACHEABLE:
-            if len(_url_cache) > 100_000:
-                _url_cache.clear()
-            _url_cache[url] = hit
+            remember(_url_cache, url, hit, 100_000)
     return hit
 
 
@@ -148,9 +153,7 @@ def split_arn(arn: str) -> tuple[str | None, str | None]:
     if hit is None:
         hit = _split_arn(arn)
         if len(arn) <= _CACHEABLE:
-            if len(_arn_cache) > 100_000:
-                _arn_cache.clear()
-            _arn_cache[arn] = hit
+            remember(_arn_cache, arn, hit, 100_000)
     return hit
 
 
@@ -255,9 +258,7 @@ def derived(rec: SqsRecord, key: tuple[Any, ...]) -> Derived:
         and all(type(v) is not str or len(v) <= _CACHEABLE for v in key[:-1])
         and (not rec.resources or len(msgspec.json.encode(rec.resources)) <= 4 * _CACHEABLE)
     ):
-        if len(_derived) >= _MAX_CACHED:
-            _derived.clear()
-        _derived[key] = hit
+        remember(_derived, key, hit, _MAX_CACHED)
     return hit
 
 
@@ -303,9 +304,7 @@ def principals_of(ident: _Identity | None) -> tuple[str | None, str | None]:
     if hit is None:
         hit = principals(ident)
         if ident is None or len(msgspec.json.encode(ident)) <= 4 * _CACHEABLE:
-            if len(_principals) >= _MAX_CACHED:
-                _principals.clear()
-            _principals[ident] = hit
+            remember(_principals, ident, hit, _MAX_CACHED)
     return hit
 
 

@@ -30,6 +30,7 @@ from .record import (
     _time_cache,
     parse_time,
     principals,
+    remember,
 )
 
 try:  # built when a compiler is present; without it (or with CTSQS_NATIVE=0) the msgspec path does everything
@@ -78,18 +79,14 @@ def derived(dkey: tuple[Any, ...], ikey: tuple[Any, ...] | None) -> Derived:
     hit = _derive(record(dkey, ikey))
     # without recipientAccountId the account may come from the caller: not a function of dkey alone
     if dkey[0] and _short(dkey):
-        if len(_derived) >= _MAX_CACHED:
-            _derived.clear()
-        _derived[dkey] = hit
+        remember(_derived, dkey, hit, _MAX_CACHED)
     return hit
 
 
 def principals_of(ikey: tuple[Any, ...] | None) -> tuple[str | None, str | None]:
     hit = principals(identity(ikey))
     if _short(ikey):
-        if len(_principals) >= _MAX_CACHED:
-            _principals.clear()
-        _principals[ikey] = hit
+        remember(_principals, ikey, hit, _MAX_CACHED)
     return hit
 
 

@@ -287,7 +287,6 @@ class Redactor:
 
     def __init__(self, cfg: Any) -> None:
         key = cfg.hash_key.encode() if cfg.hash_key else None
-        self.key = key
         self.source_ip = cfg.source_ip
         self.user_agent = cfg.user_agent
         self.access_key_id = cfg.access_key_id
@@ -296,8 +295,8 @@ class Redactor:
         self._pads: tuple[Any, Any] | None = None
         # what the C encoder hashes strings with: the HMAC key as RFC 2104 uses it (hashed when long)
         self.native_key = None if key is None else (hashlib.sha256(key).digest() if len(key) > 64 else key)
-        if key is not None:
-            block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        if self.native_key is not None:
+            block = self.native_key.ljust(64, b"\0")
             self._pads = (
                 hashlib.sha256(bytes(x ^ 0x36 for x in block)),
                 hashlib.sha256(bytes(x ^ 0x5C for x in block)),
