@@ -12,6 +12,7 @@ import threading
 import yaml
 
 from . import __version__, config
+from .tuning import tune_malloc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "check-config":
+        tune_malloc()
     try:
         if args.command == "check-config":
             settings = config.load(args.file)
