@@ -976,25 +976,46 @@ static PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t
     take_buffers(&ps, &mine);
     Buf *b = &ps.out;
     int r = 0;
-    Py_ssize_t rec, body, kv;
-    unsigned char fixed[9];
-    if ((rec = open_field(b, 0x12)) < 0) r = -2;
-    fixed[0] = 0x09; /* time_unix_nano = 1, fixed64 little-endian (checked at import) */
-    memcpy(fixed + 1, &t, 8);
-    if (!r && put(b, fixed, 9)) r = -2;
-    fixed[0] = 0x59; /* observed_time_unix_nano = 11 */
-    memcpy(fixed + 1, &o, 8);
-    if (!r && (put(b, fixed, 9) || put(b, PyBytes_AS_STRING(args[9]), PyBytes_GET_SIZE(args[9])))) r = -2;
-    if (!r && ((body = open_field(b, 0x2a)) < 0 || (kv = open_field(b, 0x32)) < 0)) r = -2; /* body = 5, kvlist */
+    /* The members are written after a gap, and the record's, body's and kvlist's tags and lengths are
+       written back into the gap once the lengths are known: no payload is moved to fit a length. */
+    const char *head = PyBytes_AS_STRING(args[9]);
+    Py_ssize_t head_n = PyBytes_GET_SIZE(args[9]);
+    Py_ssize_t gap = 1 + 10 + 18 + head_n + 1 + 10 + 1 + 10, start = 0;
+    if (grow(b, gap)) r = -2;
+    b->len = gap;
     if (!r) r = encode_members(&ps);
     PyBuffer_Release(&raw);
-    if (!r && (close_field(b, kv) || close_field(b, body))) r = -2;
+    Py_ssize_t kv_n = b->len - gap;
     if (!r && put(b, PyBytes_AS_STRING(args[10]), PyBytes_GET_SIZE(args[10]))) r = -2;
     if (!r) r = put_captured(&ps, b);
-    if (!r && (put(b, PyBytes_AS_STRING(args[11]), PyBytes_GET_SIZE(args[11])) || close_field(b, rec))) r = -2;
+    if (!r && put(b, PyBytes_AS_STRING(args[11]), PyBytes_GET_SIZE(args[11]))) r = -2;
+    if (!r) {
+        Py_ssize_t after = b->len - gap - kv_n; /* attributes and event_name */
+        Py_ssize_t body_n = 1 + varint_size((uint64_t)kv_n) + kv_n;
+        Py_ssize_t rec_n = 18 + head_n + 1 + varint_size((uint64_t)body_n) + body_n + after;
+        Py_ssize_t pre = 1 + varint_size((uint64_t)rec_n) + 18 + head_n + 1 + varint_size((uint64_t)body_n) + 1 +
+              varint_size((uint64_t)kv_n);
+        start = gap - pre;
+        Buf w = {b->p, start, b->cap}; /* writes the prefix in place, ending where the members begin */
+        unsigned char fixed[9];
+        putc1(&w, 0x12); /* ScopeLogs.log_records = 2 */
+        put_varint(&w, (uint64_t)rec_n);
+        fixed[0] = 0x09; /* time_unix_nano = 1, fixed64 little-endian (checked at import) */
+        memcpy(fixed + 1, &t, 8);
+        put(&w, fixed, 9);
+        fixed[0] = 0x59; /* observed_time_unix_nano = 11 */
+        memcpy(fixed + 1, &o, 8);
+        put(&w, fixed, 9);
+        put(&w, head, head_n);
+        putc1(&w, 0x2a); /* body = 5 */
+        put_varint(&w, (uint64_t)body_n);
+        putc1(&w, 0x32); /* AnyValue.kvlist_value = 6 */
+        put_varint(&w, (uint64_t)kv_n);
+        if (w.len != gap) r = -2; /* cannot happen: the arithmetic above is the layout */
+    }
     PyObject *result = NULL;
     if (!r)
-        result = PyBytes_FromStringAndSize(b->p, b->len);
+        result = PyBytes_FromStringAndSize(b->p + start, b->len - start);
     else
         set_error(&ps, r);
     give_buffers(&ps, mine);
