@@ -1460,6 +1460,317 @@ static PyObject *scan_calls(PyObject *self, PyObject *const *args, Py_ssize_t na
     return result;
 }
 
+/* ------------------------------------------------------------------------------------------------------
+   2. The per-call Python of the metrics path, as C API calls on the same objects (see scan.calls_of and
+   metrics.Aggregate.add_calls, whose loops these are; the Python versions stay as the reference and
+   decide whatever these hand back).
+
+   calls_of(rows, derived, principals, times, derive, principals_of, parse_time) -> [Call, ...] */
+
+/* eventTime in CloudTrail's own form, YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z, as epoch seconds: the float
+   datetime.fromisoformat(value).timestamp() gives (an int count of microseconds over 10**6, correctly
+   rounded; exact here while the count fits a double's 53 bits). 0: any other form, left to Python. */
+static int iso_z_seconds(const char *s, Py_ssize_t n, double *out) {
+    if (n < 20 || n > 27 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[n - 1] != 'Z')
+        return 0;
+    static const int at[] = {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18};
+    int v[14];
+    for (int i = 0; i < 14; i++) {
+        unsigned dgt = (unsigned)(s[at[i]] - '0');
+        if (dgt > 9) return 0;
+        v[i] = (int)dgt;
+    }
+    long long y = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3];
+    int mo = v[4] * 10 + v[5], d = v[6] * 10 + v[7], h = v[8] * 10 + v[9], mi = v[10] * 10 + v[11],
+        sec = v[12] * 10 + v[13];
+    long long us = 0;
+    if (n > 20) { /* a fraction: '.', 1 to 6 digits, then 'Z' */
+        if (s[19] != '.' || n == 21) return 0;
+        long long scale = 100000;
+        for (Py_ssize_t i = 20; i < n - 1; i++, scale /= 10) {
+            unsigned dgt = (unsigned)(s[i] - '0');
+            if (dgt > 9) return 0;
+            us += dgt * scale;
+        }
+    }
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 || sec > 59)
+        return 0;
+    /* days from 1970-01-01 (H. Hinnant's days_from_civil) */
+    long long yy = y - (mo <= 2);
+    long long era = yy / 400, yoe = yy - era * 400;
+    long long doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    long long total = ((days * 86400 + h * 3600 + mi * 60 + sec) * 1000000) + us;
+    if (total >= (1LL << 53) || total <= -(1LL << 53)) return 0;
+    *out = (double)total / 1e6;
+    return 1;
+}
+
+static PyObject *get_or_call(PyObject *cache, PyObject *key, PyObject *fn, PyObject *arg2) {
+    PyObject *hit = PyDict_GetItemWithError(cache, key); /* borrowed */
+    if (hit && PyObject_IsTrue(hit) > 0) return Py_NewRef(hit);
+    if (PyErr_Occurred()) return NULL;
+    return arg2 ? PyObject_CallFunctionObjArgs(fn, key, arg2, NULL) : PyObject_CallOneArg(fn, key);
+}
+
+static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 7 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) ||
+        !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "calls_of(rows, derived, principals, times, derive, principals_of, parse_time)");
+        return NULL;
+    }
+    PyObject *rows = args[0], *derived = args[1], *principals = args[2], *times = args[3];
+    PyObject *derive = args[4], *principals_of = args[5], *parse_time = args[6];
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 6) {
+            PyErr_SetString(PyExc_TypeError, "a row is a 6-tuple");
+            goto fail;
+        }
+        PyObject *dkey = PyTuple_GET_ITEM(row, 0), *ikey = PyTuple_GET_ITEM(row, 1);
+        PyObject *error = PyTuple_GET_ITEM(row, 2), *entries = PyTuple_GET_ITEM(row, 3);
+        PyObject *etime = PyTuple_GET_ITEM(row, 4);
+        PyObject *d = get_or_call(derived, dkey, derive, ikey);
+        if (!d) goto fail;
+        PyObject *who = get_or_call(principals, ikey, principals_of, NULL);
+        if (!who) {
+            Py_DECREF(d);
+            goto fail;
+        }
+        PyObject *t = NULL;
+        int etrue = PyObject_IsTrue(etime);
+        double secs;
+        Py_ssize_t tn;
+        const char *ts = PyUnicode_Check(etime) ? PyUnicode_AsUTF8AndSize(etime, &tn) : NULL;
+        if (ts && iso_z_seconds(ts, tn, &secs)) {
+            t = PyFloat_FromDouble(secs);
+            if (!t) etrue = -1;
+        } else if (etrue > 0) {
+            PyErr_Clear(); /* (a str that is not UTF-8 only takes the slow path) */
+            t = PyDict_GetItemWithError(times, etime);
+            if (t == Py_None) t = NULL;
+            Py_XINCREF(t);
+        }
+        if (!t && !PyErr_Occurred() && etrue >= 0) t = PyObject_CallOneArg(parse_time, etime);
+        if (!t || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 3 || !PyTuple_Check(who) || PyTuple_GET_SIZE(who) < 2) {
+            if (t && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "derived / principals are tuples");
+            Py_XDECREF(t);
+            Py_DECREF(d);
+            Py_DECREF(who);
+            goto fail;
+        }
+        int err_true = PyObject_IsTrue(error), batch = PyObject_IsTrue(PyTuple_GET_ITEM(d, 2));
+        if (err_true < 0 || batch < 0) {
+            Py_DECREF(t);
+            Py_DECREF(d);
+            Py_DECREF(who);
+            goto fail;
+        }
+        PyObject *zero = batch ? NULL : PyLong_FromLong(0);
+        PyObject *call = (batch || zero) ? PyTuple_New(7) : NULL;
+        if (call) {
+            PyTuple_SET_ITEM(call, 0, Py_NewRef(PyTuple_GET_ITEM(d, 0)));
+            PyTuple_SET_ITEM(call, 1, Py_NewRef(err_true ? error : Py_None));
+            PyTuple_SET_ITEM(call, 2, batch ? Py_NewRef(entries) : zero);
+            PyTuple_SET_ITEM(call, 3, t);
+            PyTuple_SET_ITEM(call, 4, Py_NewRef(PyTuple_GET_ITEM(who, 0)));
+            PyTuple_SET_ITEM(call, 5, Py_NewRef(PyTuple_GET_ITEM(who, 1)));
+            PyTuple_SET_ITEM(call, 6, Py_NewRef(PyTuple_GET_ITEM(d, 1)));
+        } else {
+            Py_DECREF(t);
+        }
+        Py_DECREF(d);
+        Py_DECREF(who);
+        if (!call) goto fail;
+        PyList_SET_ITEM(out, i, call);
+    }
+    return out;
+fail:
+    Py_DECREF(out); /* the unset items are NULL, which list_dealloc skips */
+    return NULL;
+}
+
+/* add_calls(calls, start, slots, slot, table, errors, batch, newest, principals, prune, max_principals,
+             lag_counts, buckets, now, by_arn, kept_flags) -> (kept, stop)
+   Counts calls[start:] as Aggregate.add_calls does (without shared state). It stops at the first call
+   it would not count exactly as Python does (a time that is not a float): `stop` is that index, or
+   len(calls); Python counts from there. */
+
+static int bump(PyObject *d, PyObject *key, PyObject *by) {
+    PyObject *old = PyDict_GetItemWithError(d, key);
+    if (!old && PyErr_Occurred()) return -1;
+    PyObject *v = old ? PyNumber_Add(old, by) : Py_NewRef(by);
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *add_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 16 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyDict_Check(args[4]) ||
+        !PyDict_Check(args[5]) || !PyDict_Check(args[6]) || !PyDict_Check(args[7]) || !PyDict_Check(args[8]) ||
+        !PyList_Check(args[11]) || !PyTuple_Check(args[12]) || !PyFloat_Check(args[13]) ||
+        (args[15] != Py_None && !PyList_Check(args[15]))) {
+        PyErr_SetString(PyExc_TypeError, "add_calls: see the comment in _native.c");
+        return NULL;
+    }
+    PyObject *calls = args[0], *slots = args[2], *slot_fn = args[3], *table = args[4], *errors = args[5];
+    PyObject *batch = args[6], *newest = args[7], *principals = args[8], *prune = args[9];
+    PyObject *lag = args[11], *buckets = args[12], *flags = args[15];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), max_p = PyLong_AsSsize_t(args[10]);
+    int by_arn = PyObject_IsTrue(args[14]);
+    double now = PyFloat_AS_DOUBLE(args[13]);
+    if (PyErr_Occurred() || by_arn < 0) return NULL;
+    Py_ssize_t nb = PyTuple_GET_SIZE(buckets);
+    if (PyList_GET_SIZE(lag) != nb + 2) {
+        PyErr_SetString(PyExc_ValueError, "lag_counts has len(buckets) + 2 items");
+        return NULL;
+    }
+    double bound[64];
+    if (nb > 64) {
+        PyErr_SetString(PyExc_ValueError, "at most 64 lag buckets");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        bound[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(buckets, i));
+        if (bound[i] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nb + 2; i++) {
+        if (!PyFloat_CheckExact(PyList_GET_ITEM(lag, i))) { /* Python keeps them floats */
+            PyErr_SetString(PyExc_TypeError, "lag_counts holds floats");
+            return NULL;
+        }
+    }
+    PyObject *one = PyLong_FromLong(1);
+    if (!one) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(calls), kept = 0, i;
+    for (i = start; i < n; i++) {
+        PyObject *call = PyList_GET_ITEM(calls, i);
+        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 7) break;
+        PyObject *labels = PyTuple_GET_ITEM(call, 0), *error = PyTuple_GET_ITEM(call, 1);
+        PyObject *entries = PyTuple_GET_ITEM(call, 2), *t = PyTuple_GET_ITEM(call, 3);
+        PyObject *principal = PyTuple_GET_ITEM(call, by_arn ? 5 : 4);
+        if (t != Py_None && !PyFloat_CheckExact(t)) break; /* Python compares and subtracts other kinds */
+        PyObject *slot = PyDict_GetItemWithError(slots, labels);
+        if (slot) {
+            Py_INCREF(slot);
+        } else {
+            if (PyErr_Occurred()) goto fail;
+            slot = PyObject_CallOneArg(slot_fn, labels);
+            if (!slot) goto fail;
+        }
+        if (slot == Py_False) {
+            Py_DECREF(slot);
+            if (flags != Py_None && PyList_Append(flags, Py_False)) goto fail;
+            continue;
+        }
+        if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 3) {
+            Py_DECREF(slot);
+            PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey)");
+            goto fail;
+        }
+        kept++;
+        if (flags != Py_None && PyList_Append(flags, Py_True)) goto fail_slot;
+        PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1), *akey = PyTuple_GET_ITEM(slot, 2);
+        if (bump(table, key, one)) goto fail_slot;
+        if (error != Py_None) {
+            if (!PyTuple_Check(qkey) || !PyTuple_Check(key) || PyTuple_GET_SIZE(key) < 5) goto bad_slot;
+            Py_ssize_t nq = PyTuple_GET_SIZE(qkey);
+            PyObject *ekey = PyTuple_New(nq + 2);
+            if (!ekey) goto fail_slot;
+            for (Py_ssize_t j = 0; j < nq; j++) PyTuple_SET_ITEM(ekey, j, Py_NewRef(PyTuple_GET_ITEM(qkey, j)));
+            PyTuple_SET_ITEM(ekey, nq, Py_NewRef(PyTuple_GET_ITEM(key, 3)));
+            PyTuple_SET_ITEM(ekey, nq + 1, Py_NewRef(error));
+            int r = bump(errors, ekey, one);
+            Py_DECREF(ekey);
+            if (r) goto fail_slot;
+        }
+        int has_entries = PyObject_IsTrue(entries);
+        if (has_entries < 0) goto fail_slot;
+        if (has_entries) {
+            if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) < 4) goto bad_slot;
+            PyObject *bkey = PyTuple_GetSlice(key, 0, 4);
+            if (!bkey) goto fail_slot;
+            int r = bump(batch, bkey, entries);
+            Py_DECREF(bkey);
+            if (r) goto fail_slot;
+        }
+        if (t == Py_None) {
+            Py_DECREF(slot);
+            continue;
+        }
+        double tv = PyFloat_AS_DOUBLE(t);
+        PyObject *old = PyDict_GetItemWithError(newest, akey);
+        if (!old && PyErr_Occurred()) goto fail_slot;
+        int later = old ? PyObject_RichCompareBool(t, old, Py_GT) : tv > 0.0;
+        if (later < 0 || (later && PyDict_SetItem(newest, akey, t))) goto fail_slot;
+        if (principal != Py_None) {
+            PyObject *seen = PyDict_GetItemWithError(principals, qkey);
+            if (!seen) {
+                if (PyErr_Occurred()) goto fail_slot;
+                seen = PyDict_New();
+                if (!seen) goto fail_slot;
+                int r = PyDict_SetItem(principals, qkey, seen);
+                Py_DECREF(seen); /* the table holds it */
+                if (r) goto fail_slot;
+            }
+            if (!PyDict_Check(seen)) goto bad_slot;
+            PyObject *was = PyDict_GetItemWithError(seen, principal);
+            if (!was) {
+                if (PyErr_Occurred()) goto fail_slot;
+                if (PyDict_GET_SIZE(seen) >= max_p) {
+                    Py_INCREF(seen);
+                    PyObject *r = PyObject_CallFunctionObjArgs(prune, qkey, seen, NULL);
+                    Py_DECREF(seen);
+                    if (!r) goto fail_slot;
+                    Py_DECREF(r);
+                }
+                if (PyDict_SetItem(seen, principal, t)) goto fail_slot;
+            } else {
+                int gt = PyObject_RichCompareBool(t, was, Py_GT);
+                if (gt < 0 || (gt && PyDict_SetItem(seen, principal, t))) goto fail_slot;
+            }
+        }
+        /* observe_lag: bisect_left(buckets, lag), then the count and the sum */
+        double l = now - tv;
+        Py_ssize_t lo = 0, hi = nb;
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (bound[mid] < l) lo = mid + 1;
+            else hi = mid;
+        }
+        PyObject *c = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(lag, lo)) + 1.0);
+        PyObject *sum = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(lag, nb + 1)) + l);
+        if (!c || !sum) {
+            Py_XDECREF(c);
+            Py_XDECREF(sum);
+            goto fail_slot;
+        }
+        PyList_SetItem(lag, lo, c); /* steals */
+        PyList_SetItem(lag, nb + 1, sum);
+        Py_DECREF(slot);
+        continue;
+    bad_slot:
+        PyErr_SetString(PyExc_TypeError, "unexpected slot or table shape");
+    fail_slot:
+        Py_DECREF(slot);
+        goto fail;
+    }
+    Py_DECREF(one);
+    return Py_BuildValue("(nn)", kept, i);
+fail:
+    Py_DECREF(one);
+    return NULL;
+}
+
 static PyMethodDef METHODS[] = {
     {"scan_calls", (PyCFunction)(void (*)(void))scan_calls, METH_FASTCALL,
      "scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) or None\n"
@@ -1473,6 +1784,13 @@ static PyMethodDef METHODS[] = {
     {"encode_record", (PyCFunction)(void (*)(void))encode_record, METH_FASTCALL,
      "encode_record(raw, source_ip, user_agent, access_key_id, params, hasher, decode, time_ns, observed_ns,\n"
      "head, attrs, tail) -> the LogRecord as a ScopeLogs.log_records element (tag and length included)."},
+    {"calls_of", (PyCFunction)(void (*)(void))calls_of, METH_FASTCALL,
+     "calls_of(rows, derived, principals, times, derive, principals_of, parse_time) -> [Call, ...]\n"
+     "exporter.decode.scan.calls_of's loop."},
+    {"add_calls", (PyCFunction)(void (*)(void))add_calls, METH_FASTCALL,
+     "add_calls(calls, start, slots, slot, table, errors, batch, newest, principals, prune, max_principals,\n"
+     "lag_counts, buckets, now, by_arn, kept_flags) -> (kept, stop)\n"
+     "exporter.sinks.metrics.Aggregate.add_calls's loop, up to the first call it leaves to Python."},
     {NULL, NULL, 0, NULL},
 };
 

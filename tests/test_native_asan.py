@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.slow
-DIFFERENTIAL = ["tests/test_native.py", "tests/test_fastpath.py"]
+DIFFERENTIAL = ["tests/test_native.py", "tests/test_fastpath.py", "tests/test_native_tally.py"]
 
 
 def _runtime(name: str) -> str | None:
@@ -79,8 +79,7 @@ def test_differential_tests_under_sanitizers(asan_tree: tuple[Path, dict[str, st
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/test_native.py",
-            "tests/test_fastpath.py",
+            *DIFFERENTIAL,
         ],
         cwd=tree,
         env=env,

@@ -36,9 +36,11 @@ from .record import (
 try:  # built when a compiler is present; without it (or with CTSQS_NATIVE=0) the msgspec path does everything
     from .. import _native
 
-    scan_calls = _native.scan_calls if os.environ.get("CTSQS_NATIVE", "1") != "0" else None
+    on = os.environ.get("CTSQS_NATIVE", "1") != "0"
+    scan_calls = _native.scan_calls if on else None
+    _native_calls_of = _native.calls_of if on else None
 except ImportError:  # pragma: no cover - depends on the build
-    scan_calls = None
+    scan_calls = _native_calls_of = None
 
 Row = tuple[tuple[Any, ...], tuple[Any, ...] | None, str | None, int, str | None, bytes | None]
 
@@ -91,6 +93,12 @@ def principals_of(ikey: tuple[Any, ...] | None) -> tuple[str | None, str | None]
 
 
 def calls_of(rows: Iterable[Row]) -> list[Call]:
+    if _native_calls_of is not None and type(rows) is list:  # the loop below, in C
+        return _native_calls_of(rows, _derived, _principals, _time_cache, derived, principals_of, parse_time)
+    return _calls_of(rows)
+
+
+def _calls_of(rows: Iterable[Row]) -> list[Call]:
     calls: list[Call] = []
     append = calls.append
     derived_get = _derived.get

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
@@ -18,6 +19,14 @@ from prometheus_client.utils import floatToGoString
 
 from .. import __version__
 from ..decode.record import NO_QUEUE, Call, Labels, SqsEvent
+
+try:  # the loop of add_calls in C (exporter/_native.c); this module's loop stays the reference
+    from .._native import add_calls as _native_add_calls
+
+    if os.environ.get("CTSQS_NATIVE", "1") == "0":
+        _native_add_calls = None
+except ImportError:  # pragma: no cover - depends on the build
+    _native_add_calls = None
 
 _bisect_left = bisect.bisect_left
 OTHER_QUEUE = "(other)"
@@ -129,6 +138,37 @@ class Aggregate:
     def add_calls(self, calls: Iterable[Call], now: float, source: str, kept_flags: list[bool] | None = None) -> int:
         """Count SQS calls (exporter.decode.record.to_call); returns how many the filters kept, and
         appends to `kept_flags` whether each one was."""
+        if _native_add_calls is None or self.shared is not None or type(calls) is not list or type(now) is not float:
+            return self._add_calls(calls, now, source, kept_flags)
+        lag = self.lag.get(source)
+        fresh = lag is None
+        if lag is None:
+            lag = [0.0] * (len(LAG_BUCKETS) + 2)
+        kept, stop = _native_add_calls(
+            calls,
+            0,
+            self._slots,
+            self._slot,
+            self.calls,
+            self.errors,
+            self.batch,
+            self.newest,
+            self.principals,
+            self._prune_principals,
+            self.max_principals,
+            lag,
+            LAG_BUCKETS,
+            now,
+            self.by_arn,
+            kept_flags,
+        )
+        if fresh and any(lag[:-1]):  # a source's histogram appears with its first observation
+            self.lag[source] = lag
+        if stop < len(calls):  # what the C loop leaves (a time that is not a float) is counted here
+            kept += self._add_calls(calls[stop:], now, source, kept_flags)
+        return kept
+
+    def _add_calls(self, calls: Iterable[Call], now: float, source: str, kept_flags: list[bool] | None) -> int:
         slots = self._slots
         table = self.calls
         batch_table = self.batch

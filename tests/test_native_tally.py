@@ -1,0 +1,207 @@
+"""The C loops of the metrics path (exporter._native.calls_of and add_calls) against their Python
+references (scan._calls_of, Aggregate._add_calls): the same rows and calls must leave the same state."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.decode import scan
+from exporter.decode.record import Call
+from exporter.generator import Generator
+from exporter.sinks import metrics
+from exporter.sinks.metrics import Aggregate, Filters
+
+pytestmark = pytest.mark.skipif(
+    metrics._native_add_calls is None or scan._native_calls_of is None, reason="the C accelerator is not built"
+)
+
+STATE = ("calls", "errors", "batch", "principals", "newest", "queues", "lag")
+
+
+def rows_of(seed: int, n: int = 3000, queues: int = 12) -> list[Any]:
+    g = Generator(seed=seed, queues_per_account=queues, error_rate=0.2)
+    recs = []
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    for i in range(n):
+        acct, region = g.accounts[i % 2], g.regions[(i // 2) % 2]
+        recs.append(g.sqs_record(acct, region, t0 + timedelta(seconds=i)))
+    # a few odd ones: no eventTime, an unreadable one, an empty string, no recipient account
+    recs[0].pop("eventTime")
+    recs[1]["eventTime"] = "yesterday"
+    recs[2]["eventTime"] = ""
+    recs[3].pop("recipientAccountId")
+    recs[4]["errorCode"] = ""  # no error, as for Python's `error or None`
+    out = scan.scan_calls(msgspec.json.encode({"Records": recs}), False)
+    assert out is not None
+    return out[0]
+
+
+def state(agg: Aggregate) -> dict[str, Any]:
+    return {k: getattr(agg, k) for k in STATE}
+
+
+def both(calls: list[Call], now: Any, make: Any, kept_flags: bool = True) -> None:
+    """Count `calls` with the C loop and with the Python loop, in the same chunks; compare everything."""
+    c, p = make(), make()
+    fc: list[bool] | None = [] if kept_flags else None
+    fp: list[bool] | None = [] if kept_flags else None
+    for i in range(0, len(calls), 700):
+        chunk = calls[i : i + 700]
+        assert c.add_calls(chunk, now, "file", fc) == p._add_calls(chunk, now, "file", fp)
+    assert fc == fp
+    assert state(c) == state(p)
+    assert c._slots == p._slots
+
+
+def test_calls_of_matches_python() -> None:
+    for seed in (1, 2, 3):
+        rows = rows_of(seed)
+        assert scan.calls_of(rows) == scan._calls_of(rows)
+        # and again from warm caches
+        assert scan.calls_of(rows) == scan._calls_of(rows)
+
+
+def with_times(rows: list[Any], times: list[Any]) -> list[Any]:
+    return [(*r[:4], t, r[5]) for r, t in zip(rows, times, strict=False)]
+
+
+ODD_TIMES = [
+    "2026-11-01T00:00:00Z",
+    "2024-02-29T23:59:59Z",
+    "2026-02-29T00:00:00Z",  # no such day: Python says None
+    "2026-11-01T24:00:00Z",
+    "2026-11-01T00:00:60Z",
+    "2026-11-01T00:00:00.Z",
+    "2026-11-01T00:00:00.1Z",
+    "2026-11-01T00:00:00.123456Z",
+    "2026-11-01T00:00:00.1234567Z",  # seven digits: Python truncates
+    "2026-11-01 00:00:00Z",
+    "2026-11-01T00:00:00+02:00",
+    "2026-11-01T00:00:00",
+    "0001-01-01T00:00:00Z",
+    "1969-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59.999999Z",  # beyond 2**53 microseconds: left to Python
+    "2026-13-01T00:00:00Z",
+    "2026-1a-01T00:00:00Z",
+    "２０２６-11-01T00:00:00Z",
+    "\ud800",
+    "",
+    None,
+]
+
+
+def test_event_times_parse_as_python_does() -> None:
+    rows = rows_of(9, n=len(ODD_TIMES))
+    odd = with_times(rows, ODD_TIMES)
+    c, p = scan.calls_of(odd), scan._calls_of(odd)
+    assert [x[3] for x in c] == [x[3] for x in p]
+    assert c == p
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    t=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)),
+    digits=st.integers(0, 8),
+)
+def test_event_times_hypothesis(t: datetime, digits: int) -> None:
+    fraction = f"{t.microsecond:06d}{t.microsecond % 97:02d}"[:digits]
+    text = t.strftime("%Y-%m-%dT%H:%M:%S") + ("." + fraction if digits else "") + "Z"
+    rows = with_times(rows_of(9, n=5), [text])
+    c, p = scan.calls_of(rows[:1]), scan._calls_of(rows[:1])
+    assert c[0][3] == p[0][3], text
+    assert type(c[0][3]) is type(p[0][3])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Aggregate(),
+        lambda: Aggregate(granularity="arn"),
+        lambda: Aggregate(max_queues=5),  # the rest goes to (other)
+        lambda: Aggregate(max_principals_per_queue=3),  # pruning, through the Python callback
+        lambda: Aggregate(filters=Filters(exclude_queues="^orders", include_accounts=["111122220000"])),
+    ],
+    ids=["role", "arn", "max-queues", "max-principals", "filters"],
+)
+def test_add_calls_matches_python(make: Any) -> None:
+    calls = scan._calls_of(rows_of(7))
+    both(calls, 1.7925e9, make)
+    both(calls, 1.7925e9, make, kept_flags=False)
+
+
+def test_times_python_counts_differently_are_left_to_it() -> None:
+    """An int time (not from CloudTrail, but Aggregate.add accepts it) stops the C loop there."""
+    calls = scan._calls_of(rows_of(4, n=500))
+    odd = [c if i % 97 else (*c[:3], int(c[3] or 0), *c[4:]) for i, c in enumerate(calls)]
+    both(odd, 1.7925e9, Aggregate)
+    c = Aggregate()
+    assert c.add_calls(odd, 1.7925e9, "file") == len(odd)
+    assert sum(c.calls.values()) == len(odd)
+
+
+def test_lags_on_bucket_bounds() -> None:
+    """bisect_left: a lag equal to a bound falls in that bound's bucket."""
+    calls = scan._calls_of(rows_of(8, n=400))
+    newest = max(c[3] for c in calls if c[3] is not None)
+    for bound in metrics.LAG_BUCKETS[:4]:
+        both(calls, newest + float(bound), Aggregate)
+
+
+def test_an_int_clock_takes_the_python_loop() -> None:
+    calls = scan._calls_of(rows_of(5, n=300))
+    both(calls, 1_792_500_000, Aggregate)
+
+
+def test_no_histogram_before_the_first_timed_call() -> None:
+    calls = [c for c in scan._calls_of(rows_of(6, n=300)) if c[3] is None]
+    assert calls
+    agg = Aggregate()
+    agg.add_calls(calls, 1.7925e9, "file")
+    assert agg.lag == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    max_queues=st.integers(1, 30),
+    max_principals=st.integers(1, 6),
+    arn=st.booleans(),
+    now=st.floats(min_value=0, max_value=3e9, allow_nan=False),
+)
+def test_add_calls_matches_python_hypothesis(
+    seed: int, max_queues: int, max_principals: int, arn: bool, now: float
+) -> None:
+    rng = random.Random(seed)
+    rows = rows_of(seed % 50, n=400, queues=rng.randint(1, 20))
+    calls = scan.calls_of(rows)
+    assert calls == scan._calls_of(rows)
+    rng.shuffle(calls)
+
+    def make() -> Aggregate:
+        granularity = "arn" if arn else "role"
+        return Aggregate(max_queues=max_queues, granularity=granularity, max_principals_per_queue=max_principals)
+
+    both(calls, now, make)
+
+
+def test_a_whole_generated_delivery_counts_the_same_through_the_pipeline(tmp_path: Any) -> None:
+    """End to end through extract_calls: the C loops and the Python ones give the same Aggregate."""
+    from exporter.pipeline import extract_calls
+
+    g = Generator(seed=11, queues_per_account=20)
+    path = tmp_path / "x.json.gz"
+    g.write_file(path, g.accounts[0], g.regions[0], datetime(2026, 11, 1, tzinfo=UTC), timedelta(hours=1), 2000)
+    data = path.read_bytes()
+    assert gzip.decompress(data)
+    fast = extract_calls(data)
+    assert fast is not None
+    _, calls = fast
+    both(calls, 1.7925e9, Aggregate)
