@@ -33,6 +33,8 @@ _NEEDLE = SQS_SOURCE.encode()
 class EventSink(Protocol):
     def emit(self, raw: Any, ev: SqsEvent, observed: float) -> None: ...
 
+    def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None: ...
+
 
 @dataclass(slots=True)
 class ObjectResult:
@@ -210,10 +212,7 @@ class Pipeline:
                 else:
                     kept: list[bool] = []
                     agg.add_calls(calls, now, source, kept)
-                    emit = sink.emit
-                    for call, raw, keep in zip(calls, raws, kept, strict=True):
-                        if keep:
-                            emit(raw, call_event(call), now)
+                    sink.emit_calls(calls, raws, kept, now)
             add = agg.add
             for raw, ev in events:
                 if add(ev, now, source) and sink is not None:

@@ -34,6 +34,9 @@ class _NoSink:
     def emit(self, raw: object, ev: object, observed: float) -> None:
         pass
 
+    def emit_calls(self, calls: object, raws: object, kept: object, observed: float) -> None:
+        pass
+
 
 def _counted(data: bytes, general: bool) -> dict:
     """The aggregate after one object, counted with a log sink (the scanner with raw records, or the general
