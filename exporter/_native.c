@@ -26,6 +26,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -481,7 +482,68 @@ static const uint32_t K256[64] = {
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same compression function with the x86 SHA extensions (Intel's published sequence: four rounds
+   per pair of sha256rnds2, the message schedule by sha256msg1/msg2); chosen at run time when the CPU
+   has them. tests/test_native.py compares the digests with hashlib's at every padding length. */
+__attribute__((target("sha,sse4.1"))) static void sha_block_ni(Sha *c, const unsigned char *p) {
+    const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_loadu_si128((const __m128i *)&c->h[0]);   /* a b c d */
+    __m128i st1 = _mm_loadu_si128((const __m128i *)&c->h[4]);   /* e f g h */
+    tmp = _mm_shuffle_epi32(tmp, 0xB1);                          /* c d a b -> cdab */
+    st1 = _mm_shuffle_epi32(st1, 0x1B);                          /* h g f e */
+    __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);                  /* ABEF */
+    st1 = _mm_blend_epi16(st1, tmp, 0xF0);                       /* CDGH */
+    __m128i abef = st0, cdgh = st1, msg, m[4];
+#define RND4(mi, k)                                                                                  \
+    msg = _mm_add_epi32(mi, _mm_loadu_si128((const __m128i *)&K256[k]));                             \
+    st1 = _mm_sha256rnds2_epu32(st1, st0, msg);                                                      \
+    st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(msg, 0x0E));
+    for (int i = 0; i < 4; i++) m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), MASK);
+    RND4(m[0], 0)
+    RND4(m[1], 4)
+    m[0] = _mm_sha256msg1_epu32(m[0], m[1]);
+    RND4(m[2], 8)
+    m[1] = _mm_sha256msg1_epu32(m[1], m[2]);
+    /* each group of four rounds, then the schedule: the next group's words (msg2) and a later one's
+       first half (msg1); the last groups compute a few words nobody reads */
+    for (int g = 3; g < 16; g++) {
+        __m128i *cur = &m[g & 3], *prev = &m[(g + 3) & 3], *next = &m[(g + 1) & 3];
+        RND4(*cur, 4 * g)
+        *next = _mm_sha256msg2_epu32(_mm_add_epi32(*next, _mm_alignr_epi8(*cur, *prev, 4)), *cur);
+        *prev = _mm_sha256msg1_epu32(*prev, *cur);
+    }
+#undef RND4
+    st0 = _mm_add_epi32(st0, abef);
+    st1 = _mm_add_epi32(st1, cdgh);
+    tmp = _mm_shuffle_epi32(st0, 0x1B);                          /* FEBA */
+    st1 = _mm_shuffle_epi32(st1, 0xB1);                          /* DCHG */
+    st0 = _mm_blend_epi16(tmp, st1, 0xF0);                       /* DCBA */
+    st1 = _mm_alignr_epi8(st1, tmp, 8);                          /* ABEF -> HGFE */
+    _mm_storeu_si128((__m128i *)&c->h[0], st0);
+    _mm_storeu_si128((__m128i *)&c->h[4], st1);
+}
+static int HAVE_SHA_NI = -1;
+#endif
+
+static void sha_block_c(Sha *c, const unsigned char *p);
+
 static void sha_block(Sha *c, const unsigned char *p) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (HAVE_SHA_NI < 0) {
+        __builtin_cpu_init();
+        HAVE_SHA_NI = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && !getenv("CTSQS_NO_SHA_NI");
+    }
+    if (HAVE_SHA_NI) {
+        sha_block_ni(c, p);
+        return;
+    }
+#endif
+    sha_block_c(c, p);
+}
+
+static void sha_block_c(Sha *c, const unsigned char *p) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
