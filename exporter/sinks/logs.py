@@ -407,6 +407,7 @@ class LogSink:
         self.record_field = self.builder.record_field
         self.native: Callable[[bytes], tuple[bytes, bytes]] | None = None
         self.native_record: Callable[..., bytes] | None = None
+        self.native_args: tuple[Any, ...] = ()
         if _native is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
             self.native, self.native_record = self._native_encoders(cfg)
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
@@ -487,6 +488,8 @@ class LogSink:
                 if keep:
                     self.emit(raw, call_event(call), observed)
             return
+        ip, ua, key, params, hasher, decode = self.native_args
+        encode = _native.encode_record
         q = self.queue
         kinds = self._kind_cache
         principals = self._principal_cache
@@ -514,7 +517,8 @@ class LogSink:
                 p = principals.get(principal)
                 attrs += p if p is not None else self._principal_attributes(principal)
             try:
-                f = native(raw, int(t * 1e9) if t is not None else 0, o_ns, head, attrs, tail)
+                t_ns = int(t * 1e9) if t is not None else 0
+                f = encode(raw, ip, ua, key, params, hasher, decode, t_ns, o_ns, head, attrs, tail)
             except ValueError:  # input the C encoder does not handle exactly: encode() decides
                 self.emit(raw, call_event(call), observed)
                 continue
@@ -663,6 +667,7 @@ class LogSink:
         params = tuple((k.encode(), action[v]) for k, v in self.redact.params.items())
         hasher = (self.redact.hash, self.redact.native_key)  # strings hashed in C, other values by Python
         args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, hasher, _decode)
+        self.native_args = args  # emit_calls calls encode_record itself: no Python frame per record
         encode_body, encode_record = _native.encode_body, _native.encode_record
 
         def body(raw: bytes) -> tuple[bytes, bytes]:
