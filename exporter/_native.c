@@ -1312,6 +1312,8 @@ static int on_resource(P *ps, int field, void *ctx) {
 }
 
 /* resources: null → None; [null | {ARN: str|null}, ...] → tuple of the ARNs (None where absent) */
+static PyObject *intern_tuple(PyObject **v, int n);
+
 static int read_resources(P *ps, PyObject **out) {
     int isnull;
     if (null_or(ps, &isnull)) return -1;
@@ -1342,7 +1344,10 @@ static int read_resources(P *ps, PyObject **out) {
             }
         }
     }
-    if (!r) *out = PyList_AsTuple(list);
+    if (!r) {
+        Py_ssize_t n = PyList_GET_SIZE(list);
+        *out = n > 0 && n <= 16 ? intern_tuple(((PyListObject *)list)->ob_item, (int)n) : PyList_AsTuple(list);
+    }
     Py_DECREF(list);
     if (!r && !*out) r = -2;
     return r;
@@ -1352,6 +1357,32 @@ static PyObject *tuple_of(PyObject **v, int n) {
     PyObject *t = PyTuple_New(n);
     if (!t) return NULL;
     for (int i = 0; i < n; i++) PyTuple_SET_ITEM(t, i, Py_NewRef(v[i] ? v[i] : Py_None));
+    return t;
+}
+
+/* A tuple of these items: the one handed out before when it holds the very same objects, else a new one
+   (remembered in a slot, replacing what was there). Repeated keys of the rows are then one object, which
+   calls_of's identity caches recognise without hashing them. */
+#define TUPLE_SLOTS 4096
+static PyObject *TUPLES[TUPLE_SLOTS];
+
+static PyObject *intern_tuple(PyObject **v, int n) {
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < n; i++) {
+        h ^= (uint64_t)(uintptr_t)(v[i] ? v[i] : Py_None);
+        h *= 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    PyObject **slot = &TUPLES[h & (TUPLE_SLOTS - 1)];
+    PyObject *t = *slot;
+    if (t && PyTuple_GET_SIZE(t) == n) {
+        int same = 1;
+        for (int i = 0; i < n && same; i++) same = PyTuple_GET_ITEM(t, i) == (v[i] ? v[i] : Py_None);
+        if (same) return Py_NewRef(t);
+    }
+    t = tuple_of(v, n);
+    if (!t) return NULL;
+    Py_XSETREF(*slot, Py_NewRef(t));
     return t;
 }
 
@@ -1426,8 +1457,8 @@ static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned cha
     if (r) return r;
     PyObject *d[9] = {rc->v[F_RECIPIENT], rc->v[F_REGION], rc->v[F_NAME], rc->v[F_CATEGORY], rc->v[F_MGMT],
                       rc->params.v[0],    rc->params.v[1], rc->params.v[2], rc->resources};
-    PyObject *dkey = tuple_of(d, 9);
-    PyObject *ikey = rc->has_ident ? tuple_of(rc->ident.v, NI) : Py_NewRef(Py_None);
+    PyObject *dkey = intern_tuple(d, 9);
+    PyObject *ikey = rc->has_ident ? intern_tuple(rc->ident.v, NI) : Py_NewRef(Py_None);
     PyObject *raw = keep_raw ? PyBytes_FromStringAndSize((const char *)from, to - from) : Py_NewRef(Py_None);
     PyObject *entries = PyLong_FromSsize_t(rc->params.count);
     if (dkey && ikey && raw && entries) {
@@ -1571,9 +1602,36 @@ static int iso_z_seconds(const char *s, Py_ssize_t n, double *out) {
     return 1;
 }
 
-static PyObject *get_or_call(PyObject *cache, PyObject *key, PyObject *fn, PyObject *arg2) {
+/* Identity caches in front of the dicts: key object → the value the dict held for it. An entry holds
+   strong references to both, so its key cannot be freed and its address reused while it is there.
+   Only values read from the dicts (or computed from the key's text alone) go in: the same answers. */
+#define ID_SLOTS 4096
+typedef struct {
+    PyObject *key, *val;
+} IdEntry;
+static IdEntry ID_DERIVED[ID_SLOTS], ID_WHO[ID_SLOTS], ID_TIME[ID_SLOTS];
+
+static inline IdEntry *id_entry(IdEntry *table, PyObject *key) {
+    uint64_t x = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15ULL;
+    return &table[(x >> 40) & (ID_SLOTS - 1)];
+}
+
+static void id_put(IdEntry *e, PyObject *key, PyObject *val) {
+    PyObject *k = e->key, *v = e->val;
+    e->key = Py_NewRef(key);
+    e->val = Py_NewRef(val);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+}
+
+static PyObject *get_or_call(IdEntry *ids, PyObject *cache, PyObject *key, PyObject *fn, PyObject *arg2) {
+    IdEntry *e = id_entry(ids, key);
+    if (e->key == key) return Py_NewRef(e->val);
     PyObject *hit = PyDict_GetItemWithError(cache, key); /* borrowed */
-    if (hit && PyObject_IsTrue(hit) > 0) return Py_NewRef(hit);
+    if (hit && PyObject_IsTrue(hit) > 0) {
+        id_put(e, key, hit);
+        return Py_NewRef(hit);
+    }
     if (PyErr_Occurred()) return NULL;
     return arg2 ? PyObject_CallFunctionObjArgs(fn, key, arg2, NULL) : PyObject_CallOneArg(fn, key);
 }
@@ -1599,9 +1657,9 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
         PyObject *dkey = PyTuple_GET_ITEM(row, 0), *ikey = PyTuple_GET_ITEM(row, 1);
         PyObject *error = PyTuple_GET_ITEM(row, 2), *entries = PyTuple_GET_ITEM(row, 3);
         PyObject *etime = PyTuple_GET_ITEM(row, 4);
-        PyObject *d = get_or_call(derived, dkey, derive, ikey);
+        PyObject *d = get_or_call(ID_DERIVED, derived, dkey, derive, ikey);
         if (!d) goto fail;
-        PyObject *who = get_or_call(principals, ikey, principals_of, NULL);
+        PyObject *who = get_or_call(ID_WHO, principals, ikey, principals_of, NULL);
         if (!who) {
             Py_DECREF(d);
             goto fail;
@@ -1610,10 +1668,15 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
         int etrue = PyObject_IsTrue(etime);
         double secs;
         Py_ssize_t tn;
-        const char *ts = PyUnicode_Check(etime) ? PyUnicode_AsUTF8AndSize(etime, &tn) : NULL;
-        if (ts && iso_z_seconds(ts, tn, &secs)) {
+        IdEntry *te = id_entry(ID_TIME, etime);
+        const char *ts = NULL;
+        if (te->key == etime) {
+            t = Py_NewRef(te->val);
+        } else if ((ts = PyUnicode_Check(etime) ? PyUnicode_AsUTF8AndSize(etime, &tn) : NULL) &&
+                   iso_z_seconds(ts, tn, &secs)) {
             t = PyFloat_FromDouble(secs);
             if (!t) etrue = -1;
+            else id_put(te, etime, t);
         } else if (etrue > 0) {
             PyErr_Clear(); /* (a str that is not UTF-8 only takes the slow path) */
             t = PyDict_GetItemWithError(times, etime);

@@ -205,3 +205,29 @@ def test_a_whole_generated_delivery_counts_the_same_through_the_pipeline(tmp_pat
     assert fast is not None
     _, calls = fast
     both(calls, 1.7925e9, Aggregate)
+
+
+def test_repeated_keys_are_one_object_and_still_per_caller_where_they_must_be() -> None:
+    """The scanner hands out one tuple per repeated key (calls_of's identity caches rely on it). Without
+    recipientAccountId the account comes from the caller, so the same key must still give each caller's."""
+    g = Generator(seed=21, queues_per_account=1)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    a = g.sqs_record(g.accounts[0], g.regions[0], t0)
+    # a queue named without URL or ARN: nothing in the key itself says whose it is
+    a.update(eventName="CreateQueue", requestParameters={"queueName": "q1"}, eventCategory="Management")
+    a.pop("resources", None)
+    a.pop("responseElements", None)
+    same = [dict(a, eventID=f"e{i}") for i in range(3)]
+    other = dict(a, eventID="x", userIdentity=dict(a["userIdentity"], accountId="999988887777"))
+    other["userIdentity"].pop("arn", None)
+    for r in (*same, other):
+        r.pop("recipientAccountId", None)
+    out = scan.scan_calls(msgspec.json.encode({"Records": [*same, other]}), False)
+    assert out is not None
+    rows = out[0]
+    assert rows[0][0] is rows[1][0] is rows[2][0] is rows[3][0]  # one dkey object
+    assert rows[0][1] is rows[1][1] and rows[0][1] is not rows[3][1]
+    for _ in range(2):  # cold, then warm caches
+        c, p = scan.calls_of(rows), scan._calls_of(rows)
+        assert c == p
+    assert c[0][0][0] != c[3][0][0]  # different accounts
