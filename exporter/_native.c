@@ -905,8 +905,8 @@ static void give_buffers(P *ps, int mine) {
     if (mine) spare_busy = 0;
 }
 
-/* The first 7 arguments of both functions: raw, source_ip, user_agent, access_key_id, params, hasher, decode. */
-static int parse_common(P *ps, PyObject *const *args, Py_buffer *raw) {
+/* Arguments 1-6 of both functions: source_ip, user_agent, access_key_id, params, hasher, decode (args[0] is raw). */
+static int parse_settings(P *ps, PyObject *const *args) {
     ps->act_ip = (int)PyLong_AsLong(args[1]);
     ps->act_ua = (int)PyLong_AsLong(args[2]);
     ps->act_key = (int)PyLong_AsLong(args[3]);
@@ -941,10 +941,19 @@ static int parse_common(P *ps, PyObject *const *args, Py_buffer *raw) {
         }
     }
     ps->decode = args[6];
-    if (PyObject_GetBuffer(args[0], raw, PyBUF_SIMPLE) < 0) return -1;
+    return 0;
+}
+
+static int open_raw(P *ps, PyObject *obj, Py_buffer *raw) {
+    if (PyObject_GetBuffer(obj, raw, PyBUF_SIMPLE) < 0) return -1;
     ps->start = ps->s = (const unsigned char *)raw->buf;
     ps->end = ps->s + raw->len;
     return 0;
+}
+
+/* The first 7 arguments of both functions: raw, source_ip, user_agent, access_key_id, params, hasher, decode. */
+static int parse_common(P *ps, PyObject *const *args, Py_buffer *raw) {
+    return parse_settings(ps, args) ? -1 : open_raw(ps, args[0], raw);
 }
 
 /* The record's members onto ps->out, as KeyValueList elements. */
@@ -1015,6 +1024,59 @@ static PyObject *encode_body(PyObject *self, PyObject *const *args, Py_ssize_t n
 /* The whole ScopeLogs.log_records (= 2) element: what otlp.RequestBuilder.record_field(otlp.log_record(
    time_ns, observed_ns, severity..., body, attributes, event_name)) writes, with `head` the encoded
    severity fields, `attrs` the attributes that precede the captured ones and `tail` the event_name field. */
+/* One record onto ps->out (taken buffers, len 0): the LogRecord element, starting at *start. `attrs` are
+   the parts of the attributes that precede the captured ones. Releases raw. 0, or the encoder's error. */
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} Part;
+
+static int record_into(P *ps, Py_buffer *raw, uint64_t t, uint64_t o, Part head, const Part *attrs, int nattrs,
+                       Part tail, Py_ssize_t *start) {
+    Buf *b = &ps->out;
+    int r = 0;
+    /* The members are written after a gap, and the record's, body's and kvlist's tags and lengths are
+       written back into the gap once the lengths are known: no payload is moved to fit a length. */
+    Py_ssize_t gap = 1 + 10 + 18 + head.n + 1 + 10 + 1 + 10;
+    *start = 0;
+    if (grow(b, gap)) r = -2;
+    b->len = gap;
+    if (!r) r = encode_members(ps);
+    PyBuffer_Release(raw);
+    Py_ssize_t kv_n = b->len - gap;
+    for (int i = 0; i < nattrs && !r; i++)
+        if (put(b, attrs[i].p, attrs[i].n)) r = -2;
+    if (!r) r = put_captured(ps, b);
+    if (!r && put(b, tail.p, tail.n)) r = -2;
+    if (r) return r;
+    Py_ssize_t after = b->len - gap - kv_n; /* attributes and event_name */
+    Py_ssize_t body_n = 1 + varint_size((uint64_t)kv_n) + kv_n;
+    Py_ssize_t rec_n = 18 + head.n + 1 + varint_size((uint64_t)body_n) + body_n + after;
+    Py_ssize_t pre = 1 + varint_size((uint64_t)rec_n) + 18 + head.n + 1 + varint_size((uint64_t)body_n) + 1 +
+                     varint_size((uint64_t)kv_n);
+    *start = gap - pre;
+    Buf w = {b->p, *start, b->cap}; /* writes the prefix in place, ending where the members begin */
+    unsigned char fixed[9];
+    putc1(&w, 0x12); /* ScopeLogs.log_records = 2 */
+    put_varint(&w, (uint64_t)rec_n);
+    fixed[0] = 0x09; /* time_unix_nano = 1, fixed64 little-endian (checked at import) */
+    memcpy(fixed + 1, &t, 8);
+    put(&w, fixed, 9);
+    fixed[0] = 0x59; /* observed_time_unix_nano = 11 */
+    memcpy(fixed + 1, &o, 8);
+    put(&w, fixed, 9);
+    put(&w, head.p, head.n);
+    putc1(&w, 0x2a); /* body = 5 */
+    put_varint(&w, (uint64_t)body_n);
+    putc1(&w, 0x32); /* AnyValue.kvlist_value = 6 */
+    put_varint(&w, (uint64_t)kv_n);
+    return w.len == gap ? 0 : -2; /* (always equal: the arithmetic above is the layout) */
+}
+
+static Part part_of(PyObject *bytes) {
+    return (Part){PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes)};
+}
+
 static PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_buffer raw;
@@ -1036,48 +1098,12 @@ static PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t
     if (parse_common(&ps, args, &raw)) return NULL;
     int mine;
     take_buffers(&ps, &mine);
-    Buf *b = &ps.out;
-    int r = 0;
-    /* The members are written after a gap, and the record's, body's and kvlist's tags and lengths are
-       written back into the gap once the lengths are known: no payload is moved to fit a length. */
-    const char *head = PyBytes_AS_STRING(args[9]);
-    Py_ssize_t head_n = PyBytes_GET_SIZE(args[9]);
-    Py_ssize_t gap = 1 + 10 + 18 + head_n + 1 + 10 + 1 + 10, start = 0;
-    if (grow(b, gap)) r = -2;
-    b->len = gap;
-    if (!r) r = encode_members(&ps);
-    PyBuffer_Release(&raw);
-    Py_ssize_t kv_n = b->len - gap;
-    if (!r && put(b, PyBytes_AS_STRING(args[10]), PyBytes_GET_SIZE(args[10]))) r = -2;
-    if (!r) r = put_captured(&ps, b);
-    if (!r && put(b, PyBytes_AS_STRING(args[11]), PyBytes_GET_SIZE(args[11]))) r = -2;
-    if (!r) {
-        Py_ssize_t after = b->len - gap - kv_n; /* attributes and event_name */
-        Py_ssize_t body_n = 1 + varint_size((uint64_t)kv_n) + kv_n;
-        Py_ssize_t rec_n = 18 + head_n + 1 + varint_size((uint64_t)body_n) + body_n + after;
-        Py_ssize_t pre = 1 + varint_size((uint64_t)rec_n) + 18 + head_n + 1 + varint_size((uint64_t)body_n) + 1 +
-              varint_size((uint64_t)kv_n);
-        start = gap - pre;
-        Buf w = {b->p, start, b->cap}; /* writes the prefix in place, ending where the members begin */
-        unsigned char fixed[9];
-        putc1(&w, 0x12); /* ScopeLogs.log_records = 2 */
-        put_varint(&w, (uint64_t)rec_n);
-        fixed[0] = 0x09; /* time_unix_nano = 1, fixed64 little-endian (checked at import) */
-        memcpy(fixed + 1, &t, 8);
-        put(&w, fixed, 9);
-        fixed[0] = 0x59; /* observed_time_unix_nano = 11 */
-        memcpy(fixed + 1, &o, 8);
-        put(&w, fixed, 9);
-        put(&w, head, head_n);
-        putc1(&w, 0x2a); /* body = 5 */
-        put_varint(&w, (uint64_t)body_n);
-        putc1(&w, 0x32); /* AnyValue.kvlist_value = 6 */
-        put_varint(&w, (uint64_t)kv_n);
-        if (w.len != gap) r = -2; /* cannot happen: the arithmetic above is the layout */
-    }
+    Py_ssize_t start;
+    Part attrs = part_of(args[10]);
+    int r = record_into(&ps, &raw, t, o, part_of(args[9]), &attrs, 1, part_of(args[11]), &start);
     PyObject *result = NULL;
     if (!r)
-        result = PyBytes_FromStringAndSize(b->p + start, b->len - start);
+        result = PyBytes_FromStringAndSize(ps.out.p + start, ps.out.len - start);
     else
         set_error(&ps, r);
     give_buffers(&ps, mine);
@@ -1896,6 +1922,121 @@ fail:
     return NULL;
 }
 
+/* encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records, room_bytes,
+                source_ip, user_agent, access_key_id, params, hasher, decode) -> ([record, ...], stop, nbytes)
+
+   LogSink.emit_calls's loop: for calls[start:] that the metrics kept, the LogRecord elements encode_record
+   writes, with the attributes the sink caches per kind of call (kinds[(labels, error, urls)] = (attrs,
+   head, tail, is_batch)), per batch size (batch_attrs[entries]) and per principal (principals[arn]).
+   It stops at `stop` (len(calls) when done) before a call it leaves to Python: a cache miss, a time
+   that is not a float in range, the queue's room used up (room_records records, room_bytes bytes), or
+   a record the encoder declines or fails on. Python then handles that one call as before. */
+static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 16 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
+        !PyDict_Check(args[4]) || !PyDict_Check(args[5]) || !PyDict_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "encode_calls: see the comment in _native.c");
+        return NULL;
+    }
+    PyObject *calls = args[0], *raws = args[1], *kept = args[2], *kinds = args[4], *principals = args[5];
+    PyObject *batch_attrs = args[6];
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]);
+    unsigned long long o = PyLong_AsUnsignedLongLong(args[7]);
+    long long room_records = PyLong_AsLongLong(args[8]), room_bytes = PyLong_AsLongLong(args[9]);
+    if (PyErr_Occurred()) return NULL;
+    P base;
+    memset(&base, 0, sizeof(base));
+    if (parse_settings(&base, args + 9)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(calls);
+    if (PyList_GET_SIZE(raws) != n || PyList_GET_SIZE(kept) != n) {
+        PyErr_SetString(PyExc_ValueError, "calls, raws and kept differ in length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    long long made = 0, nbytes = 0;
+    Py_ssize_t i = start < 0 ? 0 : start;
+    for (; i < n; i++) {
+        PyObject *keep = PyList_GET_ITEM(kept, i);
+        if (keep == Py_False) continue;
+        if (keep != Py_True || made >= room_records || nbytes > room_bytes) break;
+        PyObject *call = PyList_GET_ITEM(calls, i);
+        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 7) break;
+        PyObject *labels = PyTuple_GET_ITEM(call, 0), *error = PyTuple_GET_ITEM(call, 1);
+        PyObject *entries = PyTuple_GET_ITEM(call, 2), *t = PyTuple_GET_ITEM(call, 3);
+        PyObject *principal = PyTuple_GET_ITEM(call, 5), *urls = PyTuple_GET_ITEM(call, 6);
+        uint64_t t_ns = 0;
+        if (t != Py_None) {
+            if (!PyFloat_CheckExact(t)) break;
+            double ns = PyFloat_AS_DOUBLE(t) * 1e9; /* int(t * 1e9): truncation, in range only */
+            if (!(ns >= 0.0 && ns < 18446744073709551616.0)) break;
+            t_ns = (uint64_t)ns;
+        }
+        PyObject *key = PyTuple_Pack(3, labels, error, urls);
+        if (!key) goto fail;
+        PyObject *kind = PyDict_GetItemWithError(kinds, key); /* borrowed */
+        Py_DECREF(key);
+        if (!kind) {
+            if (PyErr_Occurred()) goto fail;
+            break;
+        }
+        if (!PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(kind, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 2)))
+            break;
+        Part attrs[3];
+        int nattrs = 0;
+        attrs[nattrs++] = part_of(PyTuple_GET_ITEM(kind, 0));
+        int batch = PyObject_IsTrue(PyTuple_GET_ITEM(kind, 3));
+        if (batch < 0) goto fail;
+        if (batch) {
+            PyObject *a = PyDict_GetItemWithError(batch_attrs, entries);
+            if (!a || !PyBytes_Check(a)) {
+                if (PyErr_Occurred()) goto fail;
+                break;
+            }
+            attrs[nattrs++] = part_of(a);
+        }
+        if (principal != Py_None) {
+            if (!PyUnicode_Check(principal)) break;
+            if (PyUnicode_GET_LENGTH(principal)) {
+                PyObject *a = PyDict_GetItemWithError(principals, principal);
+                if (!a || !PyBytes_Check(a)) {
+                    if (PyErr_Occurred()) goto fail;
+                    break;
+                }
+                attrs[nattrs++] = part_of(a);
+            }
+        }
+        P ps = base;
+        Py_buffer raw;
+        if (open_raw(&ps, PyList_GET_ITEM(raws, i), &raw)) {
+            PyErr_Clear();
+            break;
+        }
+        int mine;
+        take_buffers(&ps, &mine);
+        Py_ssize_t at;
+        int r = record_into(&ps, &raw, t_ns, o, part_of(PyTuple_GET_ITEM(kind, 1)), attrs, nattrs,
+                            part_of(PyTuple_GET_ITEM(kind, 2)), &at);
+        PyObject *rec = r ? NULL : PyBytes_FromStringAndSize(ps.out.p + at, ps.out.len - at);
+        give_buffers(&ps, mine);
+        if (!rec) {
+            PyErr_Clear(); /* Python encodes this one again and reports whatever it finds */
+            break;
+        }
+        int bad = PyList_Append(out, rec);
+        nbytes += PyBytes_GET_SIZE(rec);
+        made++;
+        Py_DECREF(rec);
+        if (bad) goto fail;
+    }
+    PyObject *res = Py_BuildValue("(NnL)", out, i, nbytes);
+    return res;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef METHODS[] = {
     {"scan_calls", (PyCFunction)(void (*)(void))scan_calls, METH_FASTCALL,
      "scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) or None\n"
@@ -1916,6 +2057,10 @@ static PyMethodDef METHODS[] = {
      "add_calls(calls, start, slots, slot, table, errors, batch, newest, principals, prune, max_principals,\n"
      "lag_counts, buckets, now, by_arn, kept_flags) -> (kept, stop)\n"
      "exporter.sinks.metrics.Aggregate.add_calls's loop, up to the first call it leaves to Python."},
+    {"encode_calls", (PyCFunction)(void (*)(void))encode_calls, METH_FASTCALL,
+     "encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records,\n"
+     "room_bytes, source_ip, user_agent, access_key_id, params, hasher, decode) -> ([record, ...], stop, nbytes)\n"
+     "LogSink.emit_calls's loop, up to the first call it leaves to Python."},
     {NULL, NULL, 0, NULL},
 };
 

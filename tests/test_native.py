@@ -408,3 +408,55 @@ def test_hashing_without_the_cpu_sha_extensions() -> None:
         timeout=300,
     )
     assert r.returncode == 0 and " passed" in r.stdout, (r.stdout + r.stderr)[-3000:]
+
+
+@native_only
+def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
+    """encode_calls (the C loop of emit_calls) stops before a call whose attributes are not cached yet,
+    and when the queue's room (records or bytes) is used up; what it wrote is what _emit_call writes."""
+    from exporter.pipeline import scanned
+
+    generate(tmp_path / "t", files=2, records=200)
+    data = sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz"))[0].read_bytes()
+    fast = scanned(data, True)
+    assert fast is not None
+    _, calls, raws = fast
+    kept = [True] * len(calls)
+    sink = make_sink()
+    try:
+        enc = logs._native.encode_calls
+
+        def run(start: int, rooms: tuple[int, int]) -> tuple[list[bytes], int, int]:
+            caches = (sink._kind_cache, sink._principal_cache, sink._batch_attrs)
+            return enc(calls, raws, kept, start, *caches, 7, *rooms, *sink.native_args)
+
+        big = (1 << 40, 1 << 40)
+        done, stop, size = run(0, big)
+        assert (done, stop, size) == ([], 0, 0)  # nothing cached yet: the first call is Python's
+        # Python handles each call where C stops (filling the caches), as emit_calls does
+        want: list[bytes] = []
+        i = 0
+        while i < len(calls):
+            done, i, size = run(i, big)
+            assert size == sum(map(len, done))
+            want += done
+            if i < len(calls):
+                before = len(sink.queue)
+                sink._emit_call(calls[i], raws[i], 7, 7e-9)
+                assert len(sink.queue) == before + 1
+                want.append(sink.queue.pop())
+                i += 1
+        assert len(want) == len(calls)
+        # warm caches: one run does it all, byte for byte
+        done, stop, _ = run(0, big)
+        assert stop == len(calls) and done == want
+        # room: 5 records, or bytes for about 3
+        done, stop, _ = run(0, (5, 1 << 40))
+        assert stop == 5 and done == want[:5]
+        done, stop, _ = run(0, (1 << 40, len(want[0]) + len(want[1]) + 1))
+        assert done == want[:3] and stop == 3
+        kept[2] = False
+        done, stop, _ = run(0, (3, 1 << 40))
+        assert done == [want[0], want[1], want[3]] and stop == 4
+    finally:
+        sink.shutdown(1.0)

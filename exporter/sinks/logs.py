@@ -414,6 +414,7 @@ class LogSink:
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
         self._attr_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}
         self._kind_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}  # the same, by call tuple
+        self._batch_attrs: dict[int, bytes] = {}  # messaging.batch.message_count by value
         self._principal_cache: dict[str, bytes] = {}
         self.rng = rng
         # filters
@@ -479,58 +480,89 @@ class LogSink:
 
     def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None:
         """emit() for the calls of one object, as call tuples (exporter.decode.record.Call), where the
-        metrics `kept` them. Without event filters or sampling, and with the C encoder, one loop does what
-        emit() and encode() do per record; a full queue, shutdown or a record the C encoder declines
-        takes emit()'s way. tests/test_logs.py checks both write the same bytes."""
-        native = self.native_record
-        if self.filtering or self.ratio < 1.0 or native is None:
+        metrics `kept` them. Without event filters or sampling, and with the C module, its encode_calls
+        writes the records of a run of calls at once, with the attribute blocks cached here per kind of
+        call, batch size and principal; the call where it stops (a cache miss, a full queue, a record it
+        leaves to the Python encoder) goes through _emit_call, then it goes on. tests/test_native.py
+        checks that the records sent are the bytes emit() sends."""
+        if self.filtering or self.ratio < 1.0 or self.native_record is None:
             for call, raw, keep in zip(calls, raws, kept, strict=True):
                 if keep:
                     self.emit(raw, call_event(call), observed)
             return
-        ip, ua, key, params, hasher, decode = self.native_args
-        encode = _native.encode_record
-        q = self.queue
-        kinds = self._kind_cache
-        principals = self._principal_cache
         o_ns = int(observed * 1e9)
-        max_records, max_bytes = self.max_records, self.max_bytes
-        batch_size, batch_bytes = self.batch_size, self.batch_bytes
-        stopping, wake = self.stopping, self.wake
-        for call, raw, keep in zip(calls, raws, kept, strict=True):
-            if not keep:
-                continue
-            if len(q) >= max_records or self.bytes_in - self.bytes_out > max_bytes or stopping.is_set():
-                self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
-                continue
-            labels, error, entries, t, _, principal, urls = call
-            hit = kinds.get((labels, error, urls))
-            if hit is None:
-                hit = self._call_kind(call_event(call))
-                if len(kinds) >= 65_536:
-                    kinds.clear()
-                kinds[(labels, error, urls)] = hit
-            attrs, head, tail, batch = hit
-            if batch:
-                attrs += otlp.attribute("messaging.batch.message_count", entries)
-            if principal:
-                p = principals.get(principal)
-                attrs += p if p is not None else self._principal_attributes(principal)
-            try:
-                t_ns = int(t * 1e9) if t is not None else 0
-                f = encode(raw, ip, ua, key, params, hasher, decode, t_ns, o_ns, head, attrs, tail)
-            except ValueError:  # input the C encoder does not handle exactly: encode() decides
-                self.emit(raw, call_event(call), observed)
-                continue
-            except Exception:
-                log.exception("OTel logs: cannot encode a record of %s", labels[3])
-                with self.drop_lock:
-                    self.agg.log_records["failed"] += 1
-                continue
-            self.bytes_in += len(f)
-            q.append(f)
-            if (len(q) == batch_size or self.bytes_in - self.bytes_out >= batch_bytes) and not wake.is_set():
-                wake.set()
+        encode_calls = _native.encode_calls
+        settings = self.native_args
+        q = self.queue
+        i, n = 0, len(calls)
+        while i < n:
+            if not self.stopping.is_set():
+                done, i, size = encode_calls(
+                    calls,
+                    raws,
+                    kept,
+                    i,
+                    self._kind_cache,
+                    self._principal_cache,
+                    self._batch_attrs,
+                    o_ns,
+                    self.max_records - len(q),
+                    self.max_bytes - (self.bytes_in - self.bytes_out),
+                    *settings,
+                )
+                if done:
+                    self.bytes_in += size
+                    q.extend(done)
+                    if (
+                        len(q) >= self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes
+                    ) and not self.wake.is_set():
+                        self.wake.set()
+            if i < n:
+                if kept[i]:
+                    self._emit_call(calls[i], raws[i], o_ns, observed)
+                i += 1
+
+    def _emit_call(self, call: Call, raw: Any, o_ns: int, observed: float) -> None:
+        """One call of emit_calls, in Python: fills the caches encode_calls reads."""
+        q = self.queue
+        if len(q) >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes or self.stopping.is_set():
+            self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
+            return
+        labels, error, entries, t, _, principal, urls = call
+        kinds = self._kind_cache
+        hit = kinds.get((labels, error, urls))
+        if hit is None:
+            hit = self._call_kind(call_event(call))
+            if len(kinds) >= 65_536:
+                kinds.clear()
+            kinds[(labels, error, urls)] = hit
+        attrs, head, tail, batch = hit
+        if batch:
+            b = self._batch_attrs.get(entries)
+            if b is None:
+                b = otlp.attribute("messaging.batch.message_count", entries)
+                if type(entries) is int and len(self._batch_attrs) < 4096:
+                    self._batch_attrs[entries] = b
+            attrs += b
+        if principal:
+            p = self._principal_cache.get(principal)
+            attrs += p if p is not None else self._principal_attributes(principal)
+        ip, ua, key, params, hasher, decode = self.native_args
+        try:
+            t_ns = int(t * 1e9) if t is not None else 0
+            f = _native.encode_record(raw, ip, ua, key, params, hasher, decode, t_ns, o_ns, head, attrs, tail)
+        except ValueError:  # input the C encoder does not handle exactly: encode() decides
+            self.emit(raw, call_event(call), observed)
+            return
+        except Exception:
+            log.exception("OTel logs: cannot encode a record of %s", labels[3])
+            with self.drop_lock:
+                self.agg.log_records["failed"] += 1
+            return
+        self.bytes_in += len(f)
+        q.append(f)
+        if (len(q) == self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes) and not self.wake.is_set():
+            self.wake.set()
 
     def _wait_for_room(self) -> bool:
         """Back-pressure for batch runs (`replay`): wait for the export thread instead of dropping.
