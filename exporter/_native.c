@@ -217,15 +217,44 @@ static inline const unsigned char *plain_run(const unsigned char *q, const unsig
     return q;
 }
 
+/* plain_run that also appends the run to b: 16 bytes are stored at a time (the buffer keeps room for
+   them) and the length then counts only the plain ones, so short strings cost no memcpy call. */
+static inline const unsigned char *plain_copy(const unsigned char *q, const unsigned char *end, Buf *b) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+    while (end - q >= 16) {
+        if (grow(b, 16)) return NULL;
+        __m128i v = _mm_loadu_si128((const __m128i *)q);
+        _mm_storeu_si128((__m128i *)(b->p + b->len), v);
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
+        hit = _mm_or_si128(hit, _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+        int mask = _mm_movemask_epi8(hit) | _mm_movemask_epi8(v);
+        if (mask) {
+            int k = __builtin_ctz((unsigned)mask);
+            b->len += k;
+            return q + k;
+        }
+        b->len += 16;
+        q += 16;
+    }
+#endif
+    const unsigned char *r = q;
+    while (r < end && !STOP[*r]) r++;
+    return put(b, q, r - q) ? NULL : r;
+}
+
 /* The JSON string at ps->s (opening quote) unescaped as UTF-8 onto b (only validated when b is NULL). */
 static int read_string(P *ps, Buf *b) {
     if (ps->s >= ps->end || *ps->s != '"') return -1;
     ps->s++;
     for (;;) {
-        const unsigned char *run = ps->s;
-        const unsigned char *q = plain_run(run, ps->end);
-        ps->s = q;
-        if (b && q > run && put(b, run, q - run)) return -2;
+        if (b) {
+            const unsigned char *q = plain_copy(ps->s, ps->end, b);
+            if (!q) return -2;
+            ps->s = q;
+        } else {
+            ps->s = plain_run(ps->s, ps->end);
+        }
         if (ps->s >= ps->end) return -1;
         unsigned char c = *ps->s;
         if (c == '"') {
