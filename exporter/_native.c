@@ -1188,7 +1188,13 @@ static PyObject *intern_str(const char *d, Py_ssize_t n) {
     PyObject *o = *slot;
     if (o) {
         Py_ssize_t len;
-        const char *u = PyUnicode_AsUTF8AndSize(o, &len);
+        const char *u;
+        if (PyUnicode_IS_COMPACT_ASCII(o)) { /* most are: their bytes are the UTF-8 */
+            u = (const char *)PyUnicode_DATA(o);
+            len = PyUnicode_GET_LENGTH(o);
+        } else {
+            u = PyUnicode_AsUTF8AndSize(o, &len);
+        }
         if (u && len == n && memcmp(u, d, (size_t)n) == 0) return Py_NewRef(o);
         PyErr_Clear();
     }

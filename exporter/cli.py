@@ -12,7 +12,7 @@ import threading
 import yaml
 
 from . import __version__, config
-from .tuning import tune_malloc
+from .tuning import tune_gc, tune_malloc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             _logging("error")  # bad files are reported on stderr by replay itself, once each
             from .app import replay
 
+            tune_gc()
             text, _failed = replay(args.paths, settings, args.output)
             sys.stdout.write(text)
             return 0
@@ -101,6 +102,7 @@ def _run(settings: config.Settings, grace: float) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    tune_gc()
     app.start()
     logging.getLogger(__name__).info(
         "cloudtrail-sqs-exporter %s started (pid %d), %d source(s)", __version__, os.getpid(), len(app.sources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 
 # glibc mallopt parameters (malloc.h)
@@ -30,3 +31,12 @@ def tune_malloc(mmap_threshold: int = 16 << 20, trim_threshold: int = 64 << 20) 
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def tune_gc() -> None:
+    """Once start-up is done: what it built (modules, config, caches' first entries) lives as long as the
+    process, so it moves to the permanent generation and full collections stop walking it; and young
+    collections run less often (per file, thousands of short-lived row tuples come and go at once)."""
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(10_000, g1, g2)

@@ -37,3 +37,12 @@ def test_big_buffers_stop_faulting_once_tuned() -> None:
     # untuned: every 4 MiB buffer is a fresh mapping (1,024 faults each); tuned: the heap is reused
     assert plain > 50 * 1000
     assert after < plain / 20
+
+
+def test_gc_tuning_freezes_start_up_and_spaces_young_collections() -> None:
+    probe = (
+        "import gc; from exporter.tuning import tune_gc; n = len(gc.get_objects()); tune_gc(); "
+        "print(gc.get_freeze_count() >= n // 2, gc.get_threshold()[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "10000"]
