@@ -469,10 +469,17 @@ class LogSink:
         try:
             f = self.encode(raw, ev, observed, sampled)
         except Exception:
-            log.exception("OTel logs: cannot encode a record of %s", ev.event_name)
-            with self.drop_lock:
-                self.agg.log_records["failed"] += 1
+            self._failed(ev.event_name)
             return
+        self._enqueue(f)
+
+    def _failed(self, event_name: str) -> None:
+        log.exception("OTel logs: cannot encode a record of %s", event_name)
+        with self.drop_lock:
+            self.agg.log_records["failed"] += 1
+
+    def _enqueue(self, f: bytes) -> None:
+        q = self.queue
         self.bytes_in += len(f)
         q.append(f)
         if (len(q) == self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes) and not self.wake.is_set():
@@ -555,14 +562,9 @@ class LogSink:
             self.emit(raw, call_event(call), observed)
             return
         except Exception:
-            log.exception("OTel logs: cannot encode a record of %s", labels[3])
-            with self.drop_lock:
-                self.agg.log_records["failed"] += 1
+            self._failed(labels[3])
             return
-        self.bytes_in += len(f)
-        q.append(f)
-        if (len(q) == self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes) and not self.wake.is_set():
-            self.wake.set()
+        self._enqueue(f)
 
     def _wait_for_room(self) -> bool:
         """Back-pressure for batch runs (`replay`): wait for the export thread instead of dropping.
