@@ -412,8 +412,8 @@ class LogSink:
             self.native, self.native_record = self._native_encoders(cfg)
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
-        self._attr_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}
-        self._kind_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}  # the same, by call tuple
+        # (labels, error, (url, arn)) → (attributes up to the error type, severity, event name, is a batch call)
+        self._kind_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}
         self._batch_attrs: dict[int, bytes] = {}  # messaging.batch.message_count by value
         self._principal_cache: dict[str, bytes] = {}
         self.rng = rng
@@ -479,10 +479,15 @@ class LogSink:
             self.agg.log_records["failed"] += 1
 
     def _enqueue(self, f: bytes) -> None:
-        q = self.queue
         self.bytes_in += len(f)
-        q.append(f)
-        if (len(q) == self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes) and not self.wake.is_set():
+        self.queue.append(f)
+        self._wake_at_batch()
+
+    def _wake_at_batch(self) -> None:
+        """A full batch is queued: the export thread need not wait out the flush interval."""
+        if (
+            len(self.queue) >= self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes
+        ) and not self.wake.is_set():
             self.wake.set()
 
     def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None:
@@ -520,10 +525,7 @@ class LogSink:
                 if done:
                     self.bytes_in += size
                     q.extend(done)
-                    if (
-                        len(q) >= self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes
-                    ) and not self.wake.is_set():
-                        self.wake.set()
+                    self._wake_at_batch()
             if i < n:
                 if kept[i]:
                     self._emit_call(calls[i], raws[i], o_ns, observed)
@@ -536,24 +538,7 @@ class LogSink:
             self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
             return
         labels, error, entries, t, _, principal, urls = call
-        kinds = self._kind_cache
-        hit = kinds.get((labels, error, urls))
-        if hit is None:
-            hit = self._call_kind(call_event(call))
-            if len(kinds) >= 65_536:
-                kinds.clear()
-            kinds[(labels, error, urls)] = hit
-        attrs, head, tail, batch = hit
-        if batch:
-            b = self._batch_attrs.get(entries)
-            if b is None:
-                b = otlp.attribute("messaging.batch.message_count", entries)
-                if type(entries) is int and len(self._batch_attrs) < 4096:
-                    self._batch_attrs[entries] = b
-            attrs += b
-        if principal:
-            p = self._principal_cache.get(principal)
-            attrs += p if p is not None else self._principal_attributes(principal)
+        attrs, head, tail = self._attributes((labels, error, urls), entries, principal, lambda: call_event(call))
         ip, ua, key, params, hasher, decode = self.native_args
         try:
             t_ns = int(t * 1e9) if t is not None else 0
@@ -739,22 +724,9 @@ class LogSink:
 
     def encode(self, raw: bytes, ev: SqsEvent, observed: float, sampled: bool) -> bytes:
         """The LogRecord, as an element of ScopeLogs.log_records (tag and length included)."""
-        # what repeats for every call of one kind on a queue: attributes, severity and event-name fields
         e = ev
-        key = (e.account_id, e.region, e.event_name, e.category, e.queue, e.queue_arn, e.queue_url, e.error_code)
-        hit = self._attr_cache.get(key)
-        if hit is None:
-            hit = self._call_kind(ev)
-            if len(self._attr_cache) >= 65_536:
-                self._attr_cache.clear()
-            self._attr_cache[key] = hit
-        attrs, head, tail, batch = hit
-        if batch:
-            attrs += otlp.attribute("messaging.batch.message_count", ev.batch_entries)
-        principal = ev.principal_arn
-        if principal:
-            p = self._principal_cache.get(principal)
-            attrs += p if p is not None else self._principal_attributes(principal)
+        kind = ((e.account_id, e.region, e.queue, e.event_name, e.category), e.error_code, (e.queue_url, e.queue_arn))
+        attrs, head, tail = self._attributes(kind, e.batch_entries, e.principal_arn, lambda: ev)
         if sampled:
             attrs += otlp.attribute(SAMPLING_ATTR, self.ratio)
         t = ev.event_time
@@ -769,6 +741,32 @@ class LogSink:
         number, text = severity(ev.error_code)
         event_name = "aws.cloudtrail.sqs." + ev.event_name
         return self.record_field(otlp.log_record(t_ns, o_ns, number, text, body, attrs + extra, event_name))
+
+    def _attributes(
+        self, kind: tuple[Any, ...], entries: int, principal: str | None, event: Callable[[], SqsEvent]
+    ) -> tuple[bytes, bytes, bytes]:
+        """(attributes, severity fields, event-name field) of a call: the part that repeats for every call
+        of one kind on a queue, the batch size and the principal, each cached (encode_calls reads the same
+        caches). `kind` is (labels, error, (url, arn)) as in a call tuple; `event` makes its SqsEvent."""
+        kinds = self._kind_cache
+        hit = kinds.get(kind)
+        if hit is None:
+            hit = self._call_kind(event())
+            if len(kinds) >= 65_536:
+                kinds.clear()
+            kinds[kind] = hit
+        attrs, head, tail, batch = hit
+        if batch:
+            b = self._batch_attrs.get(entries)
+            if b is None:
+                b = otlp.attribute("messaging.batch.message_count", entries)
+                if type(entries) is int and len(self._batch_attrs) < 4096:
+                    self._batch_attrs[entries] = b
+            attrs += b
+        if principal:
+            p = self._principal_cache.get(principal)
+            attrs += p if p is not None else self._principal_attributes(principal)
+        return attrs, head, tail
 
     def _principal_attributes(self, principal: str) -> bytes:
         p = otlp.attribute("user.id", principal, False) + otlp.attribute("enduser.id", principal, False)
