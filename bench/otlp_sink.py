@@ -1,6 +1,13 @@
 """A minimal OTLP/gRPC LogsService that only counts what it receives (run as its own process).
 
-python bench/otlp_sink.py   → prints "port N"; then one JSON line of counts per line read on stdin; exits on EOF.
+python bench/otlp_sink.py [--decode-all]   → prints "port N"; then one JSON line of counts per line read
+on stdin; exits on EOF.
+
+It counts log records by walking the protobuf framing (ExportLogsServiceRequest.resource_logs →
+ScopeLogs.scope_logs → ScopeLogs.log_records) without building the messages, and fully decodes one request
+in 16 (and every one with --decode-all) to check that count. A full decode of every request keeps the
+receiver's core busy allocating ~10× the request bytes; on a VM whose two cores share caches and memory
+bandwidth, that slowed the process being measured on the other core by about 1.4×.
 """
 
 from __future__ import annotations
@@ -8,22 +15,77 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-counts = {"records": 0, "requests": 0, "bytes": 0}
+counts = {"records": 0, "requests": 0, "bytes": 0, "decoded": 0, "mismatches": 0}
 lock = threading.Lock()
+DECODE_EVERY = 1 if "--decode-all" in sys.argv else 16
 
 
-def export(request: ExportLogsServiceRequest, context: Any) -> bytes:
-    n = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, value start, value end) of each length-delimited field; other wire types skipped."""
+    i = start
+    while i < end:
+        key, i = _varint(data, i)
+        wire = key & 7
+        if wire == 2:
+            n, i = _varint(data, i)
+            yield key >> 3, i, i + n
+            i += n
+        elif wire == 0:
+            _, i = _varint(data, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"wire type {wire} at {i}")
+    if i != end:
+        raise ValueError("field runs past its message")
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = data[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+
+
+def count_records(body: bytes) -> int:
+    n = 0
+    for f1, s1, e1 in _fields(body, 0, len(body)):
+        if f1 != 1:  # resource_logs
+            continue
+        for f2, s2, e2 in _fields(body, s1, e1):
+            if f2 != 2:  # scope_logs
+                continue
+            n += sum(1 for f3, _, _ in _fields(body, s2, e2) if f3 == 2)  # log_records
+    return n
+
+
+def export(body: bytes, context: Any) -> bytes:
+    n = count_records(body)
+    with lock:
+        counts["requests"] += 1
+        decode = counts["requests"] % DECODE_EVERY == 1 % DECODE_EVERY
+    if decode:
+        request = ExportLogsServiceRequest.FromString(body)
+        full = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+        with lock:
+            counts["decoded"] += 1
+            counts["mismatches"] += full != n
     with lock:
         counts["records"] += n
-        counts["requests"] += 1
-        counts["bytes"] += request.ByteSize()
+        counts["bytes"] += len(body)
     return b""  # an empty ExportLogsServiceResponse: everything accepted
 
 
@@ -33,7 +95,7 @@ def main() -> int:
         {
             "Export": grpc.unary_unary_rpc_method_handler(
                 export,
-                request_deserializer=ExportLogsServiceRequest.FromString,
+                request_deserializer=None,  # the bytes as received
                 response_serializer=lambda b: b,
             )
         },

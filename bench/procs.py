@@ -112,9 +112,9 @@ def status_mb(pid: int, field: str = "VmRSS:") -> float:
 class OtlpSink:
     """bench/otlp_sink.py in its own process (on another core when there is one)."""
 
-    def __init__(self, cpu: int | None) -> None:
+    def __init__(self, cpu: int | None, decode_all: bool = False) -> None:
         self.p = subprocess.Popen(
-            [sys.executable, str(HERE / "otlp_sink.py")],
+            [sys.executable, str(HERE / "otlp_sink.py"), *(["--decode-all"] if decode_all else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
