@@ -1957,18 +1957,63 @@ fail:
     return NULL;
 }
 
+/* Records of one export batch, written straight into the bytes object the queue will hold (grown by
+   doubling, shrunk to size when sealed): no bytes object per record, and no list of them to join. */
+typedef struct {
+    PyObject *bytes;
+    Py_ssize_t len, cap;
+    Py_ssize_t n; /* records */
+} Chunk;
+
+static int chunk_put(Chunk *c, const char *p, Py_ssize_t n, Py_ssize_t hint) {
+    if (c->len + n > c->cap) {
+        Py_ssize_t cap = c->cap ? 2 * c->cap : (hint > 4096 ? hint : 4096);
+        while (cap < c->len + n) cap *= 2;
+        if (!c->bytes)
+            c->bytes = PyBytes_FromStringAndSize(NULL, cap);
+        else if (_PyBytes_Resize(&c->bytes, cap))
+            c->bytes = NULL; /* (freed by _PyBytes_Resize) */
+        if (!c->bytes) return -1;
+        c->cap = cap;
+    }
+    memcpy(PyBytes_AS_STRING(c->bytes) + c->len, p, (size_t)n);
+    c->len += n;
+    c->n++;
+    return 0;
+}
+
+/* Append (bytes, records) to out and start an empty chunk. */
+static int chunk_seal(Chunk *c, PyObject *out) {
+    if (!c->n) return 0;
+    if (_PyBytes_Resize(&c->bytes, c->len)) {
+        c->bytes = NULL;
+        return -1;
+    }
+    PyObject *item = Py_BuildValue("(Nn)", c->bytes, c->n); /* steals the bytes */
+    *c = (Chunk){NULL, 0, 0, 0};
+    if (!item) return -1;
+    int r = PyList_Append(out, item);
+    Py_DECREF(item);
+    return r;
+}
+
 /* encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records, room_bytes,
-                source_ip, user_agent, access_key_id, params, hasher, decode) -> ([record, ...], stop, nbytes)
+                batch_records, batch_bytes, open_records, open_bytes,
+                source_ip, user_agent, access_key_id, params, hasher, decode)
+       -> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)
 
    LogSink.emit_calls's loop: for calls[start:] that the metrics kept, the LogRecord elements encode_record
    writes, with the attributes the sink caches per kind of call (kinds[(labels, error, urls)] = (attrs,
    head, tail, is_batch)), per batch size (batch_attrs[entries]) and per principal (principals[arn]).
    It stops at `stop` (len(calls) when done) before a call it leaves to Python: a cache miss, a time
    that is not a float in range, the queue's room used up (room_records records, room_bytes bytes), or
-   a record the encoder declines or fails on. Python then handles that one call as before. */
+   a record the encoder declines or fails on. Python then handles that one call as before.
+   The records come concatenated in chunks cut where an export batch ends: the batch open on entry holds
+   open_records records of open_bytes bytes, and a batch takes at most batch_records records and
+   batch_bytes bytes (a larger record goes alone). The open batch's fill is returned for the next call. */
 static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 16 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
+    if (nargs != 20 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
         !PyDict_Check(args[4]) || !PyDict_Check(args[5]) || !PyDict_Check(args[6])) {
         PyErr_SetString(PyExc_TypeError, "encode_calls: see the comment in _native.c");
         return NULL;
@@ -1978,10 +2023,12 @@ static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_ssize_t start = PyLong_AsSsize_t(args[3]);
     unsigned long long o = PyLong_AsUnsignedLongLong(args[7]);
     long long room_records = PyLong_AsLongLong(args[8]), room_bytes = PyLong_AsLongLong(args[9]);
+    long long batch_records = PyLong_AsLongLong(args[10]), batch_bytes = PyLong_AsLongLong(args[11]);
+    long long open_records = PyLong_AsLongLong(args[12]), open_bytes = PyLong_AsLongLong(args[13]);
     if (PyErr_Occurred()) return NULL;
     P base;
     memset(&base, 0, sizeof(base));
-    if (parse_settings(&base, args + 9)) return NULL;
+    if (parse_settings(&base, args + 13)) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(calls);
     if (PyList_GET_SIZE(raws) != n || PyList_GET_SIZE(kept) != n) {
         PyErr_SetString(PyExc_ValueError, "calls, raws and kept differ in length");
@@ -1989,6 +2036,7 @@ static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
+    Chunk chunk = {NULL, 0, 0, 0};
     long long made = 0, nbytes = 0;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < n; i++) {
@@ -2053,21 +2101,33 @@ static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_ssize_t at;
         int r = record_into(&ps, &raw, t_ns, o, part_of(PyTuple_GET_ITEM(kind, 1)), attrs, nattrs,
                             part_of(PyTuple_GET_ITEM(kind, 2)), &at);
-        PyObject *rec = r ? NULL : PyBytes_FromStringAndSize(ps.out.p + at, ps.out.len - at);
-        give_buffers(&ps, mine);
-        if (!rec) {
+        if (r) {
+            give_buffers(&ps, mine);
             PyErr_Clear(); /* Python encodes this one again and reports whatever it finds */
             break;
         }
-        int bad = PyList_Append(out, rec);
-        nbytes += PyBytes_GET_SIZE(rec);
-        made++;
-        Py_DECREF(rec);
+        Py_ssize_t size = ps.out.len - at;
+        if (open_records > 0 && (open_records >= batch_records || open_bytes + size > batch_bytes)) {
+            open_records = open_bytes = 0; /* this record starts the next batch */
+            if (chunk_seal(&chunk, out)) {
+                give_buffers(&ps, mine);
+                goto fail;
+            }
+        }
+        /* sized for the rest of the batch (up to 8 MiB), so a chunk is allocated about once */
+        long long hint = batch_bytes - open_bytes < room_bytes ? batch_bytes - open_bytes : room_bytes;
+        int bad = chunk_put(&chunk, ps.out.p + at, size, (Py_ssize_t)(hint < (8 << 20) ? hint : (8 << 20)) + 4096);
+        give_buffers(&ps, mine);
         if (bad) goto fail;
+        open_records++;
+        open_bytes += size;
+        nbytes += size;
+        made++;
     }
-    PyObject *res = Py_BuildValue("(NnL)", out, i, nbytes);
-    return res;
+    if (chunk_seal(&chunk, out)) goto fail;
+    return Py_BuildValue("(NnLLL)", out, i, nbytes, open_records, open_bytes);
 fail:
+    Py_XDECREF(chunk.bytes);
     Py_DECREF(out);
     return NULL;
 }
@@ -2094,7 +2154,8 @@ static PyMethodDef METHODS[] = {
      "exporter.sinks.metrics.Aggregate.add_calls's loop, up to the first call it leaves to Python."},
     {"encode_calls", (PyCFunction)(void (*)(void))encode_calls, METH_FASTCALL,
      "encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records,\n"
-     "room_bytes, source_ip, user_agent, access_key_id, params, hasher, decode) -> ([record, ...], stop, nbytes)\n"
+     "room_bytes, batch_records, batch_bytes, open_records, open_bytes, source_ip, user_agent, access_key_id,\n"
+     "params, hasher, decode) -> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)\n"
      "LogSink.emit_calls's loop, up to the first call it leaves to Python."},
     {NULL, NULL, 0, NULL},
 };

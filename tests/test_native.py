@@ -329,7 +329,11 @@ def sent_records(redact: dict[str, Any], feed: Any, **cfg: Any) -> list[bytes]:
     out = []
     for body in t.bodies:
         req = ExportLogsServiceRequest.FromString(body)
-        out += [r.SerializeToString() for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+        records = [r.SerializeToString() for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+        # no request past the batch limits, but for a single record larger than a batch
+        assert len(records) <= c.batch_size
+        assert len(body) <= c.batch_max_bytes or len(records) == 1
+        out += records
     return out
 
 
@@ -342,8 +346,10 @@ def sent_records(redact: dict[str, Any], feed: Any, **cfg: Any) -> list[bytes]:
         ({}, {"only_errors": True}),
         ({}, {"sample_ratio": 0.5}),
         ({}, {"exclude_events": ["ReceiveMessage"]}),
+        ({}, {"batch_size": 7}),
+        ({}, {"batch_max_bytes": 1 << 14}),
     ],
-    ids=["default", "hmac", "only-errors", "sampled", "exclude"],
+    ids=["default", "hmac", "only-errors", "sampled", "exclude", "batch-7", "batch-16k"],
 )
 def test_emit_calls_sends_what_emit_sends(tmp_path: Path, redact: dict[str, Any], cfg: dict[str, Any]) -> None:
     """The one-loop path for an object's calls writes the same records, in the same order, as emit()
@@ -410,6 +416,20 @@ def test_hashing_without_the_cpu_sha_extensions() -> None:
     assert r.returncode == 0 and " passed" in r.stdout, (r.stdout + r.stderr)[-3000:]
 
 
+def split(chunk: bytes, n: int) -> list[bytes]:
+    """A chunk of concatenated ScopeLogs.log_records elements → the elements, tag and length included."""
+    from exporter.sinks.otlp import _read_varint
+
+    out, i = [], 0
+    while i < len(chunk):
+        assert chunk[i] == 0x12
+        size, j = _read_varint(chunk, i + 1)
+        out.append(chunk[i : j + size])
+        i = j + size
+    assert len(out) == n and i == len(chunk)
+    return out
+
+
 @native_only
 def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
     """encode_calls (the C loop of emit_calls) stops before a call whose attributes are not cached yet,
@@ -425,12 +445,18 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
     sink = make_sink()
     try:
         enc = logs._native.encode_calls
+        huge = 1 << 40
 
-        def run(start: int, rooms: tuple[int, int]) -> tuple[list[bytes], int, int]:
+        def run(
+            start: int, rooms: tuple[int, int], batch: tuple[int, int] = (huge, huge), fill: tuple[int, int] = (0, 0)
+        ) -> tuple[list[bytes], int, int]:
+            """→ (the records written, where it stopped, the bytes), checking the chunks' framing."""
             caches = (sink._kind_cache, sink._principal_cache, sink._batch_attrs)
-            return enc(calls, raws, kept, start, *caches, 7, *rooms, *sink.native_args)
+            chunks, stop, size, *_ = enc(calls, raws, kept, start, *caches, 7, *rooms, *batch, *fill, *sink.native_args)
+            assert size == sum(len(c) for c, _ in chunks)
+            return [r for c, n in chunks for r in split(c, n)], stop, size
 
-        big = (1 << 40, 1 << 40)
+        big = (huge, huge)
         done, stop, size = run(0, big)
         assert (done, stop, size) == ([], 0, 0)  # nothing cached yet: the first call is Python's
         # Python handles each call where C stops (filling the caches), as emit_calls does
@@ -438,25 +464,41 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
         i = 0
         while i < len(calls):
             done, i, size = run(i, big)
-            assert size == sum(map(len, done))
             want += done
             if i < len(calls):
                 before = len(sink.queue)
                 sink._emit_call(calls[i], raws[i], 7, 7e-9)
                 assert len(sink.queue) == before + 1
-                want.append(sink.queue.pop())
+                f, n = sink.queue.pop()
+                assert n == 1
+                want.append(f)
                 i += 1
         assert len(want) == len(calls)
         # warm caches: one run does it all, byte for byte
         done, stop, _ = run(0, big)
         assert stop == len(calls) and done == want
         # room: 5 records, or bytes for about 3
-        done, stop, _ = run(0, (5, 1 << 40))
+        done, stop, _ = run(0, (5, huge))
         assert stop == 5 and done == want[:5]
-        done, stop, _ = run(0, (1 << 40, len(want[0]) + len(want[1]) + 1))
+        done, stop, _ = run(0, (huge, len(want[0]) + len(want[1]) + 1))
         assert done == want[:3] and stop == 3
         kept[2] = False
-        done, stop, _ = run(0, (3, 1 << 40))
+        done, stop, _ = run(0, (3, huge))
         assert done == [want[0], want[1], want[3]] and stop == 4
+        kept[2] = True
+        # chunks end where a batch of 4 records, or of the bytes of 3, ends; the open batch carries over
+        caches = (sink._kind_cache, sink._principal_cache, sink._batch_attrs)
+        chunks, stop, _, *fill = enc(calls, raws, kept, 0, *caches, 7, *big, 4, huge, 1, 10, *sink.native_args)
+        assert [n for _, n in chunks] == [3] + [4] * ((len(calls) - 3) // 4) + [(len(calls) - 3) % 4] * bool(
+            (len(calls) - 3) % 4
+        )
+        assert fill == [chunks[-1][1], len(chunks[-1][0])] and stop == len(calls)
+        cap = sum(map(len, want[:3]))
+        chunks, *_ = enc(calls, raws, kept, 0, *caches, 7, *big, huge, cap, 0, 0, *sink.native_args)
+        assert all(len(c) <= cap for c, _ in chunks) and b"".join(c for c, _ in chunks) == b"".join(want)
+        assert chunks[0][1] == 3 or len(want[0]) + len(want[1]) + len(want[2]) > cap
+        # one record larger than a batch goes alone
+        chunks, *_ = enc(calls, raws, kept, 0, *caches, 7, *big, huge, 10, 0, 0, *sink.native_args)
+        assert [n for _, n in chunks] == [1] * len(calls)
     finally:
         sink.shutdown(1.0)

@@ -424,14 +424,18 @@ class LogSink:
         self.exclude = frozenset(cfg.exclude_events or ())
         self.ratio = cfg.sample_ratio
         self.filtering = bool(self.only_errors or self.only_management or self.include is not None or self.exclude)
-        # queue of encoded records: deque appends/pops are atomic; bytes held = in - out, each side
-        # written by one thread. Records are encoded by `emit`, on the processing thread: on one core
-        # a second Python thread only adds GIL hand-offs, and encoded records are what a batch needs.
-        self.queue: deque[bytes] = deque()
+        # queue of encoded records, as (concatenated LogRecord elements, how many): deque appends/pops
+        # are atomic; records and bytes held = in - out, each side written by one thread. Records are
+        # encoded by `emit`, on the processing thread: on one core a second Python thread only adds GIL
+        # hand-offs, and encoded records are what a batch needs. Chunks are cut where the producer's
+        # batch ends (open_records / open_bytes: that batch so far), so the export thread sends whole
+        # chunks and no request grows past batch_size records or batch_max_bytes.
+        self.queue: deque[tuple[bytes, int]] = deque()
         self.max_records = cfg.queue_size
         self.max_bytes = cfg.queue_max_bytes
-        self.bytes_in = 0
-        self.bytes_out = 0
+        self.records_in = self.records_out = 0
+        self.bytes_in = self.bytes_out = 0
+        self.open_records = self.open_bytes = 0
         # wait for room instead of dropping when the queue is full (replay); see _wait_for_room
         self.block = False
         self.room = threading.Event()
@@ -460,9 +464,7 @@ class LogSink:
             if self.rng() >= self.ratio:
                 return
             sampled = True
-        q = self.queue
-        full = len(q) >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes
-        if (full or self.stopping.is_set()) and not (self.block and self._wait_for_room()):
+        if (self._full() or self.stopping.is_set()) and not (self.block and self._wait_for_room()):
             with self.drop_lock:
                 self.agg.log_records["dropped"] += 1
             return
@@ -478,15 +480,24 @@ class LogSink:
         with self.drop_lock:
             self.agg.log_records["failed"] += 1
 
+    def _full(self) -> bool:
+        return self.records_in - self.records_out >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes
+
     def _enqueue(self, f: bytes) -> None:
-        self.bytes_in += len(f)
-        self.queue.append(f)
+        n = len(f)
+        if self.open_records and (self.open_records >= self.batch_size or self.open_bytes + n > self.batch_bytes):
+            self.open_records = self.open_bytes = 0  # this record starts the next batch
+        self.open_records += 1
+        self.open_bytes += n
+        self.records_in += 1
+        self.bytes_in += n
+        self.queue.append((f, 1))
         self._wake_at_batch()
 
     def _wake_at_batch(self) -> None:
         """A full batch is queued: the export thread need not wait out the flush interval."""
         if (
-            len(self.queue) >= self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes
+            self.records_in - self.records_out >= self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes
         ) and not self.wake.is_set():
             self.wake.set()
 
@@ -509,7 +520,7 @@ class LogSink:
         i, n = 0, len(calls)
         while i < n:
             if not self.stopping.is_set():
-                done, i, size = encode_calls(
+                chunks, i, size, self.open_records, self.open_bytes = encode_calls(
                     calls,
                     raws,
                     kept,
@@ -518,13 +529,18 @@ class LogSink:
                     self._principal_cache,
                     self._batch_attrs,
                     o_ns,
-                    self.max_records - len(q),
+                    self.max_records - (self.records_in - self.records_out),
                     self.max_bytes - (self.bytes_in - self.bytes_out),
+                    self.batch_size,
+                    self.batch_bytes,
+                    self.open_records,
+                    self.open_bytes,
                     *settings,
                 )
-                if done:
+                if chunks:
+                    self.records_in += sum(c[1] for c in chunks)
                     self.bytes_in += size
-                    q.extend(done)
+                    q.extend(chunks)
                     self._wake_at_batch()
             if i < n:
                 if kept[i]:
@@ -533,8 +549,7 @@ class LogSink:
 
     def _emit_call(self, call: Call, raw: Any, o_ns: int, observed: float) -> None:
         """One call of emit_calls, in Python: fills the caches encode_calls reads."""
-        q = self.queue
-        if len(q) >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes or self.stopping.is_set():
+        if self._full() or self.stopping.is_set():
             self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
             return
         labels, error, entries, t, _, principal, urls = call
@@ -555,7 +570,7 @@ class LogSink:
         """Back-pressure for batch runs (`replay`): wait for the export thread instead of dropping.
         The daemon never waits here: its scrapes share the lock `emit` is called under."""
         while not self.stopping.is_set() and self.thread.is_alive():
-            if len(self.queue) < self.max_records and self.bytes_in - self.bytes_out <= self.max_bytes:
+            if not self._full():
                 return True
             self.room.clear()
             self.wake.set()
@@ -576,7 +591,7 @@ class LogSink:
         q = self.queue
         try:
             while True:
-                if len(q) < self.batch_size and not self.stopping.is_set():
+                if self.records_in - self.records_out < self.batch_size and not self.stopping.is_set():
                     # a partial batch waits up to one flush interval for more (emit wakes us at a full one)
                     self.wake.wait(self.cfg.flush_interval)
                     self.wake.clear()
@@ -595,36 +610,39 @@ class LogSink:
         q = self.queue
         while q:
             try:
-                q.popleft()
+                left += q.popleft()[1]
             except IndexError:
                 break
-            left += 1
         if left:
             with self.drop_lock:
                 self.agg.log_records["dropped"] += left
             log.warning("OTel logs: %d records still queued at shutdown were dropped", left)
 
     def _export_one(self) -> None:
+        """One request of whole chunks: as many as fit in batch_size records and batch_max_bytes (a
+        chunk that fits nothing alone, a single oversized record, goes alone)."""
         q = self.queue
-        fields: list[bytes] = []
-        size = 0
-        limit = self.batch_bytes
-        while len(fields) < self.batch_size and size < limit:
-            try:
-                f = q.popleft()
-            except IndexError:
+        chunks: list[bytes] = []
+        count = size = 0
+        most, limit = self.batch_size, self.batch_bytes
+        while q:
+            f, n = q[0]  # this thread is the only consumer: the head stays until popped here
+            if chunks and (count + n > most or size + len(f) > limit):
                 break
-            fields.append(f)
+            q.popleft()
+            chunks.append(f)
+            count += n
             size += len(f)
+        self.records_out += count
         self.bytes_out += size
         self.room.set()
-        if not fields:
+        if not chunks:
             return
         if time.monotonic() >= self.deadline:
             with self.drop_lock:
-                self.agg.log_records["dropped"] += len(fields)
+                self.agg.log_records["dropped"] += count
             return
-        self._send(self.builder.request(fields), len(fields))
+        self._send(self.builder.request(chunks), count)
 
     def _send(self, body: bytes, n: int) -> None:
         start = time.monotonic()
@@ -806,7 +824,8 @@ class LogSink:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def queued(self) -> int:
-        return len(self.queue)
+        """Records waiting to be exported."""
+        return self.records_in - self.records_out
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Flush what is queued within the bound (`shutdown_timeout`), then stop the export thread."""
