@@ -680,15 +680,27 @@ static int enc_value(P *ps, int depth, int ctx);
 /* An object's members as KeyValueList elements. `top`: the record itself; `ident`: userIdentity. */
 #define MAX_KEYS 256
 
+/* The n < 8 bytes at k as a little-endian integer (zero above them), from overlapping fixed-size loads:
+   a variable-length memcpy into a stack word makes the next load wait for the stores (store forwarding
+   fails), which had been a third of the scanner's key matching. */
+static inline uint64_t load_short(const char *k, size_t n) {
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, k, 4);
+        memcpy(&hi, k + n - 4, 4);
+        return (uint64_t)lo | (uint64_t)hi << (8 * (n - 4)); /* the overlap holds the same bytes */
+    }
+    if (!n) return 0;
+    const unsigned char *u = (const unsigned char *)k;
+    return (uint64_t)u[0] | (uint64_t)u[n / 2] << (8 * (n / 2)) | (uint64_t)u[n - 1] << (8 * (n - 1));
+}
+
 /* A fingerprint of a key, equal for equal keys: exact for keys under 8 bytes (their bytes and length),
    a 64-bit mix of length, first and last 8 bytes otherwise (top bit set, so the two kinds never meet).
    Two different long keys with the same fingerprint only send the record to the Python encoder. */
 static inline uint64_t key_hash(const char *k, Py_ssize_t n) {
     uint64_t a = 0, z = 0;
-    if (n < 8) {
-        if (n) memcpy(&a, k, (size_t)n);
-        return a | ((uint64_t)n << 56);
-    }
+    if (n < 8) return load_short(k, (size_t)n) | ((uint64_t)n << 56);
     memcpy(&a, k, 8);
     memcpy(&z, k + n - 8, 8);
     uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ (z * 0xC2B2AE3D27D4EB4FULL) ^ ((uint64_t)n * 0x165667B19E3779F9ULL);
@@ -1171,8 +1183,7 @@ static inline uint64_t bytes_hash(const char *d, Py_ssize_t n) {
         h ^= h >> 32;
     }
     if (i < n) {
-        uint64_t w = 0;
-        memcpy(&w, d + i, (size_t)(n - i));
+        uint64_t w = load_short(d + i, (size_t)(n - i));
         h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
         h ^= h >> 29;
     }
@@ -1254,8 +1265,9 @@ typedef struct {
 } Names;
 
 static inline uint64_t head8(const char *k, size_t n) {
-    uint64_t h = 0;
-    if (n) memcpy(&h, k, n < 8 ? n : 8); /* k may be NULL when n is 0 */
+    uint64_t h;
+    if (n < 8) return load_short(k, n); /* k may be NULL when n is 0 */
+    memcpy(&h, k, 8);
     return h;
 }
 

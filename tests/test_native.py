@@ -302,6 +302,9 @@ def test_short_keys_are_told_apart(sinks: list[logs.LogSink]) -> None:
     check(sinks, b'{"eventID": null, "": null, "\\u0001": null}', must_handle=True)
     keys = ["", "a", "b", "ab", "ba", "\x01", "\x00", "abcdefg", "abcdefgh", "abcdefghi", "bcdefghi"]
     check(sinks, json.dumps(dict.fromkeys(keys, 1)).encode(), must_handle=True)
+    # keys of 3 to 7 bytes that differ only inside (the hash reads them with overlapping loads)
+    keys = ["abc", "axc", "abcd", "abxd", "abcde", "abxde", "abcdx", "abcdef", "abcdxf", "abcdefg", "abcdexg"]
+    check(sinks, json.dumps(dict.fromkeys(keys, 1)).encode(), must_handle=True)
 
 
 class Collecting:
