@@ -243,18 +243,9 @@ static inline const unsigned char *plain_copy(const unsigned char *q, const unsi
     return put(b, q, r - q) ? NULL : r;
 }
 
-/* The JSON string at ps->s (opening quote) unescaped as UTF-8 onto b (only validated when b is NULL). */
-static int read_string(P *ps, Buf *b) {
-    if (ps->s >= ps->end || *ps->s != '"') return -1;
-    ps->s++;
+/* The rest of a string from ps->s, a byte plain_run stopped at (see read_string). */
+static int string_rest(P *ps, Buf *b) {
     for (;;) {
-        if (b) {
-            const unsigned char *q = plain_copy(ps->s, ps->end, b);
-            if (!q) return -2;
-            ps->s = q;
-        } else {
-            ps->s = plain_run(ps->s, ps->end);
-        }
         if (ps->s >= ps->end) return -1;
         unsigned char c = *ps->s;
         if (c == '"') {
@@ -267,7 +258,7 @@ static int read_string(P *ps, Buf *b) {
             if (!n) return -1;
             if (b && put(b, ps->s, n)) return -2;
             ps->s += n;
-            continue;
+            goto plain;
         }
         /* backslash */
         ps->s++;
@@ -317,13 +308,35 @@ static int read_string(P *ps, Buf *b) {
                     n = 4;
                 }
                 if (b && put(b, u, n)) return -2;
-                continue;
+                goto plain;
             }
             default:
                 return -1;
         }
         if (b && putc1(b, e)) return -2;
+    plain:
+        if (b) {
+            const unsigned char *q = plain_copy(ps->s, ps->end, b);
+            if (!q) return -2;
+            ps->s = q;
+        } else {
+            ps->s = plain_run(ps->s, ps->end);
+        }
     }
+}
+
+/* The JSON string at ps->s (opening quote) unescaped as UTF-8 onto b (only validated when b is NULL).
+   Inline for the common string, plain ASCII up to its closing quote; b is a constant at most call sites. */
+static inline int read_string(P *ps, Buf *b) {
+    if (ps->s >= ps->end || *ps->s != '"') return -1;
+    const unsigned char *q = b ? plain_copy(ps->s + 1, ps->end, b) : plain_run(ps->s + 1, ps->end);
+    if (!q) return -2;
+    ps->s = q;
+    if (q < ps->end && *q == '"') {
+        ps->s++;
+        return 0;
+    }
+    return string_rest(ps, b);
 }
 
 /* Skip one JSON value, validating it (used for spans handed to `decode`). */
@@ -1256,13 +1269,21 @@ static int str_is(P *ps, const char *lit) {
    path decides). Returns 0, -1 (refuse) or -2 (Python error). */
 typedef int (*member_fn)(P *ps, int field, void *ctx);
 
-/* A set of key names, with each one's length and first 8 bytes for a cheap comparison. */
+/* A set of key names, with each one's length and first 8 bytes for a cheap comparison, and a slot table
+   from those to the name's index + 1 (0: no name there), filled at import with no two names in a slot. */
+#define NAME_SLOTS 64
 typedef struct {
     const char *const *names;
     int n;
     size_t len[16];
     uint64_t head[16];
+    uint64_t mul; /* the slot is the top 6 bits of (head ^ len) * mul */
+    unsigned char slot[NAME_SLOTS];
 } Names;
+
+static inline unsigned name_slot(const Names *t, uint64_t head, size_t n) {
+    return (unsigned)(((head ^ (uint64_t)n) * t->mul) >> 58);
+}
 
 static inline uint64_t head8(const char *k, size_t n) {
     uint64_t h;
@@ -1271,11 +1292,24 @@ static inline uint64_t head8(const char *k, size_t n) {
     return h;
 }
 
-static void names_init(Names *t) {
+static int names_init(Names *t) {
     for (int i = 0; i < t->n; i++) {
         t->len[i] = strlen(t->names[i]);
         t->head[i] = head8(t->names[i], t->len[i]);
     }
+    /* the first odd multiplier that gives every name its own slot */
+    for (uint64_t mul = 0x9E3779B97F4A7C15ULL, tries = 0; tries < 1000; mul += 0x5851F42D4C957F2EULL, tries++) {
+        t->mul = mul | 1;
+        memset(t->slot, 0, sizeof(t->slot));
+        int i = 0;
+        for (; i < t->n; i++) {
+            unsigned char *slot = &t->slot[name_slot(t, t->head[i], t->len[i])];
+            if (*slot) break;
+            *slot = (unsigned char)(i + 1);
+        }
+        if (i == t->n) return 0;
+    }
+    return -1;
 }
 
 static int walk_object(P *ps, const Names *t, member_fn on_key, void *ctx, int depth) {
@@ -1291,14 +1325,11 @@ static int walk_object(P *ps, const Names *t, member_fn on_key, void *ctx, int d
         if (r) return r;
         size_t kn = (size_t)(ps->tmp.len - mark);
         const char *k = ps->tmp.p + mark;
-        int field = -1;
         uint64_t kh = head8(k, kn);
-        for (int i = 0; i < t->n; i++) {
-            if (t->len[i] == kn && t->head[i] == kh && (kn <= 8 || memcmp(k + 8, t->names[i] + 8, kn - 8) == 0)) {
-                field = i;
-                break;
-            }
-        }
+        int field = t->slot[name_slot(t, kh, kn)] - 1;
+        if (field >= 0 && !(t->len[field] == kn && t->head[field] == kh &&
+                            (kn <= 8 || memcmp(k + 8, t->names[field] + 8, kn - 8) == 0)))
+            field = -1;
         ps->tmp.len = mark;
         if (field >= 0) {
             if (seen & (1u << field)) return -1;
@@ -2183,6 +2214,11 @@ PyMODINIT_FUNC PyInit__native(void) {
     }
     init_stop();
     Names *tables[] = {&N_ARN, &N_ISSUER, &N_PARAMS, &N_RESOURCE, &N_IDENT, &N_TOP, &N_DOC};
-    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) names_init(tables[i]);
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        if (names_init(tables[i])) {
+            PyErr_SetString(PyExc_ImportError, "_native: two key names share a slot");
+            return NULL;
+        }
+    }
     return PyModule_Create(&MODULE);
 }
