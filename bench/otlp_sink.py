@@ -22,6 +22,8 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from exporter.sinks.otlp import read_varint
+
 counts = {"records": 0, "requests": 0, "bytes": 0, "decoded": 0, "mismatches": 0}
 lock = threading.Lock()
 DECODE_EVERY = 1 if "--decode-all" in sys.argv else 16
@@ -31,14 +33,14 @@ def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]
     """(field number, value start, value end) of each length-delimited field; other wire types skipped."""
     i = start
     while i < end:
-        key, i = _varint(data, i)
+        key, i = read_varint(data, i)
         wire = key & 7
         if wire == 2:
-            n, i = _varint(data, i)
+            n, i = read_varint(data, i)
             yield key >> 3, i, i + n
             i += n
         elif wire == 0:
-            _, i = _varint(data, i)
+            _, i = read_varint(data, i)
         elif wire == 1:
             i += 8
         elif wire == 5:
@@ -47,17 +49,6 @@ def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]
             raise ValueError(f"wire type {wire} at {i}")
     if i != end:
         raise ValueError("field runs past its message")
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = data[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, i
-        shift += 7
 
 
 def count_records(body: bytes) -> int:

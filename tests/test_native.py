@@ -421,12 +421,12 @@ def test_hashing_without_the_cpu_sha_extensions() -> None:
 
 def split(chunk: bytes, n: int) -> list[bytes]:
     """A chunk of concatenated ScopeLogs.log_records elements → the elements, tag and length included."""
-    from exporter.sinks.otlp import _read_varint
+    from exporter.sinks.otlp import read_varint
 
     out, i = [], 0
     while i < len(chunk):
         assert chunk[i] == 0x12
-        size, j = _read_varint(chunk, i + 1)
+        size, j = read_varint(chunk, i + 1)
         out.append(chunk[i : j + size])
         i = j + size
     assert len(out) == n and i == len(chunk)

@@ -306,7 +306,7 @@ def parse_partial_success(data: bytes) -> tuple[int, str]:
     return rejected, message
 
 
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+def read_varint(data: bytes, i: int) -> tuple[int, int]:
     shift = result = 0
     while True:
         b = data[i]
@@ -321,13 +321,13 @@ def _fields(data: bytes) -> Iterable[tuple[int, int | bytes]]:
     i, end = 0, len(data)
     try:
         while i < end:
-            key, i = _read_varint(data, i)
+            key, i = read_varint(data, i)
             num, wt = key >> 3, key & 7
             if wt == 0:
-                v, i = _read_varint(data, i)
+                v, i = read_varint(data, i)
                 yield num, v
             elif wt == 2:
-                n, i = _read_varint(data, i)
+                n, i = read_varint(data, i)
                 yield num, data[i : i + n]
                 i += n
             elif wt == 1:
