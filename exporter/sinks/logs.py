@@ -416,6 +416,7 @@ class LogSink:
         self._kind_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}
         self._batch_attrs: dict[int, bytes] = {}  # messaging.batch.message_count by value
         self._principal_cache: dict[str, bytes] = {}
+        self._part_cache: dict[tuple[Any, ...], Any] = {}  # see _call_kind
         self.rng = rng
         # filters
         self.only_errors = cfg.only_errors
@@ -553,7 +554,7 @@ class LogSink:
             self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
             return
         labels, error, entries, t, _, principal, urls = call
-        attrs, head, tail = self._attributes((labels, error, urls), entries, principal, lambda: call_event(call))
+        attrs, head, tail = self._attributes((labels, error, urls), entries, principal)
         ip, ua, key, params, hasher, decode = self.native_args
         try:
             t_ns = int(t * 1e9) if t is not None else 0
@@ -744,7 +745,7 @@ class LogSink:
         """The LogRecord, as an element of ScopeLogs.log_records (tag and length included)."""
         e = ev
         kind = ((e.account_id, e.region, e.queue, e.event_name, e.category), e.error_code, (e.queue_url, e.queue_arn))
-        attrs, head, tail = self._attributes(kind, e.batch_entries, e.principal_arn, lambda: ev)
+        attrs, head, tail = self._attributes(kind, e.batch_entries, e.principal_arn)
         if sampled:
             attrs += otlp.attribute(SAMPLING_ATTR, self.ratio)
         t = ev.event_time
@@ -760,16 +761,14 @@ class LogSink:
         event_name = "aws.cloudtrail.sqs." + ev.event_name
         return self.record_field(otlp.log_record(t_ns, o_ns, number, text, body, attrs + extra, event_name))
 
-    def _attributes(
-        self, kind: tuple[Any, ...], entries: int, principal: str | None, event: Callable[[], SqsEvent]
-    ) -> tuple[bytes, bytes, bytes]:
+    def _attributes(self, kind: tuple[Any, ...], entries: int, principal: str | None) -> tuple[bytes, bytes, bytes]:
         """(attributes, severity fields, event-name field) of a call: the part that repeats for every call
         of one kind on a queue, the batch size and the principal, each cached (encode_calls reads the same
-        caches). `kind` is (labels, error, (url, arn)) as in a call tuple; `event` makes its SqsEvent."""
+        caches). `kind` is (labels, error, (url, arn)) as in a call tuple."""
         kinds = self._kind_cache
         hit = kinds.get(kind)
         if hit is None:
-            hit = self._call_kind(event())
+            hit = self._call_kind(*kind)
             if len(kinds) >= 65_536:
                 kinds.clear()
             kinds[kind] = hit
@@ -794,33 +793,45 @@ class LogSink:
             self._principal_cache[principal] = p
         return p
 
-    def _call_kind(self, ev: SqsEvent) -> tuple[bytes, bytes, bytes, bool]:
-        """(attributes up to the error type, severity fields, event-name field, whether a batch call)."""
-        attrs = self._queue_attributes(ev)
-        if ev.error_code is not None:
-            attrs += otlp.attribute("error.type", ev.error_code, False)
-        number, text = severity(ev.error_code)
-        head = otlp.severity_fields(number, text)
-        tail = otlp.event_name_field("aws.cloudtrail.sqs." + ev.event_name)
-        return attrs, head, tail, ev.event_name.endswith("Batch")
-
-    def _queue_attributes(self, ev: SqsEvent) -> bytes:
+    def _call_kind(
+        self, labels: tuple[Any, ...], error: str | None, urls: tuple[str | None, str | None]
+    ) -> tuple[bytes, bytes, bytes, bool]:
+        """(attributes up to the error type, severity fields, event-name field, whether a batch call), from
+        parts cached per account and region, per event name and category, per queue and per error: a
+        trail touching thousands of queues has as many kinds of call, but few of each part."""
+        account, region, queue, name, category = labels
+        url, arn = urls
+        parts = self._part_cache
+        if len(parts) >= 65_536:
+            parts.clear()
         attr = otlp.attribute
-        parts = [
-            attr("cloud.account.id", ev.account_id),
-            attr("cloud.region", ev.region),
-            _CONSTANT_ATTRS,
-            attr("rpc.method", ev.event_name),
-            attr("aws.cloudtrail.event_category", ev.category),
-        ]
-        ap = parts.append
-        if ev.queue_arn:
-            ap(attr("cloud.resource_id", ev.queue_arn))
-        if ev.queue_url:
-            ap(attr("aws.sqs.queue.url", ev.queue_url))
-        if ev.queue != NO_QUEUE:
-            ap(attr("messaging.destination.name", ev.queue))
-        return b"".join(parts)
+        where = parts.get(("where", account, region))
+        if where is None:
+            where = parts[("where", account, region)] = (
+                attr("cloud.account.id", account) + attr("cloud.region", region) + _CONSTANT_ATTRS
+            )
+        what = parts.get(("what", name, category))
+        if what is None:
+            what = parts[("what", name, category)] = attr("rpc.method", name) + attr(
+                "aws.cloudtrail.event_category", category
+            )
+        target = parts.get(("queue", queue, url, arn))
+        if target is None:
+            target = parts[("queue", queue, url, arn)] = (
+                (attr("cloud.resource_id", arn) if arn else b"")
+                + (attr("aws.sqs.queue.url", url) if url else b"")
+                + (attr("messaging.destination.name", queue) if queue != NO_QUEUE else b"")
+            )
+        outcome = parts.get(("outcome", name, error))
+        if outcome is None:
+            number, text = severity(error)
+            outcome = parts[("outcome", name, error)] = (
+                attr("error.type", error, False) if error is not None else b"",
+                otlp.severity_fields(number, text),
+                otlp.event_name_field("aws.cloudtrail.sqs." + name),
+                name.endswith("Batch"),
+            )
+        return where + what + target + outcome[0], outcome[1], outcome[2], outcome[3]
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def queued(self) -> int:
