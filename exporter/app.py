@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from .config import Settings
 from .pipeline import EventSink, Pipeline
-from .server import MetricsServer
+from .server import MetricsServer, exposition
 from .sinks.metrics import Aggregate, AggregateCollector, Filters
 from .sources import Context, Source, build
 from .sources.file import trail_files
@@ -202,4 +202,5 @@ def render(registry: CollectorRegistry, output: str) -> str:
                 }
             )
         return msgspec.json.format(msgspec.json.encode({"metrics": metrics}).decode(), indent=1) + "\n"
-    return generate_latest(registry).decode()
+    # what a scrape without an Accept header gets: generate_latest's bytes, ~10x sooner (server.exposition)
+    return exposition(registry, "")[0].decode()
