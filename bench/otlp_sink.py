@@ -15,51 +15,27 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from exporter.sinks.otlp import read_varint
+from exporter.sinks.otlp import fields
 
 counts = {"records": 0, "requests": 0, "bytes": 0, "decoded": 0, "mismatches": 0}
 lock = threading.Lock()
 DECODE_EVERY = 1 if "--decode-all" in sys.argv else 16
 
 
-def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(field number, value start, value end) of each length-delimited field; other wire types skipped."""
-    i = start
-    while i < end:
-        key, i = read_varint(data, i)
-        wire = key & 7
-        if wire == 2:
-            n, i = read_varint(data, i)
-            yield key >> 3, i, i + n
-            i += n
-        elif wire == 0:
-            _, i = read_varint(data, i)
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError(f"wire type {wire} at {i}")
-    if i != end:
-        raise ValueError("field runs past its message")
-
-
 def count_records(body: bytes) -> int:
+    """ExportLogsServiceRequest.resource_logs → ScopeLogs.scope_logs → ScopeLogs.log_records, counted."""
     n = 0
-    for f1, s1, e1 in _fields(body, 0, len(body)):
-        if f1 != 1:  # resource_logs
-            continue
-        for f2, s2, e2 in _fields(body, s1, e1):
-            if f2 != 2:  # scope_logs
-                continue
-            n += sum(1 for f3, _, _ in _fields(body, s2, e2) if f3 == 2)  # log_records
+    for f1, rl in fields(memoryview(body)):
+        if f1 == 1 and isinstance(rl, memoryview):  # resource_logs
+            for f2, sl in fields(rl):
+                if f2 == 2 and isinstance(sl, memoryview):  # scope_logs
+                    n += sum(1 for f3, _ in fields(sl) if f3 == 2)  # log_records
     return n
 
 

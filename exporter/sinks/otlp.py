@@ -296,9 +296,9 @@ class RequestBuilder:
 def parse_partial_success(data: bytes) -> tuple[int, str]:
     """ExportLogsServiceResponse → (rejected_log_records, error_message); (0, "") when absent."""
     rejected, message = 0, ""
-    for num, val in _fields(data):
+    for num, val in fields(data):
         if num == 1 and isinstance(val, bytes):  # partial_success
-            for n2, v2 in _fields(val):
+            for n2, v2 in fields(val):
                 if n2 == 1 and isinstance(v2, int):
                     rejected = v2
                 elif n2 == 2 and isinstance(v2, bytes):
@@ -306,7 +306,7 @@ def parse_partial_success(data: bytes) -> tuple[int, str]:
     return rejected, message
 
 
-def read_varint(data: bytes, i: int) -> tuple[int, int]:
+def read_varint(data: bytes | memoryview, i: int) -> tuple[int, int]:
     shift = result = 0
     while True:
         b = data[i]
@@ -317,7 +317,9 @@ def read_varint(data: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes) -> Iterable[tuple[int, int | bytes]]:
+def fields(data: bytes | memoryview) -> Iterable[tuple[int, int | bytes | memoryview]]:
+    """(field number, value) of each varint or length-delimited field, until the end or the first
+    malformed byte. A memoryview gives its values as views: nothing is copied."""
     i, end = 0, len(data)
     try:
         while i < end:
