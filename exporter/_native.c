@@ -346,7 +346,7 @@ static inline int read_string(P *ps, Buf *b) {
 static int skip_value(P *ps, int depth);
 static inline int skip_any(P *ps, int depth);
 
-static int skip_string(P *ps) {
+static inline int skip_string(P *ps) {
     return read_string(ps, NULL); /* validated, not copied */
 }
 
@@ -453,7 +453,7 @@ static int skip_value(P *ps, int depth) {
    skipping). */
 static inline int skip_any(P *ps, int depth) {
     skip_ws(ps);
-    return ps->s < ps->end && *ps->s == '"' ? read_string(ps, NULL) : skip_value(ps, depth);
+    return ps->s < ps->end && *ps->s == '"' ? skip_string(ps) : skip_value(ps, depth);
 }
 
 /* The value at ps->s as a Python object: str for strings (unescaped), else decode(its JSON text). */

@@ -482,12 +482,12 @@ class LogSink:
             self.agg.log_records["failed"] += 1
 
     def _full(self) -> bool:
-        return self.records_in - self.records_out >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes
+        return self.queued() >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes
 
     def _enqueue(self, f: bytes) -> None:
         n = len(f)
         if self.open_records and (self.open_records >= self.batch_size or self.open_bytes + n > self.batch_bytes):
-            self.open_records = self.open_bytes = 0  # this record starts the next batch
+            self.open_records = self.open_bytes = 0  # this record starts the next batch (as in encode_calls)
         self.open_records += 1
         self.open_bytes += n
         self.records_in += 1
@@ -498,7 +498,7 @@ class LogSink:
     def _wake_at_batch(self) -> None:
         """A full batch is queued: the export thread need not wait out the flush interval."""
         if (
-            self.records_in - self.records_out >= self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes
+            self.queued() >= self.batch_size or self.bytes_in - self.bytes_out >= self.batch_bytes
         ) and not self.wake.is_set():
             self.wake.set()
 
@@ -530,7 +530,7 @@ class LogSink:
                     self._principal_cache,
                     self._batch_attrs,
                     o_ns,
-                    self.max_records - (self.records_in - self.records_out),
+                    self.max_records - self.queued(),
                     self.max_bytes - (self.bytes_in - self.bytes_out),
                     self.batch_size,
                     self.batch_bytes,
@@ -592,7 +592,7 @@ class LogSink:
         q = self.queue
         try:
             while True:
-                if self.records_in - self.records_out < self.batch_size and not self.stopping.is_set():
+                if self.queued() < self.batch_size and not self.stopping.is_set():
                     # a partial batch waits up to one flush interval for more (emit wakes us at a full one)
                     self.wake.wait(self.cfg.flush_interval)
                     self.wake.clear()
