@@ -93,20 +93,20 @@ def measure_replay(
     runs = []
     for i in range(repeats):
         before = sink.counts()["records"] if sink else 0
-        floor_cpu = floor() if floor is not None else None
+        floor_before = floor() if floor is not None else 0.0
         r = procs.run(cmd, OUT / "logs", f"{tag}-{i}")
-        floor_after = floor() if floor is not None else None
+        floor_after = floor() if floor is not None else 0.0
         if r.rc != 0:
             raise RuntimeError(f"{' '.join(cmd)} exited {r.rc}:\n{r.stderr[-2000:]}")
         sqs = procs.value(r.stdout, "cloudtrail_sqs_exporter_records_total", outcome="sqs")
         if sqs != c.sqs:
             raise RuntimeError(f"replay counted {sqs} SQS records, the generator wrote {c.sqs}")
         run: dict[str, Any] = {"wall": r.wall, "cpu": r.cpu, "maxrss_mb": r.maxrss_mb}
-        if floor_cpu is not None and floor_after is not None:
-            run["floor_cpu"] = floor_cpu
+        if floor is not None:
+            run["floor_cpu"] = floor_before
             run["floor_cpu_after"] = floor_after
             # same records: the ratio of rates is the inverse ratio of times
-            run["c_over_a"] = (floor_cpu + floor_after) / 2 / r.cpu
+            run["c_over_a"] = (floor_before + floor_after) / 2 / r.cpu
         if sink is not None:
             time.sleep(0.2)
             run["received"] = sink.counts()["records"] - before
