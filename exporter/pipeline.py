@@ -6,138 +6,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .decode import scan
-from .decode.reader import DECODE_ERRORS, inflate, read_delivery, read_records
-from .decode.record import (
-    INSIGHT,
-    SQS_SOURCE,
-    Call,
-    SqsEvent,
-    call_event,
-    decode_record,
-    decode_source,
-    to_calls,
-    to_event,
-)
+from .decode.delivery import Decoded, ObjectResult, decode
+from .decode.record import Call, SqsEvent
 from .sinks.metrics import Aggregate
 from .state import Op, StateStore
 
 log = logging.getLogger(__name__)
-
-_NEEDLE = SQS_SOURCE.encode()
 
 
 class EventSink(Protocol):
     def emit(self, raw: Any, ev: SqsEvent, observed: float) -> None: ...
 
     def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None: ...
-
-
-@dataclass(slots=True)
-class ObjectResult:
-    outcome: str  # ok | skipped | failed
-    sqs: int = 0
-    other: int = 0
-    invalid: int = 0
-    reason: str | None = None
-
-
-def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
-    """Decode one delivery into its SQS events (and the raw JSON of each, for the log sink; None
-    without `keep_raw`)."""
-    if not keep_raw:
-        fast = _extract_typed(data)
-        if fast is not None:
-            return fast
-    # records may point into a reused inflate buffer: what outlives this call is copied to bytes
-    delivery = read_delivery(data, scratch=True)
-    res = ObjectResult(delivery.outcome, invalid=delivery.invalid, reason=delivery.reason)
-    events: list[tuple[Any, SqsEvent]] = []
-    other = 0
-    parsed = delivery.parsed
-    for raw in delivery.records:
-        b = raw if type(raw) is bytes else memoryview(raw).tobytes()  # faster than bytes(Raw)
-        # Cheap test first: most records are not SQS and never need a typed decode. Records from a
-        # parsed `Records` array are known to be valid JSON; text lines are checked one by one.
-        if parsed and _NEEDLE not in b and b"\\u" not in b:  # an escaped eventSource still counts
-            if b[:1] == b"{":
-                other += 1
-            else:
-                res.invalid += 1
-            continue
-        try:
-            rec = decode_record(b)
-        except DECODE_ERRORS:
-            # not an SQS record with the types we read; its source decides other vs invalid
-            if _classify(b) == "other":
-                other += 1
-            else:
-                res.invalid += 1
-            continue
-        if rec.eventSource != SQS_SOURCE or rec.eventType == INSIGHT:
-            other += 1
-            continue
-        try:
-            ev = to_event(rec)
-        except DECODE_ERRORS:
-            res.invalid += 1
-            continue
-        events.append((b, ev))
-    res.other = other
-    res.sqs = len(events)
-    return res, events
-
-
-def _extract_typed(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]] | None:
-    calls = extract_calls(data)
-    if calls is None:
-        return None
-    return calls[0], [(None, call_event(c)) for c in calls[1]]
-
-
-def scanned(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list[Any]] | None:
-    """The C scanner's calls (and the raw JSON of each with `keep_raw`), or None without the scanner
-    or when it declines the file (any shape or type it does not handle exactly)."""
-    if scan.scan_calls is None:
-        return None
-    buf = inflate(data)
-    if buf is None:
-        return None
-    out = scan.scan_calls(buf, keep_raw)
-    if out is None:
-        return None
-    rows, other = out
-    calls = scan.calls_of(rows)
-    return ObjectResult("ok", sqs=len(calls), other=other), calls, [r[5] for r in rows] if keep_raw else []
-
-
-def extract_calls(data: bytes) -> tuple[ObjectResult, list[Call]] | None:
-    """Metrics only: calls (tuples) rather than SqsEvents, from the C scanner, else from one typed
-    decode of the whole file (about a third cheaper than record by record). None when the file needs
-    the general path (other shapes, bad records), which then decides."""
-    fast = scanned(data, False)
-    if fast is not None:
-        return fast[0], fast[1]
-    records = read_records(data)
-    if records is None:
-        return None
-    try:
-        calls, other = to_calls(records)
-    except DECODE_ERRORS:
-        return None
-    return ObjectResult("ok", sqs=len(calls), other=other), calls
-
-
-def _classify(b: bytes) -> str:
-    """A record the full decode refused: `other` if it is not an SQS API call, else `invalid`."""
-    try:
-        src = decode_source(b)
-    except DECODE_ERRORS:
-        return "invalid"
-    return "other" if src.eventSource != SQS_SOURCE or src.eventType == INSIGHT else "invalid"
 
 
 class Pipeline:
@@ -176,23 +58,12 @@ class Pipeline:
     ) -> ObjectResult:
         """Count one object. `progress` (ops, or a function of the result giving ops) is saved with
         the counters; `after` runs once they are saved."""
-        calls: list[Call] = []
-        raws: list[Any] = []
-        events: list[tuple[Any, SqsEvent]] = []
         try:
-            if self.sink is None:
-                fast = extract_calls(data)
-                if fast is not None:
-                    res, calls = fast
-            else:
-                fast = scanned(data, True)
-                if fast is not None:
-                    res, calls, raws = fast
-            if fast is None:
-                res, events = extract(data, keep_raw=self.sink is not None)
+            d = decode(data, keep_raw=self.sink is not None)
         except Exception as exc:  # a decoder bug must cost one object, not the daemon
             log.exception("unexpected error decoding %s", name)
-            res, events = ObjectResult("failed", reason=f"internal: {exc!r}"), []
+            d = Decoded(ObjectResult("failed", reason=f"internal: {exc!r}"))
+        res, calls, raws, events = d.result, d.calls, d.raws, d.events
         if res.outcome == "failed":
             log.warning("source %s: failed to read %s: %s", source, name or "object", res.reason)
         now = self.clock()

@@ -12,7 +12,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from exporter.pipeline import extract, scanned
+    from exporter.decode.delivery import extract, scanned
 
 from exporter import config
 from exporter.decode.record import call_event

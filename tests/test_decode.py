@@ -12,9 +12,9 @@ import msgspec
 import pytest
 from util import FIXTURES
 
+from exporter.decode.delivery import extract
 from exporter.decode.reader import read_delivery
 from exporter.decode.record import parse_time
-from exporter.pipeline import extract
 
 TP = FIXTURES / "third_party"
 SEED = FIXTURES / "seed" / "sqs-cloudtrail-logging-guide.txt"

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.pipeline import Pipeline, extract
+from exporter.decode.delivery import extract
+from exporter.pipeline import Pipeline
 from exporter.sinks.metrics import Aggregate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -90,8 +91,8 @@ def test_c_scanner_takes_the_sample_and_agrees_with_raw_records() -> None:
     """The scanner must actually handle ordinary trail files (not decline them all), and its raw
     records for the log sink are the general path's, in order."""
     from exporter.decode import scan
+    from exporter.decode.delivery import scanned
     from exporter.decode.record import call_event
-    from exporter.pipeline import scanned
 
     if scan.scan_calls is None:
         pytest.skip("the C scanner is not built, or this run is the msgspec one")

@@ -8,8 +8,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.decode.delivery import extract
 from exporter.decode.reader import read_delivery
-from exporter.pipeline import Pipeline, extract
+from exporter.pipeline import Pipeline
 from exporter.sinks.metrics import Aggregate
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

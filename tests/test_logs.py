@@ -257,7 +257,7 @@ def test_settings_from_standard_env_overridden_by_config() -> None:
 
 
 def burst_events(tmp_path: Path, n: int) -> list[tuple[Any, Any]]:
-    from exporter.pipeline import extract
+    from exporter.decode.delivery import extract
 
     gen = Generator(seed=3)
     gen.write(tmp_path / "b", files=4, records_per_file=1000, extras=False)

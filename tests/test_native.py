@@ -18,9 +18,9 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from util import generate
 
 from exporter import config
+from exporter.decode.delivery import extract
 from exporter.decode.reader import read_delivery
 from exporter.decode.record import SqsEvent
-from exporter.pipeline import extract
 from exporter.sinks import logs
 from exporter.sinks.metrics import Aggregate
 
@@ -357,8 +357,8 @@ def sent_records(redact: dict[str, Any], feed: Any, **cfg: Any) -> list[bytes]:
 def test_emit_calls_sends_what_emit_sends(tmp_path: Path, redact: dict[str, Any], cfg: dict[str, Any]) -> None:
     """The one-loop path for an object's calls writes the same records, in the same order, as emit()
     per event; including a record the C encoder declines (a duplicate key) and calls the metrics dropped."""
+    from exporter.decode.delivery import scanned
     from exporter.decode.record import call_event
-    from exporter.pipeline import scanned
 
     generate(tmp_path / "t", files=6, records=300, error_rate=0.2)
     blobs = [p.read_bytes() for p in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz"))]
@@ -437,7 +437,7 @@ def split(chunk: bytes, n: int) -> list[bytes]:
 def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
     """encode_calls (the C loop of emit_calls) stops before a call whose attributes are not cached yet,
     and when the queue's room (records or bytes) is used up; what it wrote is what _emit_call writes."""
-    from exporter.pipeline import scanned
+    from exporter.decode.delivery import scanned
 
     generate(tmp_path / "t", files=2, records=200)
     data = sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz"))[0].read_bytes()

@@ -194,7 +194,7 @@ def test_add_calls_matches_python_hypothesis(
 
 def test_a_whole_generated_delivery_counts_the_same_through_the_pipeline(tmp_path: Any) -> None:
     """End to end through extract_calls: the C loops and the Python ones give the same Aggregate."""
-    from exporter.pipeline import extract_calls
+    from exporter.decode.delivery import extract_calls
 
     g = Generator(seed=11, queues_per_account=20)
     path = tmp_path / "x.json.gz"
