@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 import gzip
 import random
+import sys
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .model import AGENTS, OTHER_EVENTS, SERVICES, SQS_EVENTS, Principal, Truth
 from .records import SqsRecords
@@ -66,10 +71,16 @@ class Generator(SqsRecords):
 
     # -- files -------------------------------------------------------------------------------------
     def write(
-        self, out: Path, files: int, records_per_file: int = 100, spread_hours: float = 6.0, extras: bool = True
+        self,
+        out: Path,
+        files: int,
+        records_per_file: int = 100,
+        spread_hours: float = 6.0,
+        extras: bool = True,
+        progress: Callable[[int], None] | None = None,
     ) -> Truth:
         """Write `files` trail files spread over accounts × regions; with `extras`, a digest file and
-        an Insight file per account/region too (skipped objects)."""
+        an Insight file per account/region too (skipped objects). `progress(n)` after each file."""
         out = Path(out)
         slots = [(a, r) for a in self.accounts for r in self.regions]
         per_slot = max(1, files // len(slots))
@@ -79,6 +90,8 @@ class Generator(SqsRecords):
             t0 = self.start + step * (i // len(slots))
             path = out / self.key(acct, region, t0)
             self.write_file(path, acct, region, t0, step, records_per_file)
+            if progress is not None:
+                progress(1)
         if extras:
             for acct, region in slots:
                 self._write_digest(out, acct, region)
@@ -186,21 +199,46 @@ class Generator(SqsRecords):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m exporter.generator", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--files", type=int, default=20)
+    ap = argparse.ArgumentParser(
+        prog="python -m exporter.generator",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("--out", required=True, type=Path, help="directory to write the AWSLogs/ tree into")
+    ap.add_argument("--files", type=int, default=20, help="trail files to write")
     ap.add_argument("--records", type=int, default=100, help="records per file")
-    ap.add_argument("--accounts", type=int, default=2)
-    ap.add_argument("--regions", default="us-east-1,eu-west-1")
+    ap.add_argument("--accounts", type=int, default=2, help="accounts")
+    ap.add_argument("--regions", default="us-east-1,eu-west-1", help="comma-separated regions")
     ap.add_argument("--queues", type=int, default=8, help="queues per account and region")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--spread-hours", type=float, default=6.0)
+    ap.add_argument("--seed", type=int, default=1, help="random seed (same seed, same files)")
+    ap.add_argument("--spread-hours", type=float, default=6.0, help="event time span of the files")
     ap.add_argument("--no-extras", action="store_true", help="no digest / Insight files")
-    ap.add_argument("--truth", type=Path, help="where to write ground truth (default OUT.truth.json)")
+    ap.add_argument("--truth", type=Path, help="where to write ground truth (default: OUT.truth.json)")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     a = ap.parse_args(argv)
     gen = Generator(seed=a.seed, accounts=a.accounts, regions=tuple(a.regions.split(",")), queues_per_account=a.queues)
-    truth = gen.write(a.out, a.files, a.records, a.spread_hours, extras=not a.no_extras)
-    (a.truth or a.out.with_name(a.out.name + ".truth.json")).write_bytes(msgspec.json.encode(truth.to_json()))
+    truth_path = a.truth or a.out.with_name(a.out.name + ".truth.json")
+    started = time.monotonic()
+    with Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=a.quiet or not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("files", total=a.files)
+        truth = gen.write(
+            a.out, a.files, a.records, a.spread_hours, extras=not a.no_extras, progress=lambda n: bar.advance(task, n)
+        )
+    truth_path.write_bytes(msgspec.json.encode(truth.to_json()))
+    if not a.quiet:
+        print(
+            f"wrote {len(truth.files)} files ({sum(truth.records.values())} records, {truth.records['sqs']} SQS) "
+            f"under {a.out} in {time.monotonic() - started:.1f}s; ground truth: {truth_path}",
+            file=sys.stderr,
+        )
     return 0
 
 
