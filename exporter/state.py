@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,16 @@ class StateStore:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Read committed rows (for components that keep a table of their own, such as dedupe)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def script(self, sql: str) -> None:
+        """Create a component's tables (idempotent DDL)."""
+        with self._lock:
+            self._db.executescript(sql)
 
     def expire_objects(self, older_than: float) -> int:
         with self._lock:
