@@ -6,8 +6,8 @@ on stdin; exits on EOF.
 It counts log records by walking the protobuf framing (ExportLogsServiceRequest.resource_logs →
 ScopeLogs.scope_logs → ScopeLogs.log_records) without building the messages, and fully decodes one request
 in 16 (and every one with --decode-all) to check that count. A full decode of every request keeps the
-receiver's core busy allocating ~10× the request bytes; on a VM whose two cores share caches and memory
-bandwidth, that slowed the process being measured on the other core by about 1.4×.
+receiver's core busy allocating ~10× the request bytes, and on a VM whose two cores share caches and memory
+bandwidth that slows the process being measured on the other core (docs/performance.md has the figures).
 """
 
 from __future__ import annotations
