@@ -453,7 +453,7 @@ class LogSink:
             self.agg.log_records["exported"] += n - res.rejected
             self.agg.log_records["failed"] += res.rejected
             return
-        log.warning("OTel logs: export of %d records failed: %s", n, res.message)
+        log.log(self.retry.give_up_level(), "OTel logs: export of %d records failed: %s", n, res.message)
         self.agg.log_records["failed"] += n
 
     # -- encoding -----------------------------------------------------------------------------------------------

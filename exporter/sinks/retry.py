@@ -6,9 +6,11 @@
 - each attempt is bounded by the export timeout, the batch by `retry_max_elapsed`: a retry that would
   start after it is not made;
 - once shutdown has begun (`stopping` set) a batch gets at most one more attempt, and only if its wait
-  ends before the flush deadline: no retry loop while the process is stopping.
+  ends before the flush deadline; while exports fail, each queued batch waits a backoff before its one
+  attempt too: no retry loop, and no burst of the whole queue, while the process is stopping.
 
-One WARNING when exports start failing and one INFO when they succeed again; each retry is DEBUG.
+One WARNING when exports start failing, one for the first batch given up, one INFO when they succeed
+again; each retry, and each later batch given up, is DEBUG.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class Retrier:
         self.max_elapsed = max_elapsed
         self.backoff = backoff or Backoff()
         self.clock = clock
-        self.failing = False  # the last export failed: the next success is worth a line
-        self.failed_attempts = 0
+        self.failing = False  # exports fail transiently: the next success is worth a line
+        self.failed_attempts = 0  # since the last success
+        self.gave_up = False  # a batch was given up since the last success
 
     def run(
         self, send: Callable[[float], SendResult], stopping: threading.Event, deadline: Callable[[], float]
@@ -58,6 +61,11 @@ class Retrier:
         clock = self.clock
         start = clock()
         attempt = 0
+        # shutting down while exports fail: each queued batch's one attempt waits its backoff too, rather
+        # than every batch hitting the collector at once
+        paced = stopping.is_set() and self.failing
+        if paced and not self._wait(start + self.backoff.delay(self.failed_attempts), stopping, deadline):
+            return SendResult(False, True, 0, "not sent: shutting down while exports fail")
         while True:
             last_chance = stopping.is_set()
             timeout = min(self.timeout, max(0.1, deadline() - clock()))
@@ -67,25 +75,31 @@ class Retrier:
             if res.ok:
                 if self.failing:
                     log.info("OTel logs: export succeeded again after %d failed attempts", self.failed_attempts)
-                self.failing, self.failed_attempts = False, 0
+                self.failing, self.failed_attempts, self.gave_up = False, 0, False
                 return res
             self.failed_attempts += 1
-            if not res.retryable or last_chance:
+            if not res.retryable:
+                return res
+            if not self.failing:
+                self.failing = True
+                log.warning("OTel logs: export failed (%s); retrying with backoff", res.message)
+            if last_chance:
                 return res
             delay = self.backoff.delay(attempt, res.retry_after)
             attempt += 1
             now = clock()
             if now - start + delay > self.max_elapsed or now + delay > deadline():
                 return res
-            if not self.failing:
-                self.failing = True
-                log.warning(
-                    "OTel logs: export failed (%s); retrying with backoff for up to %gs", res.message, self.max_elapsed
-                )
-            else:
-                log.debug("OTel logs: export failed (%s); retrying in %.2fs", res.message, delay)
+            log.debug("OTel logs: export failed (%s); retrying in %.2fs", res.message, delay)
             if not self._wait(now + delay, stopping, deadline):
                 return res
+
+    def give_up_level(self) -> int:
+        """The level of the line for a batch given up: WARNING for the first since the last success, then
+        DEBUG (the failed count is in cloudtrail_sqs_exporter_log_records_total)."""
+        level = logging.DEBUG if self.gave_up else logging.WARNING
+        self.gave_up = True
+        return level
 
     def _wait(self, until: float, stopping: threading.Event, deadline: Callable[[], float]) -> bool:
         """Wait until `until`; False when shutdown began and that is past the flush deadline."""
