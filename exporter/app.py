@@ -36,9 +36,14 @@ def make_aggregate(settings: Settings) -> Aggregate:
 
 
 def make_log_sink(settings: Settings, agg: Aggregate, block: bool = False) -> EventSink | None:
-    if not settings.logs.enabled:
+    from .sinks import otel_env
+
+    # OTEL_SDK_DISABLED / OTEL_LOGS_EXPORTER decide over logs.enabled, as the OTel SDK spec says
+    if not otel_env.logs_exporters(settings.logs.enabled):
+        if (reason := otel_env.off_reason()) is not None:
+            log.info("OTel logs: export off (%s)", reason)
         return None
-    from .sinks.logs import build_log_sink  # OTel SDK only loaded when logs are on
+    from .sinks.logs import build_log_sink  # the encoders and transports only loaded when logs are on
 
     return build_log_sink(settings.logs, agg, block)
 

@@ -91,6 +91,9 @@ def _run(settings: config.Settings, grace: float) -> int:
 
     try:
         app = App(settings)
+    except config.ConfigError as exc:  # an OTEL_* value it cannot honour
+        print(f"cloudtrail-sqs-exporter: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:  # port in use, state path not writable, bad web config…
         print(f"cloudtrail-sqs-exporter: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,6 @@ ends in exactly one of them.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
@@ -24,16 +23,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import msgspec
 
 from .. import __version__
 from ..config import LogsConfig
 from ..decode.record import NO_QUEUE, Call, SqsEvent, call_event
-from . import otlp
+from . import otel_env, otlp
 from .metrics import Aggregate
+from .otel_env import ExportSettings, export_settings, parse_headers
+from .otlp_transport import GRPC_METHOD, SendResult, Transport, make_transport
+from .retry import Retrier
 
 try:  # the C accelerator of body(); optional (built when a compiler is present)
     from .. import _native
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "cloudtrail-sqs-exporter"
 SCOPE_NAME = "cloudtrail-sqs-exporter"
 SAMPLING_ATTR = "cloudtrail_sqs.sampling.ratio"
-GRPC_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 # Severity: INFO without errorCode; ERROR for authentication / authorization failures; WARN otherwise.
 SEV_INFO, SEV_WARN, SEV_ERROR = (9, "INFO"), (13, "WARN"), (17, "ERROR")
@@ -69,214 +69,13 @@ def severity(error_code: str | None) -> tuple[int, str]:
     return s
 
 
-# -- settings: config file over OTEL_EXPORTER_OTLP_LOGS_* over OTEL_EXPORTER_OTLP_* over defaults -------------
-
-
-def _env(name: str, env: Mapping[str, str]) -> str | None:
-    for key in (f"OTEL_EXPORTER_OTLP_LOGS_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
-        v = env.get(key)
-        if v is not None and v.strip() != "":
-            return v.strip()
-    return None
-
-
-def parse_headers(value: str | None) -> dict[str, str]:
-    """`k1=v1,k2=v2` (values URL-encoded, as the OTel spec says) → dict."""
-    out: dict[str, str] = {}
-    for item in (value or "").split(","):
-        k, sep, v = item.partition("=")
-        if sep and k.strip():
-            out[unquote(k.strip()).lower()] = unquote(v.strip())
-    return out
-
-
-class Transport(Protocol):
-    def send(self, body: bytes, timeout: float) -> tuple[bool, bool, int, str]:
-        """→ (ok, retryable, rejected records, message)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class ExportSettings(msgspec.Struct):
-    protocol: str
-    endpoint: str
-    headers: dict[str, str]
-    certificate: str | None
-    client_certificate: str | None
-    client_key: str | None
-    insecure: bool
-    compression: str
-    timeout: float
-
-
-def export_settings(cfg: LogsConfig, env: Mapping[str, str] | None = None) -> ExportSettings:
-    env = os.environ if env is None else env
-    protocol = cfg.protocol or _env("PROTOCOL", env) or "grpc"
-    if protocol not in ("grpc", "http/protobuf"):
-        raise ValueError(f"logs.protocol / OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not grpc or http/protobuf")
-    if cfg.endpoint:
-        endpoint = cfg.endpoint
-    elif env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip():
-        endpoint = env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"].strip()  # used as is (the full URL for HTTP)
-    elif env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
-        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
-        if protocol == "http/protobuf":
-            endpoint = endpoint.rstrip("/") + "/v1/logs"
-    else:
-        endpoint = "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/logs"
-    if protocol == "http/protobuf" and "://" not in endpoint:
-        endpoint = "http://" + endpoint
-    if protocol == "http/protobuf" and cfg.endpoint and urlsplit(endpoint).path in ("", "/"):
-        endpoint = endpoint.rstrip("/") + "/v1/logs"
-    headers = parse_headers(_env("HEADERS", env))
-    if cfg.headers:
-        headers.update({k.lower(): v for k, v in cfg.headers.items()})
-    insecure_env = _env("INSECURE", env)
-    insecure = cfg.insecure if cfg.insecure is not None else (insecure_env or "").lower() == "true"
-    compression = cfg.compression or _env("COMPRESSION", env) or "none"
-    if compression not in ("gzip", "none"):
-        raise ValueError(f"logs.compression / OTEL_EXPORTER_OTLP_COMPRESSION: unsupported {compression!r}")
-    if cfg.timeout is not None:
-        timeout = cfg.timeout
-    else:
-        t = _env("TIMEOUT", env)
-        timeout = float(t) / 1000.0 if t else 10.0  # the OTel spec says milliseconds
-    return ExportSettings(
-        protocol=protocol,
-        endpoint=endpoint,
-        headers=headers,
-        certificate=cfg.certificate or _env("CERTIFICATE", env),
-        client_certificate=cfg.client_certificate or _env("CLIENT_CERTIFICATE", env),
-        client_key=cfg.client_key or _env("CLIENT_KEY", env),
-        insecure=insecure,
-        compression=compression,
-        timeout=timeout,
-    )
+# -- settings, resource and transports: exporter.sinks.otel_env, exporter.sinks.otlp_transport ---------------------
 
 
 def resource_attributes(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (via the SDK's parser); service.name defaults to
-    cloudtrail-sqs-exporter rather than the SDK's unknown_service."""
-    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-
-    env = os.environ if env is None else env
-    saved = {k: os.environ.get(k) for k in ("OTEL_RESOURCE_ATTRIBUTES", "OTEL_SERVICE_NAME")}
-    try:
-        for k in saved:
-            if env.get(k) is not None:
-                os.environ[k] = env[k]
-            else:
-                os.environ.pop(k, None)
-        detected = dict(OTELResourceDetector().detect().attributes)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    base = dict(Resource.get_empty().attributes)
-    base.update({"service.name": SERVICE_NAME, "service.version": __version__})
-    base.update(
-        {
-            "telemetry.sdk.name": "cloudtrail-sqs-exporter",
-            "telemetry.sdk.language": "python",
-            "telemetry.sdk.version": __version__,
-        }
-    )
-    base.update(detected)
-    return base
-
-
-# -- transports --------------------------------------------------------------------------------------------------
-
-
-class GrpcTransport:
-    """Unary LogsService/Export with pre-encoded bytes over a grpcio channel."""
-
-    RETRYABLE = frozenset(
-        {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED", "OUT_OF_RANGE", "DATA_LOSS"}
-    )
-
-    def __init__(self, s: ExportSettings) -> None:
-        import grpc
-
-        self.grpc = grpc
-        url = s.endpoint
-        parts = urlsplit(url if "://" in url else "//" + url)
-        target = parts.netloc or url
-        secure = parts.scheme == "https" or (parts.scheme == "" and not s.insecure)
-        if parts.scheme == "http":
-            secure = False
-        options = [
-            ("grpc.max_send_message_length", 64 << 20),
-            ("grpc.max_receive_message_length", 16 << 20),
-            # reconnect soon after a collector outage (grpc's default backoff grows to 120 s)
-            ("grpc.initial_reconnect_backoff_ms", 500),
-            ("grpc.max_reconnect_backoff_ms", 5000),
-        ]
-        compression = grpc.Compression.Gzip if s.compression == "gzip" else grpc.Compression.NoCompression
-        if secure:
-            root = open(s.certificate, "rb").read() if s.certificate else None  # noqa: SIM115
-            key = open(s.client_key, "rb").read() if s.client_key else None  # noqa: SIM115
-            chain = open(s.client_certificate, "rb").read() if s.client_certificate else None  # noqa: SIM115
-            creds = grpc.ssl_channel_credentials(root, key, chain)
-            self.channel = grpc.secure_channel(target, creds, options=options, compression=compression)
-        else:
-            self.channel = grpc.insecure_channel(target, options=options, compression=compression)
-        self.call = self.channel.unary_unary(GRPC_METHOD)
-        self.metadata = tuple(s.headers.items())
-
-    def send(self, body: bytes, timeout: float) -> tuple[bool, bool, int, str]:
-        try:
-            resp = self.call(body, timeout=timeout, metadata=self.metadata)
-        except self.grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            name = code.name if code is not None else "UNKNOWN"
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            return False, name in self.RETRYABLE, 0, f"{name}: {details}"
-        rejected, msg = otlp.parse_partial_success(resp or b"")
-        return True, False, rejected, msg
-
-    def close(self) -> None:
-        self.channel.close()
-
-
-class HttpTransport:
-    """POST application/x-protobuf with requests (as the SDK's OTLP/HTTP exporter does)."""
-
-    RETRYABLE = frozenset({429, 502, 503, 504})
-
-    def __init__(self, s: ExportSettings) -> None:
-        import requests
-
-        self.requests = requests
-        self.url = s.endpoint
-        self.session = requests.Session()
-        self.session.headers.update({"Content-Type": "application/x-protobuf", **s.headers})
-        self.gzip = s.compression == "gzip"
-        if self.gzip:
-            self.session.headers["Content-Encoding"] = "gzip"
-        self.verify: bool | str = s.certificate or True
-        self.cert = (s.client_certificate, s.client_key) if s.client_certificate and s.client_key else None
-
-    def send(self, body: bytes, timeout: float) -> tuple[bool, bool, int, str]:
-        data = gzip.compress(body, 1) if self.gzip else body
-        try:
-            r = self.session.post(self.url, data=data, timeout=timeout, verify=self.verify, cert=self.cert)
-        except self.requests.RequestException as exc:
-            return False, True, 0, f"{type(exc).__name__}: {exc}"
-        if 200 <= r.status_code < 300:
-            rejected, msg = otlp.parse_partial_success(r.content or b"")
-            return True, False, rejected, msg
-        return False, r.status_code in self.RETRYABLE, 0, f"HTTP {r.status_code}: {r.text[:200]}"
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def make_transport(s: ExportSettings) -> Transport:
-    return GrpcTransport(s) if s.protocol == "grpc" else HttpTransport(s)
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over this exporter's identity (service.name
+    cloudtrail-sqs-exporter rather than the SDK's unknown_service)."""
+    return otel_env.resource_attributes(env, SERVICE_NAME, __version__)
 
 
 # -- redaction -----------------------------------------------------------------------------------------------------
@@ -402,6 +201,7 @@ class LogSink:
         self.agg = agg
         self.settings = export_settings(cfg, env)
         self.transport = transport or make_transport(self.settings)
+        self.retry = Retrier(self.settings.timeout, cfg.retry_max_elapsed)
         self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
         self.redact = Redactor(cfg.redact)
         self.record_field = self.builder.record_field
@@ -646,26 +446,15 @@ class LogSink:
         self._send(self.builder.request(chunks), count)
 
     def _send(self, body: bytes, n: int) -> None:
-        start = time.monotonic()
-        delay = 0.2
-        while True:
-            timeout = min(self.settings.timeout, max(0.1, self.deadline - time.monotonic()))
-            ok, retryable, rejected, msg = self.transport.send(body, timeout)
-            if ok:
-                if rejected:
-                    log.warning("OTel logs: collector rejected %d of %d records: %s", rejected, n, msg)
-                self.agg.log_records["exported"] += n - rejected
-                self.agg.log_records["failed"] += rejected
-                return
-            now = time.monotonic()
-            if not retryable or now - start + delay > self.cfg.retry_max_elapsed or now + delay > self.deadline:
-                log.warning("OTel logs: export of %d records failed: %s", n, msg)
-                self.agg.log_records["failed"] += n
-                return
-            log.info("OTel logs: export failed (%s); retrying in %.1fs", msg, delay)
-            # wait, but wake early on shutdown so the flush bound holds
-            self.stopping.wait(delay)
-            delay = min(delay * 2, 5.0)
+        res = self.retry.run(lambda timeout: self.transport.send(body, timeout), self.stopping, lambda: self.deadline)
+        if res.ok:
+            if res.rejected:
+                log.warning("OTel logs: collector rejected %d of %d records: %s", res.rejected, n, res.message)
+            self.agg.log_records["exported"] += n - res.rejected
+            self.agg.log_records["failed"] += res.rejected
+            return
+        log.log(self.retry.give_up_level(), "OTel logs: export of %d records failed: %s", n, res.message)
+        self.agg.log_records["failed"] += n
 
     # -- encoding -----------------------------------------------------------------------------------------------
     def body(self, raw: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -860,4 +649,15 @@ def build_log_sink(cfg: LogsConfig, agg: Aggregate, block: bool = False) -> LogS
     return sink
 
 
-__all__ = ["LogSink", "build_log_sink", "export_settings", "resource_attributes", "severity"]
+__all__ = [
+    "GRPC_METHOD",
+    "ExportSettings",
+    "LogSink",
+    "SendResult",
+    "Transport",
+    "build_log_sink",
+    "export_settings",
+    "parse_headers",
+    "resource_attributes",
+    "severity",
+]
