@@ -6,7 +6,8 @@ it to a bounded queue; when the queue is full the record is dropped and counted,
 never waits on the collector. One export thread drains the queue in batches and sends them, retrying
 transient failures with backoff for up to `retry_max_elapsed`.
 
-Outcomes go to `agg.log_records` (cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
+Outcomes are counted in the exporter's own counters (exporter.selfmetrics,
+cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
 (acknowledged by the collector), `dropped` (queue full, or still queued at the shutdown bound),
 `failed` (rejected by the collector, or given up after retries). Every record that passed the filters
 ends in exactly one of them.
@@ -32,8 +33,9 @@ import msgspec
 from .. import __version__
 from ..config import LogsConfig
 from ..decode.record import NO_QUEUE, Call, SqsEvent, call_event
+from ..interfaces import After
+from ..selfmetrics import SelfMetrics
 from . import otlp
-from .metrics import Aggregate
 
 try:  # the C accelerator of body(); optional (built when a compiler is present)
     from .. import _native
@@ -393,13 +395,14 @@ class LogSink:
     def __init__(
         self,
         cfg: LogsConfig,
-        agg: Aggregate,
+        counters: SelfMetrics,
         transport: Transport | None = None,
         env: Mapping[str, str] | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.cfg = cfg
-        self.agg = agg
+        # outcomes are counted from both threads: the counters' own lock keeps every increment
+        self.count = counters.count_log
         self.settings = export_settings(cfg, env)
         self.transport = transport or make_transport(self.settings)
         self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
@@ -445,7 +448,6 @@ class LogSink:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.deadline = float("inf")  # monotonic; set by shutdown
-        self.drop_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="otlp-logs-export", daemon=True)
         self.thread.start()
         log.info(
@@ -455,6 +457,14 @@ class LogSink:
             self.max_records,
             self.max_bytes >> 20,
         )
+
+    # -- as a sink ----------------------------------------------------------------------------------------------
+    wants_raw = True
+
+    def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> After | None:
+        """The calls of one object, already through the metrics filters."""
+        self.emit_calls(calls, raws, [True] * len(calls), observed)
+        return None
 
     # -- processing thread --------------------------------------------------------------------------------------
     def emit(self, raw: Any, ev: SqsEvent, observed: float) -> None:
@@ -466,8 +476,7 @@ class LogSink:
                 return
             sampled = True
         if (self._full() or self.stopping.is_set()) and not (self.block and self._wait_for_room()):
-            with self.drop_lock:
-                self.agg.log_records["dropped"] += 1
+            self.count("dropped")
             return
         try:
             f = self.encode(raw, ev, observed, sampled)
@@ -478,8 +487,7 @@ class LogSink:
 
     def _failed(self, event_name: str) -> None:
         log.exception("OTel logs: cannot encode a record of %s", event_name)
-        with self.drop_lock:
-            self.agg.log_records["failed"] += 1
+        self.count("failed")
 
     def _full(self) -> bool:
         return self.queued() >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes
@@ -615,8 +623,7 @@ class LogSink:
             except IndexError:
                 break
         if left:
-            with self.drop_lock:
-                self.agg.log_records["dropped"] += left
+            self.count("dropped", left)
             log.warning("OTel logs: %d records still queued at shutdown were dropped", left)
 
     def _export_one(self) -> None:
@@ -640,8 +647,7 @@ class LogSink:
         if not chunks:
             return
         if time.monotonic() >= self.deadline:
-            with self.drop_lock:
-                self.agg.log_records["dropped"] += count
+            self.count("dropped", count)
             return
         self._send(self.builder.request(chunks), count)
 
@@ -654,13 +660,13 @@ class LogSink:
             if ok:
                 if rejected:
                     log.warning("OTel logs: collector rejected %d of %d records: %s", rejected, n, msg)
-                self.agg.log_records["exported"] += n - rejected
-                self.agg.log_records["failed"] += rejected
+                self.count("exported", n - rejected)
+                self.count("failed", rejected)
                 return
             now = time.monotonic()
             if not retryable or now - start + delay > self.cfg.retry_max_elapsed or now + delay > self.deadline:
                 log.warning("OTel logs: export of %d records failed: %s", n, msg)
-                self.agg.log_records["failed"] += n
+                self.count("failed", n)
                 return
             log.info("OTel logs: export failed (%s); retrying in %.1fs", msg, delay)
             # wait, but wake early on shutdown so the flush bound holds
@@ -851,8 +857,8 @@ class LogSink:
             log.debug("closing the OTLP transport failed", exc_info=True)
 
 
-def build_log_sink(cfg: LogsConfig, agg: Aggregate, block: bool = False) -> LogSink:
-    sink = LogSink(cfg, agg)
+def build_log_sink(cfg: LogsConfig, counters: SelfMetrics, block: bool = False) -> LogSink:
+    sink = LogSink(cfg, counters)
     sink.block = block
     if block:  # a batch run waits for room: a few batches of queue keep the exporter busy, and RSS low
         sink.max_records = min(sink.max_records, 4 * cfg.batch_size)
