@@ -1,4 +1,4 @@
-"""Wiring: settings → aggregate, pipeline, sinks, sources, HTTP server. Used by `run` and `replay`."""
+"""Wiring: settings → sinks, counters, pipeline, sources, HTTP server. Used by `run` and `replay`."""
 
 from __future__ import annotations
 
@@ -8,19 +8,25 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from .config import Settings
-from .pipeline import EventSink, Pipeline
+from .filters import Filters
+from .interfaces import Sink
+from .pipeline import Pipeline
+from .selfmetrics import SelfMetrics
 from .server import MetricsServer, exposition
-from .sinks.metrics import Aggregate, AggregateCollector, Filters
+from .sinks.metrics import Aggregate, AggregateCollector
 from .sources import Context, Source, build
 from .sources.file import trail_files
 from .state import StateStore
 from .webconfig import WebConfig
+
+if TYPE_CHECKING:
+    from .sinks.logs import LogSink
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +36,16 @@ def make_aggregate(settings: Settings) -> Aggregate:
     return Aggregate(
         max_queues=m.max_queues,
         granularity=m.principal_granularity,
-        filters=Filters(m.include_queues, m.exclude_queues, m.include_accounts, m.exclude_accounts),
         max_principals_per_queue=m.max_principals_per_queue,
     )
 
 
-def make_log_sink(settings: Settings, agg: Aggregate, block: bool = False) -> EventSink | None:
+def make_filters(settings: Settings) -> Filters:
+    m = settings.metrics
+    return Filters(m.include_queues, m.exclude_queues, m.include_accounts, m.exclude_accounts)
+
+
+def make_log_sink(settings: Settings, counters: SelfMetrics, block: bool = False) -> LogSink | None:
     from .sinks import otel_env
 
     # OTEL_SDK_DISABLED / OTEL_LOGS_EXPORTER decide over logs.enabled, as the OTel SDK spec says
@@ -45,7 +55,14 @@ def make_log_sink(settings: Settings, agg: Aggregate, block: bool = False) -> Ev
         return None
     from .sinks.logs import build_log_sink  # the encoders and transports only loaded when logs are on
 
-    return build_log_sink(settings.logs, agg, block)
+    return build_log_sink(settings.logs, counters, block)
+
+
+def make_pipeline(
+    settings: Settings, agg: Aggregate, counters: SelfMetrics, log_sink: LogSink | None, store: StateStore | None = None
+) -> Pipeline:
+    sinks: list[Sink] = [agg] if log_sink is None else [agg, log_sink]
+    return Pipeline(sinks, store, counters, make_filters(settings), settings.state.commit_interval)
 
 
 class App:
@@ -55,10 +72,11 @@ class App:
         self.settings = settings
         self.store = StateStore(settings.state.path)
         self.agg = make_aggregate(settings)
-        self.sink = make_log_sink(settings, self.agg)
-        self.pipeline = Pipeline(self.agg, self.sink, self.store, settings.state.commit_interval)
+        self.counters = SelfMetrics()
+        self.sink = make_log_sink(settings, self.counters)
+        self.pipeline = make_pipeline(settings, self.agg, self.counters, self.sink, self.store)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(AggregateCollector(self.agg, self.pipeline.lock))
+        self.registry.register(AggregateCollector(self.agg, self.pipeline.lock, self.counters))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.shared = _connect_shared(settings, self.store)
@@ -110,7 +128,7 @@ class App:
             with self.pipeline.lock:
                 batch = self.shared.take()
             self.shared.send(batch)
-        if self.sink is not None and hasattr(self.sink, "shutdown"):
+        if self.sink is not None:
             self.sink.shutdown()
         self.server.stop()
         self.store.close()
@@ -150,10 +168,11 @@ def replay(
 ) -> tuple[str, int]:
     """One pass over the targets; returns (rendered metrics, number of objects that failed)."""
     agg = make_aggregate(settings)
-    sink = make_log_sink(settings, agg, block=True)  # a batch run waits for the collector, never drops
-    pipeline = Pipeline(agg, sink)
+    counters = SelfMetrics()
+    sink = make_log_sink(settings, counters, block=True)  # a batch run waits for the collector, never drops
+    pipeline = make_pipeline(settings, agg, counters, sink)
     source = "replay"
-    agg.register_source(source)
+    pipeline.register(source)
     failed = 0
     items = list(iter_inputs(targets))
     show = sys.stderr.isatty() if progress is None else progress
@@ -187,10 +206,10 @@ def replay(
     finally:
         if bar is not None:
             bar.stop()
-        if sink is not None and hasattr(sink, "shutdown"):
+        if sink is not None:
             sink.shutdown(86400.0)  # a batch run waits until every record is exported or has failed
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AggregateCollector(agg))
+    registry.register(AggregateCollector(agg, counters=counters))
     return render(registry, output), failed
 
 

@@ -1,124 +1,104 @@
-"""The object processor: one delivery's bytes → SQS events → sinks, counted per outcome."""
+"""The object processor: one delivery → SQS calls → the filters → every sink, counted per outcome.
+
+It is the `Intake` the sources hand their deliveries to, and it owns the checkpoint: the sinks' state,
+the self-monitoring counters and the sources' progress are saved in one transaction.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from .decode.delivery import Decoded, ObjectResult, decode
+from .decode.delivery import Decoded, ObjectResult, decode, decode_records
 from .decode.record import Call, SqsEvent
-from .sinks.metrics import Aggregate
+from .filters import Filters
+from .interfaces import After, ExtraCount, Persistent, Progress, Sink
+from .selfmetrics import SelfMetrics
 from .state import Op, StateStore
 
 log = logging.getLogger(__name__)
 
 
-class EventSink(Protocol):
-    def emit(self, raw: Any, ev: SqsEvent, observed: float) -> None: ...
-
-    def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None: ...
-
-
 class Pipeline:
-    """Applies decoded objects to the aggregate (and the optional log sink) under one lock per object,
-    and checkpoints counters together with the progress they reflect."""
+    """Hands decoded objects to the sinks under one lock per object, and checkpoints what the sinks and
+    the counters hold together with the progress it reflects."""
 
     def __init__(
         self,
-        agg: Aggregate,
-        sink: EventSink | None = None,
+        sinks: Sequence[Sink],
         store: StateStore | None = None,
+        counters: SelfMetrics | None = None,
+        filters: Filters | None = None,
         commit_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.agg = agg
-        self.sink = sink
+        self.sinks = list(sinks)
+        self.counters = counters if counters is not None else SelfMetrics()
+        self.filters = filters if filters is not None and filters.active else None
         self.store = store
         self.commit_interval = commit_interval
         self.clock = clock
+        self.keep_raw = any(s.wants_raw for s in self.sinks)
         self.lock = threading.RLock()
+        self._persistent: list[Persistent] = [s for s in self.sinks if isinstance(s, Persistent)]
+        self._persistent.append(self.counters)
         self._pending: list[Op] = []
-        self._after: list[Callable[[], None]] = []
+        self._after: list[After] = []
         self._last_commit = time.monotonic()
         if store is not None:
-            snap = store.get("aggregate")
-            if snap:
-                agg.restore(snap)
+            for part in self._persistent:
+                snap = store.get(part.state_key)
+                if not snap and part is self.counters:
+                    snap = store.get(SelfMetrics.legacy_key)
+                if snap:
+                    part.restore(snap)
+
+    # -- Intake --------------------------------------------------------------------------------------
+    def register(self, source: str, extra: Iterable[str] = ()) -> None:
+        self.counters.register_source(source, extra)
 
     def process(
-        self,
-        data: bytes,
-        source: str,
-        name: str = "",
-        progress: Iterable[Op] | Callable[[ObjectResult], Iterable[Op]] = (),
-        after: Callable[[], None] | None = None,
+        self, data: bytes, source: str, name: str = "", progress: Progress = (), after: After | None = None
     ) -> ObjectResult:
         """Count one object. `progress` (ops, or a function of the result giving ops) is saved with
         the counters; `after` runs once they are saved."""
         try:
-            d = decode(data, keep_raw=self.sink is not None)
+            d = decode(data, keep_raw=self.keep_raw)
         except Exception as exc:  # a decoder bug must cost one object, not the daemon
             log.exception("unexpected error decoding %s", name)
             d = Decoded(ObjectResult("failed", reason=f"internal: {exc!r}"))
-        res, calls, raws, events = d.result, d.calls, d.raws, d.events
-        if res.outcome == "failed":
-            log.warning("source %s: failed to read %s: %s", source, name or "object", res.reason)
-        now = self.clock()
-        agg = self.agg
-        with self.lock:
-            agg.count(agg.objects, (source, res.outcome))
-            if res.sqs:
-                agg.count(agg.records, (source, "sqs"), res.sqs)
-            if res.other:
-                agg.count(agg.records, (source, "other"), res.other)
-            if res.invalid:
-                agg.count(agg.records, (source, "invalid"), res.invalid)
-            sink = self.sink
-            if calls:
-                if sink is None:
-                    agg.add_calls(calls, now, source)
-                else:
-                    kept: list[bool] = []
-                    agg.add_calls(calls, now, source, kept)
-                    sink.emit_calls(calls, raws, kept, now)
-            add = agg.add
-            for raw, ev in events:
-                if add(ev, now, source) and sink is not None:
-                    sink.emit(raw, ev, now)
-            self._stage(progress(res) if callable(progress) else progress, after)
-            shared = agg.shared.take() if agg.shared is not None and (events or calls) else None
-        if shared is not None:  # Redis I/O outside the lock
-            agg.shared.send(shared)
-        return res
+        if d.result.outcome == "failed":
+            log.warning("source %s: failed to read %s: %s", source, name or "object", d.result.reason)
+        return self._apply(d, source, progress, after, ())
 
-    def count_object(
+    def process_records(
         self,
+        records: Sequence[bytes],
         source: str,
-        outcome: str,
-        progress: Iterable[Op] = (),
-        after: Callable[[], None] | None = None,
-    ) -> None:
+        progress: Progress = (),
+        after: After | None = None,
+        extra: Iterable[ExtraCount] = (),
+    ) -> ObjectResult:
+        return self._apply(decode_records(records), source, progress, after, extra)
+
+    def count_object(self, source: str, outcome: str, progress: Progress = (), after: After | None = None) -> None:
         """Count an object that was not decoded: skipped by its key, or failed to download."""
         with self.lock:
-            self.agg.count(self.agg.objects, (source, outcome))
-            self._stage(progress, after)
-
-    def stage(self, progress: Iterable[Op] = (), after: Callable[[], None] | None = None) -> None:
-        """Save `progress` with the next checkpoint and run `after` once saved, counting nothing."""
-        with self.lock:
-            self._stage(progress, after)
+            self.counters.count_object(source, outcome)
+            self._stage(progress, None, after)
 
     def source_error(self, source: str, kind: str) -> None:
-        with self.lock:
-            self.agg.count(self.agg.source_errors, (source, kind))
+        self.counters.count_source_error(source, kind)
 
-    def _stage(self, progress: Iterable[Op], after: Callable[[], None] | None) -> None:
-        self._pending.extend(progress)
-        if after is not None:
-            self._after.append(after)
+    def stage(self, progress: Progress = (), after: After | None = None, extra: Iterable[ExtraCount] = ()) -> None:
+        """Save `progress` with the next checkpoint and run `after` once saved, counting no object."""
+        with self.lock:
+            for name, key, n in extra:
+                self.counters.count_extra(name, key, n)
+            self._stage(progress, None, after)
 
     def checkpoint(self, force: bool = False) -> None:
         """Save counters and staged progress in one transaction, then run the post-commit actions."""
@@ -126,7 +106,7 @@ class Pipeline:
             if not force and not self._pending and not self._after:
                 return
             if self.store is not None:
-                ops = [*self._pending, StateStore.put_op("aggregate", self.agg.snapshot())]
+                ops = [*self._pending, *(StateStore.put_op(p.state_key, p.snapshot()) for p in self._persistent)]
                 self.store.commit(ops)
             self._pending.clear()
             after, self._after = self._after, []
@@ -140,3 +120,49 @@ class Pipeline:
     def maybe_checkpoint(self) -> None:
         if time.monotonic() - self._last_commit >= self.commit_interval:
             self.checkpoint()
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _apply(
+        self, d: Decoded, source: str, progress: Progress, after: After | None, extra: Iterable[ExtraCount]
+    ) -> ObjectResult:
+        res, calls, raws = d.result, d.calls, d.raws
+        if d.events:
+            calls, raws = _as_calls(d.events)
+        if self.filters is not None and calls:
+            calls, raws = self.filters.select(calls, raws)
+        now = self.clock()
+        later: list[After] = []
+        with self.lock:
+            counters = self.counters
+            counters.count_object(source, res.outcome, res.sqs, res.other, res.invalid)
+            for name, key, n in extra:
+                counters.count_extra(name, key, n)
+            if calls:
+                for sink in self.sinks:
+                    action = sink.consume(calls, raws, now, source)
+                    if action is not None:
+                        later.append(action)
+            self._stage(progress, res, after)
+        for action in later:  # slow I/O (Redis) outside the lock
+            action()
+        return res
+
+    def _stage(self, progress: Progress, res: ObjectResult | None, after: After | None) -> None:
+        if callable(progress):
+            assert res is not None, "a progress function needs an object result"
+            progress = progress(res)
+        self._pending.extend(progress)
+        if after is not None:
+            self._after.append(after)
+
+
+def _as_calls(events: list[tuple[Any, SqsEvent]]) -> tuple[list[Call], list[Any]]:
+    """The record-by-record path's (raw, event) pairs as calls (the inverse of decode.record.call_event)."""
+    calls: list[Call] = []
+    raws: list[Any] = []
+    for raw, ev in events:
+        labels = (ev.account_id, ev.region, ev.queue, ev.event_name, ev.category)
+        url = (ev.queue_url, ev.queue_arn)
+        calls.append((labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, url))
+        raws.append(raw)
+    return calls, raws

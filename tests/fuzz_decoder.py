@@ -16,8 +16,8 @@ with atheris.instrument_imports():
 
 from exporter import config
 from exporter.decode.record import call_event
+from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.logs import LogSink
-from exporter.sinks.metrics import Aggregate
 
 
 class NullTransport:
@@ -28,7 +28,7 @@ class NullTransport:
         pass
 
 
-SINK = LogSink(config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9"), Aggregate(), transport=NullTransport())
+SINK = LogSink(config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9"), SelfMetrics(), transport=NullTransport())
 NATIVE = SINK.native
 
 

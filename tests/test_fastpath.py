@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from exporter.decode.delivery import extract
 from exporter.pipeline import Pipeline
+from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.metrics import Aggregate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,19 +33,20 @@ def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 
 class _NoSink:
-    def emit(self, raw: object, ev: object, observed: float) -> None:
-        pass
+    wants_raw = True  # as the log sink: the scanner with raw records, or the general path
 
-    def emit_calls(self, calls: object, raws: object, kept: object, observed: float) -> None:
-        pass
+    def consume(self, calls: object, raws: object, observed: float, source: str) -> None:
+        return None
 
 
 def _counted(data: bytes, general: bool) -> dict:
     """The aggregate after one object, counted with a log sink (the scanner with raw records, or the general
     path event by event) or without one (the fast path)."""
     agg = Aggregate(max_queues=2)
-    Pipeline(agg, _NoSink() if general else None, clock=lambda: 1.8e9).process(data, "test")
-    return agg.snapshot()
+    counters = SelfMetrics()
+    sinks = [agg, _NoSink()] if general else [agg]
+    Pipeline(sinks, counters=counters, clock=lambda: 1.8e9).process(data, "test")
+    return {**agg.snapshot(), **counters.snapshot()}
 
 
 def _same(data: bytes) -> None:

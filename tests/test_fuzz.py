@@ -62,7 +62,7 @@ def _check(data: bytes) -> None:
     assert res.sqs == len(events)
     assert min(res.sqs, res.other, res.invalid) >= 0
     agg = Aggregate()
-    Pipeline(agg).process(data, "fuzz")
+    Pipeline([agg]).process(data, "fuzz")
     assert sum(agg.calls.values()) == res.sqs
 
 

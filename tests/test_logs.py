@@ -19,8 +19,8 @@ from util import Exporter, free_port, generate, http_get, parse_metrics, series,
 
 from exporter import app, config
 from exporter.generator import Generator
+from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.logs import LogSink, export_settings, resource_attributes, severity
-from exporter.sinks.metrics import Aggregate
 
 SQS = "sqs.amazonaws.com"
 
@@ -270,8 +270,8 @@ def burst_events(tmp_path: Path, n: int) -> list[tuple[Any, Any]]:
 @pytest.mark.slow
 def test_burst_of_200k_with_collector_up_drops_nothing(tmp_path: Path, receiver: Receiver) -> None:
     events = burst_events(tmp_path, 200_000)
-    agg = Aggregate()
-    sink = LogSink(config.LogsConfig(enabled=True, endpoint=receiver.endpoint), agg)
+    counters = SelfMetrics()
+    sink = LogSink(config.LogsConfig(enabled=True, endpoint=receiver.endpoint), counters)
     t0 = time.perf_counter()
     try:
         for raw, ev in events:  # as fast as the producer can go: far faster than any export
@@ -281,7 +281,7 @@ def test_burst_of_200k_with_collector_up_drops_nothing(tmp_path: Path, receiver:
         sink.shutdown(timeout=120)
     took = time.perf_counter() - t0
     print(f"200k burst: emit {emitted:.2f}s, exported in {took:.2f}s = {200_000 / took:.0f} records/s")
-    assert agg.log_records == {"exported": 200_000, "dropped": 0, "failed": 0}
+    assert counters.log_records == {"exported": 200_000, "dropped": 0, "failed": 0}
     assert receiver.count == 200_000
 
 

@@ -21,8 +21,8 @@ from exporter import config
 from exporter.decode.delivery import extract
 from exporter.decode.reader import read_delivery
 from exporter.decode.record import SqsEvent
+from exporter.selfmetrics import SelfMetrics
 from exporter.sinks import logs
-from exporter.sinks.metrics import Aggregate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = Path(__file__).parents[1] / "exporter" / "sample"
@@ -43,7 +43,7 @@ class NullTransport:
 
 def make_sink(**redact: Any) -> logs.LogSink:
     cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact))
-    return logs.LogSink(cfg, Aggregate(), transport=NullTransport())
+    return logs.LogSink(cfg, SelfMetrics(), transport=NullTransport())
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +326,7 @@ def sent_records(redact: dict[str, Any], feed: Any, **cfg: Any) -> list[bytes]:
 
     t = Collecting()
     c = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact), **cfg)
-    sink = logs.LogSink(c, Aggregate(), transport=t, rng=iter([0.1, 0.9] * 100_000).__next__)
+    sink = logs.LogSink(c, SelfMetrics(), transport=t, rng=iter([0.1, 0.9] * 100_000).__next__)
     feed(sink)
     sink.shutdown(5.0)
     out = []

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector
 from prometheus_client.exposition import choose_encoder
 
 from exporter.decode.record import SqsEvent
+from exporter.selfmetrics import SelfMetrics
 from exporter.server import exposition
 from exporter.sinks.metrics import Aggregate, AggregateCollector, Metric
 
@@ -36,8 +37,13 @@ def _aggregate() -> Aggregate:
     agg.calls[("1", "r", "big", "SendMessage", "Data")] = 12_345_678  # Go-style exponent
     agg.calls[("1", "r", "neg", "SendMessage", "Data")] = -1
     agg.batch[("1", "r", "q", "SendMessageBatch")] = 2.5
-    agg.register_source("file")
     return agg
+
+
+def _counters() -> SelfMetrics:
+    counters = SelfMetrics()
+    counters.register_source("file")
+    return counters
 
 
 class _Generic:
@@ -69,7 +75,7 @@ class _Generic:
 )
 def test_exposition_is_byte_identical(accept: str) -> None:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AggregateCollector(_aggregate()))
+    registry.register(AggregateCollector(_aggregate(), counters=_counters()))
     PlatformCollector(registry=registry)
     encoder, ctype = choose_encoder(accept)
     want = encoder(_Generic(registry))

@@ -3,11 +3,12 @@ msgspec paths; whatever they decline goes record by record, which decides `other
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import scan
-from .reader import DECODE_ERRORS, inflate, read_delivery, read_records
+from .reader import DECODE_ERRORS, Delivery, inflate, read_delivery, read_records
 from .record import (
     INSIGHT,
     SQS_SOURCE,
@@ -40,7 +41,12 @@ def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tupl
         if fast is not None:
             return fast
     # records may point into a reused inflate buffer: what outlives this call is copied to bytes
-    delivery = read_delivery(data, scratch=True)
+    return events_of(read_delivery(data, scratch=True))
+
+
+def events_of(delivery: Delivery) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
+    """The record-by-record path: each record of a delivery decoded on its own, which decides `other` /
+    `invalid`; the SQS ones as (raw JSON bytes, event)."""
     res = ObjectResult(delivery.outcome, invalid=delivery.invalid, reason=delivery.reason)
     events: list[tuple[Any, SqsEvent]] = []
     other = 0
@@ -150,4 +156,13 @@ def decode(data: bytes, keep_raw: bool) -> Decoded:
         if scan_out is not None:
             return Decoded(scan_out[0], scan_out[1], scan_out[2])
     res, events = extract(data, keep_raw=keep_raw)
+    return Decoded(res, events=events)
+
+
+def decode_records(records: Sequence[bytes]) -> Decoded:
+    """Records a source has already split (CloudWatch log event messages, one CloudTrail record each),
+    decoded record by record as one object; an empty one counts as invalid."""
+    kept = [r for r in records if r]
+    delivery = Delivery("ok", kept, invalid=len(records) - len(kept), parsed=False)
+    res, events = events_of(delivery)
     return Decoded(res, events=events)

@@ -6,7 +6,8 @@ it to a bounded queue; when the queue is full the record is dropped and counted,
 never waits on the collector. One export thread drains the queue in batches and sends them, retrying
 transient failures with backoff for up to `retry_max_elapsed`.
 
-Outcomes go to `agg.log_records` (cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
+Outcomes are counted in the exporter's own counters (exporter.selfmetrics,
+cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
 (acknowledged by the collector), `dropped` (queue full, or still queued at the shutdown bound),
 `failed` (rejected by the collector, or given up after retries). Every record that passed the filters
 ends in exactly one of them.
@@ -30,8 +31,9 @@ import msgspec
 from .. import __version__
 from ..config import LogsConfig
 from ..decode.record import NO_QUEUE, Call, SqsEvent, call_event
+from ..interfaces import After
+from ..selfmetrics import SelfMetrics
 from . import otel_env, otlp
-from .metrics import Aggregate
 from .otel_env import ExportSettings, export_settings, parse_headers
 from .otlp_transport import GRPC_METHOD, SendResult, Transport, make_transport
 from .retry import Retrier
@@ -192,13 +194,14 @@ class LogSink:
     def __init__(
         self,
         cfg: LogsConfig,
-        agg: Aggregate,
+        counters: SelfMetrics,
         transport: Transport | None = None,
         env: Mapping[str, str] | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.cfg = cfg
-        self.agg = agg
+        # outcomes are counted from both threads: the counters' own lock keeps every increment
+        self.count = counters.count_log
         self.settings = export_settings(cfg, env)
         self.transport = transport or make_transport(self.settings)
         self.retry = Retrier(self.settings.timeout, cfg.retry_max_elapsed)
@@ -245,7 +248,6 @@ class LogSink:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.deadline = float("inf")  # monotonic; set by shutdown
-        self.drop_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="otlp-logs-export", daemon=True)
         self.thread.start()
         log.info(
@@ -255,6 +257,14 @@ class LogSink:
             self.max_records,
             self.max_bytes >> 20,
         )
+
+    # -- as a sink ----------------------------------------------------------------------------------------------
+    wants_raw = True
+
+    def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> After | None:
+        """The calls of one object, already through the metrics filters."""
+        self.emit_calls(calls, raws, [True] * len(calls), observed)
+        return None
 
     # -- processing thread --------------------------------------------------------------------------------------
     def emit(self, raw: Any, ev: SqsEvent, observed: float) -> None:
@@ -266,8 +276,7 @@ class LogSink:
                 return
             sampled = True
         if (self._full() or self.stopping.is_set()) and not (self.block and self._wait_for_room()):
-            with self.drop_lock:
-                self.agg.log_records["dropped"] += 1
+            self.count("dropped")
             return
         try:
             f = self.encode(raw, ev, observed, sampled)
@@ -278,8 +287,7 @@ class LogSink:
 
     def _failed(self, event_name: str) -> None:
         log.exception("OTel logs: cannot encode a record of %s", event_name)
-        with self.drop_lock:
-            self.agg.log_records["failed"] += 1
+        self.count("failed")
 
     def _full(self) -> bool:
         return self.queued() >= self.max_records or self.bytes_in - self.bytes_out > self.max_bytes
@@ -415,8 +423,7 @@ class LogSink:
             except IndexError:
                 break
         if left:
-            with self.drop_lock:
-                self.agg.log_records["dropped"] += left
+            self.count("dropped", left)
             log.warning("OTel logs: %d records still queued at shutdown were dropped", left)
 
     def _export_one(self) -> None:
@@ -440,8 +447,7 @@ class LogSink:
         if not chunks:
             return
         if time.monotonic() >= self.deadline:
-            with self.drop_lock:
-                self.agg.log_records["dropped"] += count
+            self.count("dropped", count)
             return
         self._send(self.builder.request(chunks), count)
 
@@ -450,11 +456,11 @@ class LogSink:
         if res.ok:
             if res.rejected:
                 log.warning("OTel logs: collector rejected %d of %d records: %s", res.rejected, n, res.message)
-            self.agg.log_records["exported"] += n - res.rejected
-            self.agg.log_records["failed"] += res.rejected
+            self.count("exported", n - res.rejected)
+            self.count("failed", res.rejected)
             return
         log.log(self.retry.give_up_level(), "OTel logs: export of %d records failed: %s", n, res.message)
-        self.agg.log_records["failed"] += n
+        self.count("failed", n)
 
     # -- encoding -----------------------------------------------------------------------------------------------
     def body(self, raw: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -640,8 +646,8 @@ class LogSink:
             log.debug("closing the OTLP transport failed", exc_info=True)
 
 
-def build_log_sink(cfg: LogsConfig, agg: Aggregate, block: bool = False) -> LogSink:
-    sink = LogSink(cfg, agg)
+def build_log_sink(cfg: LogsConfig, counters: SelfMetrics, block: bool = False) -> LogSink:
+    sink = LogSink(cfg, counters)
     sink.block = block
     if block:  # a batch run waits for room: a few batches of queue keep the exporter busy, and RSS low
         sink.max_records = min(sink.max_records, 4 * cfg.batch_size)

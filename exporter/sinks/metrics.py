@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from prometheus_client.metrics_core import (
@@ -19,6 +18,7 @@ from prometheus_client.utils import floatToGoString
 
 from .. import __version__
 from ..decode.record import NO_QUEUE, Call, Labels, SqsEvent
+from ..selfmetrics import SelfMetrics
 
 try:  # the loop of add_calls in C (exporter/_native.c); this module's loop stays the reference
     from .._native import add_calls as _native_add_calls
@@ -55,59 +55,21 @@ _NO_URL: tuple[str | None, str | None] = (None, None)
 _Slot = tuple[tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str]]
 
 
-class Filters:
-    """include/exclude regexes on queue names and lists of account ids, with per-name caching."""
-
-    def __init__(
-        self,
-        include_queues: str | None = None,
-        exclude_queues: str | None = None,
-        include_accounts: Iterable[str] | None = None,
-        exclude_accounts: Iterable[str] | None = None,
-    ) -> None:
-        self._inc = re.compile(include_queues) if include_queues else None
-        self._exc = re.compile(exclude_queues) if exclude_queues else None
-        self._inc_acc = frozenset(include_accounts) if include_accounts is not None else None
-        self._exc_acc = frozenset(exclude_accounts or ())
-        self._cache: dict[tuple[str, str], bool] = {}
-        self.active = bool(self._inc or self._exc or self._inc_acc is not None or self._exc_acc)
-
-    def keep(self, account: str, queue: str) -> bool:
-        key = (account, queue)
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = self._decide(account, queue)
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[key] = hit
-        return hit
-
-    def _decide(self, account: str, queue: str) -> bool:
-        if self._inc_acc is not None and account not in self._inc_acc:
-            return False
-        if account in self._exc_acc:
-            return False
-        if queue == NO_QUEUE:  # queue filters apply to named queues; account-wide calls stay
-            return True
-        if self._inc is not None and not self._inc.search(queue):
-            return False
-        return not (self._exc is not None and self._exc.search(queue))
-
-
 class Aggregate:
     """Everything the metrics show, as plain dicts keyed by label tuples. Not thread-safe: callers
-    hold the pipeline lock per object (never per event)."""
+    hold the pipeline lock per object (never per event). A `Sink` of the pipeline, checkpointed with it."""
+
+    wants_raw = False
+    state_key = "aggregate"
 
     def __init__(
         self,
         max_queues: int = 1000,
         granularity: str = "role",
-        filters: Filters | None = None,
         max_principals_per_queue: int = 100_000,
     ) -> None:
         self.max_queues = max_queues
         self.by_arn = granularity == "arn"
-        self.filters = filters or Filters()
         self.max_principals = max_principals_per_queue
         self.calls: dict[tuple[str, str, str, str, str], int] = {}
         self.errors: dict[tuple[str, str, str, str, str], int] = {}
@@ -118,19 +80,25 @@ class Aggregate:
         self.queues: set[tuple[str, str, str]] = set()
         # source → [bucket counts..., +Inf count], sum
         self.lag: dict[str, list[float]] = {}
-        self.records: dict[tuple[str, str], int] = {}
-        self.objects: dict[tuple[str, str], int] = {}
-        self.source_errors: dict[tuple[str, str], int] = {}
-        self.log_records: dict[str, int] = dict.fromkeys(LOG_OUTCOMES, 0)
-        self.extra_counters: dict[str, dict[tuple[str, ...], int]] = {}
         # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
         self.shared: Any = None
         # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
         self._slots: dict[Labels, _Slot | Literal[False]] = {}
 
+    # -- as a sink ---------------------------------------------------------------------------------
+    def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> Callable[[], None] | None:
+        """Count one object's calls; with several replicas, what goes to Redis is sent once the pipeline
+        lock is released."""
+        self.add_calls(calls, observed, source)
+        shared = self.shared
+        if shared is None:
+            return None
+        batch = shared.take()  # under the pipeline lock, like every `add`
+        return lambda: shared.send(batch)
+
     # -- per event ---------------------------------------------------------------------------------
     def add(self, ev: SqsEvent, now: float, source: str) -> bool:
-        """Count one SQS event. False when filters drop it."""
+        """Count one SQS event."""
         labels = (ev.account_id, ev.region, ev.queue, ev.event_name, ev.category)
         call = (labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, _NO_URL)
         return self.add_calls((call,), now, source) == 1
@@ -225,20 +193,17 @@ class Aggregate:
         return kept
 
     def _slot(self, labels: Labels) -> _Slot | Literal[False]:
-        """The table keys of calls with these labels (queue capped to OTHER_QUEUE), False when filtered.
-        The answer is remembered: filters are fixed and a queue, once admitted or refused, stays so."""
+        """The table keys of calls with these labels (queue capped to OTHER_QUEUE). The answer is
+        remembered: a queue, once admitted or refused, stays so. (The pipeline applies the filters.)"""
         account, region, queue, name, category = labels
-        if self.filters.active and not self.filters.keep(account, queue):
-            slot: _Slot | Literal[False] = False
-        else:
-            if queue != NO_QUEUE:
-                qkey = (account, region, queue)
-                if qkey not in self.queues:
-                    if len(self.queues) < self.max_queues:
-                        self.queues.add(qkey)
-                    else:
-                        queue = OTHER_QUEUE
-            slot = ((account, region, queue, name, category), (account, region, queue), (account, region))
+        if queue != NO_QUEUE:
+            qkey = (account, region, queue)
+            if qkey not in self.queues:
+                if len(self.queues) < self.max_queues:
+                    self.queues.add(qkey)
+                else:
+                    queue = OTHER_QUEUE
+        slot: _Slot = ((account, region, queue, name, category), (account, region, queue), (account, region))
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
             if len(self._slots) >= _MAX_SLOTS:
                 self._slots.clear()  # bounded; recomputing a slot gives the same answer
@@ -271,17 +236,6 @@ class Aggregate:
                 del seen[p]
             # an emptied queue keeps its key: its gauge reads 0 rather than vanishing (queues are capped)
 
-    # -- self-monitoring ---------------------------------------------------------------------------
-    def count(self, table: dict[Any, int], key: Any, n: int = 1) -> None:
-        table[key] = table.get(key, 0) + n
-
-    def register_source(self, source: str) -> None:
-        """Zero series for a source, so rate() works from its first scrape."""
-        for o in RECORD_OUTCOMES:
-            self.records.setdefault((source, o), 0)
-        for o in OBJECT_OUTCOMES:
-            self.objects.setdefault((source, o), 0)
-
     # -- views -------------------------------------------------------------------------------------
     def distinct_principals(self) -> dict[tuple[str, str, str, str], int]:
         if self.shared is not None:  # the global figure, the same on every replica
@@ -311,11 +265,6 @@ class Aggregate:
             "newest": [[*k, v] for k, v in self.newest.items()],
             "queues": [list(q) for q in self.queues],
             "lag": self.lag,
-            "records": [[*k, v] for k, v in self.records.items()],
-            "objects": [[*k, v] for k, v in self.objects.items()],
-            "source_errors": [[*k, v] for k, v in self.source_errors.items()],
-            "log_records": self.log_records,
-            "extra": {n: [[*k, v] for k, v in t.items()] for n, t in self.extra_counters.items()},
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -331,19 +280,15 @@ class Aggregate:
         self.newest = dict(rows("newest"))  # type: ignore[arg-type]
         self.queues = {tuple(q) for q in snap.get("queues", ())}  # type: ignore[misc]
         self.lag = {k: list(v) for k, v in snap.get("lag", {}).items()}
-        self.records = dict(rows("records"))  # type: ignore[arg-type]
-        self.objects = dict(rows("objects"))  # type: ignore[arg-type]
-        self.source_errors = dict(rows("source_errors"))  # type: ignore[arg-type]
-        self.log_records = {**dict.fromkeys(LOG_OUTCOMES, 0), **snap.get("log_records", {})}
-        self.extra_counters = {n: {tuple(r[:-1]): r[-1] for r in t} for n, t in snap.get("extra", {}).items()}
 
 
 class AggregateCollector:
-    """prometheus_client Collector that renders an Aggregate at scrape time."""
+    """prometheus_client Collector that renders an Aggregate, and the exporter's own counters, at scrape time."""
 
-    def __init__(self, agg: Aggregate, lock: Any = None) -> None:
+    def __init__(self, agg: Aggregate, lock: Any = None, counters: SelfMetrics | None = None) -> None:
         self.agg = agg
         self.lock = lock
+        self.counters = counters if counters is not None else SelfMetrics()
         # family → label values → rendered `name{labels} `; bounded by the series there have been
         self._cache: dict[str, dict[Any, str]] = {}
 
@@ -412,28 +357,19 @@ class AggregateCollector:
         for k, v in a.newest.items():
             g.add_metric(k, v)
         out.append(g)
-        counter(
-            "exporter_records",
-            "CloudTrail records read, by outcome.",
-            ["source", "outcome"],
-            a.records.items(),
-        )
+        c = self.counters.counts()
+        counter("exporter_records", "CloudTrail records read, by outcome.", ["source", "outcome"], c.records)
         counter(
             "exporter_objects",
             "Files, objects or log batches read, by outcome.",
             ["source", "outcome"],
-            a.objects.items(),
+            c.objects,
         )
-        counter(
-            "exporter_source_errors",
-            "Failed calls to AWS, by kind.",
-            ["source", "kind"],
-            a.source_errors.items(),
-        )
-        counter("exporter_log_records", "OTel log records, by outcome.", ["outcome"], a.log_records.items())
+        counter("exporter_source_errors", "Failed calls to AWS, by kind.", ["source", "kind"], c.source_errors)
+        counter("exporter_log_records", "OTel log records, by outcome.", ["outcome"], c.log_records)
         for name, (doc, labels) in EXTRA_COUNTERS.items():
-            if name in a.extra_counters:
-                counter(name, doc, labels, a.extra_counters[name].items())
+            if name in c.extra:
+                counter(name, doc, labels, c.extra[name])
         g = GaugeMetricFamily(p + "exporter_build_info", "Always 1; the version label.", labels=["version"])
         g.add_metric([__version__], 1)
         out.append(g)

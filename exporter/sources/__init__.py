@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from ..config import SourceConfig
 from .base import Context, Source
 
 # type → (module, class); imported when configured: the AWS ones pull in boto3 (~0.3 s of start-up,
@@ -17,12 +18,12 @@ SOURCE_TYPES: dict[str, tuple[str, str]] = {
 }
 
 
-def source_class(type_: str) -> type[Source]:
+def source_class(type_: str) -> type[Source[Any]]:
     module, name = SOURCE_TYPES[type_]
     return getattr(import_module(module, __name__), name)
 
 
-def build(cfg: Any, ctx: Context) -> Source:
+def build(cfg: SourceConfig, ctx: Context) -> Source[Any]:
     return source_class(cfg.type)(cfg, ctx)
 
 

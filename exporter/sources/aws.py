@@ -26,7 +26,8 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from ..pipeline import Pipeline
+from ..config import AwsSourceConfig
+from ..interfaces import Intake
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,8 @@ class ErrorCounter:
     """Counts every failed attempt (retries included) into source_errors_total by kind, via botocore's
     `needs-retry` event, so throttling that retries absorb is still visible."""
 
-    def __init__(self, pipeline: Pipeline | None, source: str) -> None:
-        self.pipeline = pipeline
+    def __init__(self, intake: Intake | None, source: str) -> None:
+        self.intake = intake
         self.source = source
         self.last: tuple[str, str] | None = None  # (kind, detail) of the last failed attempt
 
@@ -136,13 +137,13 @@ class ErrorCounter:
         name = getattr(operation, "name", "?")
         self.last = (kind, f"{name}: {detail}")
         log.debug("source %s: %s failed (%s): %s", self.source, name, kind, detail)
-        if self.pipeline is not None:
-            self.pipeline.source_error(self.source, kind)
+        if self.intake is not None:
+            self.intake.source_error(self.source, kind)
 
     def unsent(self, exc: BaseException) -> None:
         """Count a failure that never reached the wire (no credentials, bad parameters...)."""
-        if not was_sent(exc) and self.pipeline is not None:
-            self.pipeline.source_error(self.source, error_kind(exc=exc))
+        if not was_sent(exc) and self.intake is not None:
+            self.intake.source_error(self.source, error_kind(exc=exc))
 
 
 class OnceLog:
@@ -162,34 +163,35 @@ class OnceLog:
         self._seen.clear()
 
 
-def endpoint_url(cfg: Any) -> str | None:
-    return getattr(cfg, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL") or None
+def endpoint_url(cfg: AwsSourceConfig) -> str | None:
+    return cfg.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def client_config(cfg: Any, **extra: Any) -> Config:
+def client_config(cfg: AwsSourceConfig, in_flight: int = 1, **extra: Any) -> Config:
+    """botocore settings from the source's config; `in_flight`: how many requests the caller makes at once."""
     return Config(
-        retries={"mode": getattr(cfg, "retry_mode", "standard"), "max_attempts": getattr(cfg, "max_attempts", 5)},
-        connect_timeout=getattr(cfg, "connect_timeout", 5.0),
-        read_timeout=getattr(cfg, "read_timeout", 60.0),
-        max_pool_connections=max(10, getattr(cfg, "max_in_flight", 4) * 2),
+        retries={"mode": cfg.retry_mode, "max_attempts": cfg.max_attempts},
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        max_pool_connections=max(10, in_flight * 2),
         user_agent_extra="cloudtrail-sqs-exporter",
         **extra,
     )
 
 
-def make_session(cfg: Any) -> boto3.Session:
+def make_session(cfg: AwsSourceConfig) -> boto3.Session:
     """The standard credential chain (env, profile, IRSA web identity, Pod Identity / container
     credentials, instance profile); with `role_arn`, a role assumed from it, refreshed as it expires."""
-    region = getattr(cfg, "region", None)
+    region = cfg.region
     base = boto3.Session(region_name=region)
-    role_arn = getattr(cfg, "role_arn", None)
+    role_arn = cfg.role_arn
     if not role_arn:
         return base
     sts = base.client("sts", endpoint_url=endpoint_url(cfg), config=client_config(cfg))
 
     def refresh() -> dict[str, str]:
         kw: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": cfg.role_session_name}
-        if getattr(cfg, "external_id", None):
+        if cfg.external_id:
             kw["ExternalId"] = cfg.external_id
         c = sts.assume_role(**kw)["Credentials"]
         return {
@@ -206,9 +208,16 @@ def make_session(cfg: Any) -> boto3.Session:
     return boto3.Session(botocore_session=bs)
 
 
-def make_client(service: str, cfg: Any, counter: ErrorCounter | None = None, session: Any = None, **extra: Any) -> Any:
+def make_client(
+    service: str,
+    cfg: AwsSourceConfig,
+    counter: ErrorCounter | None = None,
+    session: Any = None,
+    in_flight: int = 1,
+    **extra: Any,
+) -> Any:
     session = session or make_session(cfg)
-    client = session.client(service, endpoint_url=endpoint_url(cfg), config=client_config(cfg, **extra))
+    client = session.client(service, endpoint_url=endpoint_url(cfg), config=client_config(cfg, in_flight, **extra))
     if counter is not None:
         counter.attach(client)
     return client

@@ -1,4 +1,4 @@
-"""What every source shares: a poll loop, health for /readyz, and the objects it hands the pipeline."""
+"""What every source shares: a poll loop, health for /readyz, and the `Intake` it hands deliveries to."""
 
 from __future__ import annotations
 
@@ -7,36 +7,47 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from ..pipeline import Pipeline
+from ..config import CloudWatchSourceConfig, FileSourceConfig, S3SourceConfig, S3SqsSourceConfig, Settings
+from ..interfaces import Intake
 from ..state import StateStore
+
+if TYPE_CHECKING:  # redis is imported only when state.redis_url is set
+    from ..shared import SharedState
 
 log = logging.getLogger(__name__)
 
 
+C = TypeVar("C", FileSourceConfig, S3SourceConfig, S3SqsSourceConfig, CloudWatchSourceConfig)
+
+
 @dataclass
 class Context:
-    pipeline: Pipeline
+    intake: Intake
     store: StateStore | None
-    settings: Any = None
-    shared: Any = None  # exporter.shared.SharedState when state.redis_url is set
+    settings: Settings | None = None
+    shared: SharedState | None = None  # when state.redis_url is set
 
 
-class Source(ABC):
-    """A source polls in its own thread; each object goes through `ctx.pipeline.process`."""
+class Source(ABC, Generic[C]):
+    """A source polls in its own thread; each object goes through `ctx.intake.process`."""
 
     type = "base"
 
-    def __init__(self, cfg: Any, ctx: Context) -> None:
+    # named counters of its own the source adds (zero series from the start)
+    extra_counters: tuple[str, ...] = ()
+
+    def __init__(self, cfg: C, ctx: Context) -> None:
         self.cfg = cfg
         self.ctx = ctx
+        self.intake = ctx.intake
         self.name: str = cfg.name or self.type
-        self.interval: float = getattr(cfg, "poll_interval", 5.0)
+        self.interval: float = cfg.poll_interval
         self.last_success: float | None = None  # monotonic time of the last good poll
         self.failing_since: float | None = None
         self.last_error: str | None = None
-        ctx.pipeline.agg.register_source(self.name)
+        self.intake.register(self.name, self.extra_counters)
 
     @abstractmethod
     def poll(self, stop: threading.Event) -> None:
@@ -51,7 +62,7 @@ class Source(ABC):
             else:
                 self._ok()
             finally:
-                self.ctx.pipeline.checkpoint()
+                self.intake.checkpoint()
             stop.wait(self.interval)
 
     def _ok(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from ..config import CloudWatchSourceConfig
 from ..decode.record import SQS_SOURCE
 from ..state import StateStore
 from .aws import ErrorCounter, OnceLog, RateLimiter, endpoint_url, make_client
@@ -44,12 +45,13 @@ def is_sqs_event(message: str) -> bool:
         return False
 
 
-class CloudWatchSource(Source):
+class CloudWatchSource(Source[CloudWatchSourceConfig]):
     type = "cloudwatch"
+    extra_counters = (LATE_COUNTER,)
 
-    def __init__(self, cfg: Any, ctx: Context) -> None:
+    def __init__(self, cfg: CloudWatchSourceConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        self.errors = ErrorCounter(ctx.pipeline, self.name)
+        self.errors = ErrorCounter(ctx.intake, self.name)
         self.logs = make_client("logs", cfg, self.errors)
         region = self.logs.meta.region_name
         self.limiter = RateLimiter.shared(("logs", endpoint_url(cfg), region), cfg.requests_per_second)
@@ -63,8 +65,6 @@ class CloudWatchSource(Source):
         self.cutoff: int | None = state.get("cut")
         self.ids: dict[str, int] = state.get("ids", {})  # counted, timestamp ≥ watermark − window
         self.late_ids: dict[str, int] = state.get("late", {})  # counted as late, inside the scan range
-        with ctx.pipeline.lock:
-            ctx.pipeline.agg.extra_counters.setdefault(LATE_COUNTER, {}).setdefault((self.name,), 0)
 
     @property
     def _key(self) -> str:
@@ -93,11 +93,11 @@ class CloudWatchSource(Source):
 
     def poll(self, stop: threading.Event) -> None:
         cfg = self.cfg
-        pipeline = self.ctx.pipeline
+        intake = self.intake
         now = int(time.time() * 1000)
         if self.watermark is None:
             self.watermark = self._start_ms()
-            pipeline.stage([StateStore.put_op(self._key, self._state(self.watermark, self.cutoff))])
+            intake.stage([StateStore.put_op(self._key, self._state(self.watermark, self.cutoff))])
         watermark, cutoff = self.watermark, self.cutoff
         lower = watermark - self.window
         start = max(0, lower - (self.scan if cutoff is not None else 0))
@@ -116,7 +116,7 @@ class CloudWatchSource(Source):
             resp = self._request(stop, **kw, **({"nextToken": token} if token else {}))
             if resp is None:
                 return
-            fresh: list[dict[str, Any]] = []
+            fresh: list[bytes] = []  # each event's message: one CloudTrail record
             late = 0
             for e in resp.get("events", ()):
                 ing = e.get("ingestionTime")
@@ -134,7 +134,7 @@ class CloudWatchSource(Source):
                 if eid in self.ids:
                     continue
                 self.ids[eid] = ts
-                fresh.append({"id": eid, "timestamp": ts, "message": e["message"]})
+                fresh.append(e["message"].encode())
                 newest = max(newest, min(ts, now))
             if fresh or late:
                 self._count(fresh, late, watermark, cutoff)
@@ -148,7 +148,7 @@ class CloudWatchSource(Source):
         lower = newest - self.window
         self.ids = {k: t for k, t in self.ids.items() if t >= lower}
         self.late_ids = {k: t for k, t in self.late_ids.items() if t >= lower - self.scan}
-        pipeline.stage([StateStore.put_op(self._key, self._state(self.watermark, self.cutoff))])
+        intake.stage([StateStore.put_op(self._key, self._state(self.watermark, self.cutoff))])
         self.oncelog.clear()
 
     def _wanted(self, e: dict[str, Any]) -> bool:
@@ -160,19 +160,15 @@ class CloudWatchSource(Source):
             return False
         return not self.client_filter or is_sqs_event(e.get("message", ""))
 
-    def _count(self, fresh: list[dict[str, Any]], late: int, watermark: int, cutoff: int | None) -> None:
+    def _count(self, fresh: list[bytes], late: int, watermark: int, cutoff: int | None) -> None:
         """One page: late events and new events counted with the ids that stop a second count, in one
         step no checkpoint can split."""
-        pipeline = self.ctx.pipeline
         progress = [StateStore.put_op(self._key, self._state(watermark, cutoff))]
-        with pipeline.lock:
-            if late:
-                table = pipeline.agg.extra_counters.setdefault(LATE_COUNTER, {})
-                table[(self.name,)] = table.get((self.name,), 0) + late
-                log.info("source %s: %d event(s) arrived after the late window", self.name, late)
-            if fresh:
-                data = msgspec.json.encode({"logEvents": fresh})
-                pipeline.process(data, self.name, f"{self.cfg.log_group} page", progress=progress)
-            else:
-                pipeline.stage(progress)
-        pipeline.maybe_checkpoint()
+        if late:
+            log.info("source %s: %d event(s) arrived after the late window", self.name, late)
+        extra = [(LATE_COUNTER, (self.name,), late)] if late else []
+        if fresh:
+            self.intake.process_records(fresh, self.name, progress=progress, extra=extra)
+        else:
+            self.intake.stage(progress, extra=extra)
+        self.intake.maybe_checkpoint()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..config import FileSourceConfig
 from ..state import StateStore
 from .base import Context, Source
 
@@ -29,10 +30,10 @@ def trail_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath, f)
 
 
-class FileSource(Source):
+class FileSource(Source[FileSourceConfig]):
     type = "file"
 
-    def __init__(self, cfg, ctx: Context) -> None:
+    def __init__(self, cfg: FileSourceConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)
         self.root = Path(cfg.path)
         self.settle: float = cfg.settle
@@ -42,7 +43,7 @@ class FileSource(Source):
     def poll(self, stop: threading.Event) -> None:
         if not self.root.exists():
             raise FileNotFoundError(f"{self.root} does not exist")
-        pipeline = self.ctx.pipeline
+        intake = self.intake
         now = time.time()
         for path in trail_files(self.root):
             if stop.is_set():
@@ -65,10 +66,10 @@ class FileSource(Source):
                 data = path.read_bytes()
             except OSError as exc:
                 log.warning("source %s: cannot read %s: %s", self.name, path, exc)
-                pipeline.source_error(self.name, "io")
+                intake.source_error(self.name, "io")
                 outcome = "failed"
-                pipeline.count_object(self.name, outcome, mark(outcome))
+                intake.count_object(self.name, outcome, mark(outcome))
             else:
-                outcome = pipeline.process(data, self.name, key, progress=lambda r: mark(r.outcome)).outcome
+                outcome = intake.process(data, self.name, key, progress=lambda r: mark(r.outcome)).outcome
             self.done[key] = (st.st_size, st.st_mtime_ns, outcome)
-            pipeline.maybe_checkpoint()
+            intake.maybe_checkpoint()

@@ -18,9 +18,10 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
+from ..config import AwsSourceConfig, S3SourceConfig
 from ..state import StateStore
 from .aws import ErrorCounter, OnceLog, error_kind, get_object, make_client, object_id, skipped_key
 from .base import Context, Source
@@ -102,16 +103,16 @@ def key_time(key: str) -> datetime | None:
     return datetime.strptime(m.group(1), "%Y%m%dT%H%M").replace(tzinfo=UTC)
 
 
-class S3Source(Source):
+class S3Source(Source[S3SourceConfig]):
     type = "s3"
 
-    def __init__(self, cfg: Any, ctx: Context) -> None:
+    def __init__(self, cfg: S3SourceConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)
         self.bucket: str = cfg.bucket
         prefix = cfg.prefix or ""
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-        self.errors = ErrorCounter(ctx.pipeline, self.name)
-        self.s3 = make_client("s3", cfg, self.errors)
+        self.errors = ErrorCounter(ctx.intake, self.name)
+        self.s3 = make_client("s3", cfg, self.errors, in_flight=cfg.max_in_flight)
         self.pool = ThreadPoolExecutor(cfg.max_in_flight, thread_name_prefix=f"{self.name}-get")
         self.oncelog = OnceLog(self.name)
         self.last: dict[str, str | None] = {}  # region prefix → last key done
@@ -122,7 +123,7 @@ class S3Source(Source):
     def _state_key(self, what: str) -> str:
         return f"s3:{self.name}:{what}"
 
-    def _resolve_start(self, start: Any) -> datetime | None:
+    def _resolve_start(self, start: datetime | Literal["now"] | None) -> datetime | None:
         """`now` means when this source first ran, kept in the state so a restart does not skip."""
         if start != "now":
             return start
@@ -131,7 +132,7 @@ class S3Source(Source):
         if saved is not None:
             return datetime.fromtimestamp(saved, UTC)
         now = time.time()
-        self.ctx.pipeline.stage([StateStore.put_op(self._state_key("start"), now)])
+        self.intake.stage([StateStore.put_op(self._state_key("start"), now)])
         return datetime.fromtimestamp(now, UTC)
 
     def _last_key(self, rp: str) -> str | None:
@@ -196,7 +197,7 @@ class S3Source(Source):
     def _batch(self, rp: str, items: list[tuple[str, str]]) -> bool:
         """Download a chunk of keys in parallel, then count them strictly in key order, so the saved
         last key never passes an object that is still to be read."""
-        pipeline = self.ctx.pipeline
+        intake = self.intake
         kinds = []
         for key, etag in items:
             if skipped_key(key):
@@ -209,7 +210,7 @@ class S3Source(Source):
         fetched = iter(self.pool.map(self._fetch, gets))
         for (key, etag), kind in zip(items, kinds, strict=True):
             if kind == "skip":
-                pipeline.count_object(self.name, "skipped", self._progress(rp, key, None))
+                intake.count_object(self.name, "skipped", self._progress(rp, key, None))
                 continue
             if kind == "seen":
                 self._advance(rp, key)
@@ -218,16 +219,16 @@ class S3Source(Source):
             oid = object_id(self.bucket, key, got_etag or etag)
             if exc is None:
                 assert data is not None
-                pipeline.process(data, self.name, f"s3://{self.bucket}/{key}", progress=self._progress(rp, key, oid))
+                intake.process(data, self.name, f"s3://{self.bucket}/{key}", progress=self._progress(rp, key, oid))
             else:
                 self.oncelog.warn(exc, f"s3://{self.bucket}/{key}")
                 n = self.attempts[key] = self.attempts.get(key, 0) + 1
                 if error_kind(exc=exc) != "notfound" and n < self.cfg.max_object_attempts:
                     return False  # keep the order: retry from here at the next poll
                 log.warning("source %s: giving up on s3://%s/%s after %d attempt(s)", self.name, self.bucket, key, n)
-                pipeline.count_object(self.name, "failed", self._progress(rp, key, oid))
+                intake.count_object(self.name, "failed", self._progress(rp, key, oid))
             self.attempts.pop(key, None)
-            pipeline.maybe_checkpoint()
+            intake.maybe_checkpoint()
         return True
 
     def _fetch(self, key: str) -> tuple[bytes | None, str | None, BaseException | None]:
@@ -241,7 +242,7 @@ class S3Source(Source):
     def _advance(self, rp: str, key: str) -> None:
         last = self._last_key(rp)
         if last is None or key > last:
-            self.ctx.pipeline.stage(self._progress(rp, key, None))
+            self.intake.stage(self._progress(rp, key, None))
 
     def _progress(self, rp: str, key: str, oid: str | None) -> list:
         ops = []
@@ -269,10 +270,7 @@ def iter_s3_url(url: str) -> Iterator[tuple[str, Any]]:
     if not bucket:
         raise ValueError(f"{url}: expected s3://bucket/prefix")
 
-    class _Cfg:
-        max_in_flight = 4
-
-    s3 = make_client("s3", _Cfg())
+    s3 = make_client("s3", AwsSourceConfig(), in_flight=4)  # the defaults: region and endpoint from the environment
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", ()):
             key = obj["Key"]

@@ -3,7 +3,7 @@
 Accepts plain S3 event notifications, SNS-wrapped ones (`Message` holds the S3 event as a JSON string)
 and EventBridge `Object Created` events; ignores (and deletes) `s3:TestEvent`. Keys in S3 notifications
 are URL-encoded (`+` for spaces), EventBridge keys are not. Progress lives in SQS itself: a message is
-deleted only after every object it names is counted and the counts are saved (a `Pipeline.stage`
+deleted only after every object it names is counted and the counts are saved (an `Intake.stage`
 action after the checkpoint), and its visibility is extended while its objects are being read. A
 message naming an object that cannot be read stays in the queue and is received again later (the
 queue's redrive policy moves poison messages to a DLQ). Objects delivered twice count once: their ids
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from ..config import S3SqsSourceConfig
 from ..state import StateStore
 from .aws import ErrorCounter, OnceLog, get_object, make_client, make_session, object_id, skipped_key
 from .base import Context, Source
@@ -131,19 +132,19 @@ class _VisibilityKeeper:
                     src.oncelog.warn(exc, "extending message visibility")
 
 
-class S3SqsSource(Source):
+class S3SqsSource(Source[S3SqsSourceConfig]):
     type = "s3-sqs"
 
-    def __init__(self, cfg: Any, ctx: Context) -> None:
+    def __init__(self, cfg: S3SqsSourceConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)
         self.queue_url: str = cfg.queue_url
         if cfg.region is None and (region := queue_region(cfg.queue_url)):
             cfg = cfg.model_copy(update={"region": region})
             self.cfg = cfg
-        self.errors = ErrorCounter(ctx.pipeline, self.name)
+        self.errors = ErrorCounter(ctx.intake, self.name)
         session = make_session(cfg)
-        self.sqs = make_client("sqs", cfg, self.errors, session=session)
-        self.s3 = make_client("s3", cfg, self.errors, session=session)
+        self.sqs = make_client("sqs", cfg, self.errors, session=session, in_flight=cfg.max_in_flight)
+        self.s3 = make_client("s3", cfg, self.errors, session=session, in_flight=cfg.max_in_flight)
         self.pool = ThreadPoolExecutor(cfg.max_in_flight, thread_name_prefix=f"{self.name}-get")
         self.oncelog = OnceLog(self.name)
         self._expired = 0.0
@@ -169,7 +170,7 @@ class S3SqsSource(Source):
         self._expire()
 
     def _handle(self, messages: list[dict[str, Any]], keeper: _VisibilityKeeper) -> None:
-        pipeline = self.ctx.pipeline
+        intake = self.intake
         store = self.ctx.store
         shared = self.ctx.shared
         notes = [parse_message(m.get("Body", "")) for m in messages]
@@ -187,7 +188,7 @@ class S3SqsSource(Source):
         deletable: list[dict[str, Any]] = []
         for msg, n in zip(messages, notes, strict=True):
             if n.kind == "invalid":
-                pipeline.source_error(self.name, "message")
+                intake.source_error(self.name, "message")
                 log.warning(
                     "source %s: message %s is not an S3 notification (%s); left for the DLQ",
                     self.name,
@@ -202,7 +203,7 @@ class S3SqsSource(Source):
                     ok = ok and done[ref]
                     continue
                 if skipped_key(o.key):
-                    pipeline.count_object(self.name, "skipped")
+                    intake.count_object(self.name, "skipped")
                     done[ref] = True
                     continue
                 fut = futures.get(ref)
@@ -214,7 +215,7 @@ class S3SqsSource(Source):
                 except Exception as exc:
                     self.errors.unsent(exc)
                     self.oncelog.warn(exc, f"s3://{o.bucket}/{o.key}")
-                    pipeline.count_object(self.name, "failed")
+                    intake.count_object(self.name, "failed")
                     done[ref] = ok = False
                     continue
                 oid = object_id(o.bucket, o.key, etag)
@@ -229,7 +230,7 @@ class S3SqsSource(Source):
                 if claim == "busy":  # another replica is on it; if it dies, its lease expires
                     done[ref] = ok = False
                     continue
-                pipeline.process(
+                intake.process(
                     data,
                     self.name,
                     f"s3://{o.bucket}/{o.key}",
@@ -243,7 +244,7 @@ class S3SqsSource(Source):
                 keeper.handles = [h for h in keeper.handles if h != msg["ReceiptHandle"]]
                 self._retry_later(msg)
         if deletable:
-            pipeline.stage(after=lambda: self._delete(deletable))
+            intake.stage(after=lambda: self._delete(deletable))
         if len(deletable) == len(messages):
             self.oncelog.clear()
 
