@@ -18,9 +18,9 @@ from otlp_receiver import Receiver, attributes, to_python
 from util import ROOT, Exporter, free_port, generate, series, wait_for
 
 from exporter import app, config
+from exporter.selfmetrics import SelfMetrics
 from exporter.sinks import otel_env
 from exporter.sinks.logs import LogSink
-from exporter.sinks.metrics import Aggregate
 from exporter.sinks.otlp_console import json_lines
 from exporter.sinks.otlp_transport import ConsoleTransport, SendResult
 
@@ -121,7 +121,7 @@ def sink_requests(tmp_path: Path, transport: Any) -> dict[str, Any]:
     truth = generate(tmp_path / "trail", files=3, records=120, seed=8, error_rate=0.2)
     from exporter.decode.delivery import extract
 
-    sink = LogSink(config.LogsConfig(enabled=True, batch_size=64), Aggregate(), transport=transport, env={})
+    sink = LogSink(config.LogsConfig(enabled=True, batch_size=64), SelfMetrics(), transport=transport, env={})
     for f in truth["files"]:
         for raw, ev in extract(Path(f).read_bytes())[1]:
             sink.emit(raw, ev, 1_700_000_000.5)

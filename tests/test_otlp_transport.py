@@ -24,8 +24,8 @@ from util import free_port
 from exporter import config
 from exporter.decode.delivery import extract
 from exporter.generator import Generator
+from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.logs import LogSink
-from exporter.sinks.metrics import Aggregate
 from exporter.sinks.otel_env import export_settings
 from exporter.sinks.otlp import RequestBuilder, kv_list, log_record
 from exporter.sinks.otlp_transport import GrpcTransport, HttpTransport, SendResult, parse_status, retry_after
@@ -321,8 +321,8 @@ def test_shutdown_against_failing_collector_is_bounded(
     cfg = config.LogsConfig(
         enabled=True, endpoint=faulty.endpoint, batch_size=50, flush_interval=0.05, timeout=1.0, retry_max_elapsed=60.0
     )
-    agg = Aggregate()
-    sink = LogSink(cfg, agg, env={})
+    counters = SelfMetrics()
+    sink = LogSink(cfg, counters, env={})
     n = 1000  # 20 batches
     for raw, ev in events(tmp_path, n):
         sink.emit(raw, ev, 1.0)
@@ -340,7 +340,7 @@ def test_shutdown_against_failing_collector_is_bounded(
     batches = n // cfg.batch_size
     # at most one per batch, and paced: not the whole queue at once
     assert during <= min(batches, 10), f"{during} attempts for {batches} batches during shutdown"
-    assert sum(agg.log_records.values()) == n and agg.log_records["exported"] == 0
+    assert sum(counters.log_records.values()) == n and counters.log_records["exported"] == 0
     noisy = [r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("exporter.sinks")]
     assert len(noisy) <= 2, [r.getMessage() for r in noisy]  # no line per attempt, nor per batch given up
 
