@@ -72,6 +72,8 @@ def _measure_shift() -> int | None:
 
 
 _SHIFT = _measure_shift()
+_ERROR_AT = re.compile(r"\(byte (\d+)\)")
+_RESUME = re.compile(rb"\n(?:\xef\xbb\xbf)?[{\[]")
 
 
 def _next_value(exc: Exception) -> int | None:
@@ -123,10 +125,10 @@ class Unwrapped:
 def unwrap(data: bytes) -> Unwrapped:
     """The records of one delivery's text. Never raises on bad input."""
     out = Unwrapped()
-    view = memoryview(data)
     if data[:3] == BOM:
-        view = view[3:]
-    if not _first(view) and not bytes(view).strip():
+        data = data[3:]
+    view = memoryview(data)
+    if not _first(view) and not data.strip():
         return out
     try:
         top = _decode_top(view)
@@ -135,20 +137,26 @@ def unwrap(data: bytes) -> Unwrapped:
             out.broken += 1
             out.error = f"malformed trail file: {exc}"
         else:
-            _many(view, out, lone=True)
+            _many(data, out, lone=True)
     except DECODE_ERRORS:
-        _many(view, out)
+        _many(data, out)
     else:
         _object(top, view, out, 0, lone=True)
     return out
 
 
-def _many(view: memoryview, out: Unwrapped, by_lines: bool = True, lone: bool = False) -> None:
+def _many(text: bytes, out: Unwrapped, lone: bool = False) -> None:
     """Values back to back. msgspec reads each one (exactly, in C) and says where the next one starts;
-    memoryview slices keep this linear. Text that is not JSON is read line by line."""
+    memoryview slices keep this linear. After text that is not JSON, reading resumes at the next line
+    that starts with `{` or `[` in its first column (where NDJSON lines and pretty-printed documents
+    start; a nested value is indented), past the error, so each pass moves forward."""
+    view = memoryview(text)
     pos, end = 0, len(view)
     while pos < end:
         rest = view[pos:]
+        if rest[:3] == BOM:  # files joined together keep each one's BOM
+            pos += 3
+            continue
         try:
             _decode_raw(rest)
         except DECODE_ERRORS as exc:
@@ -156,27 +164,17 @@ def _many(view: memoryview, out: Unwrapped, by_lines: bool = True, lone: bool = 
             if step is not None:
                 _value(rest[:step], out, 0, lone=False)
                 pos += step
-            elif by_lines:
-                _lines(rest, out, str(exc))
+                continue
+            out.broken += 1
+            out.error = out.error or str(exc)
+            at = _ERROR_AT.search(str(exc))
+            resume = _RESUME.search(text, pos + (int(at.group(1)) if at else 0))
+            if resume is None:
                 return
-            else:
-                out.broken += 1
-                out.error = out.error or str(exc)
-                return
+            pos = resume.start() + 1
         else:
             _value(rest, out, 0, lone=lone and pos == 0)
             return
-
-
-def _lines(view: memoryview, out: Unwrapped, error: str) -> None:
-    """The unreadable remainder, line by line: each line holds values or counts as one broken piece."""
-    for line in bytes(view).splitlines():
-        line = line.strip()
-        if line[:1] in (b"{", b"["):
-            _many(memoryview(line), out, by_lines=False)
-        elif line:
-            out.broken += 1
-            out.error = out.error or error
 
 
 def _value(view: Any, out: Unwrapped, depth: int, lone: bool) -> None:
