@@ -31,7 +31,6 @@ BOM = b"\xef\xbb\xbf"
 DECODE_ERRORS = (msgspec.DecodeError, ValueError, RecursionError)
 # SNS inside EventBridge inside an array inside a line is as deep as real deliveries go
 MAX_DEPTH = 4
-_RECORD_KEYS = ("eventSource", "eventName", "eventVersion")
 
 
 class _LogEvent(msgspec.Struct, gc=False):
@@ -39,7 +38,7 @@ class _LogEvent(msgspec.Struct, gc=False):
 
 
 class _Top(msgspec.Struct, gc=False):
-    """Every container key at once; a record has none of them and is told by _RECORD_KEYS."""
+    """Every container's keys at once, and the keys that tell a lone record from other JSON."""
 
     Records: list[msgspec.Raw] | None = None
     logEvents: list[_LogEvent] | None = None
@@ -110,7 +109,7 @@ class Unwrapped:
     @property
     def reason(self) -> str | None:
         if self.outcome == "failed":
-            return f"json: {self.error}" if self.error else "malformed"
+            return self.error if self.error else "json: malformed"
         if self.outcome == "skipped":
             if self.kinds:
                 return "no records: " + ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items()))
@@ -166,7 +165,7 @@ def _many(text: bytes, out: Unwrapped, lone: bool = False) -> None:
                 pos += step
                 continue
             out.broken += 1
-            out.error = out.error or str(exc)
+            out.error = out.error or f"json: {exc}"
             at = _ERROR_AT.search(str(exc))
             resume = _RESUME.search(text, pos + (int(at.group(1)) if at else 0))
             if resume is None:
@@ -189,7 +188,7 @@ def _value(view: Any, out: Unwrapped, depth: int, lone: bool) -> None:
             return
         except DECODE_ERRORS as exc:
             out.broken += 1
-            out.error = out.error or str(exc)
+            out.error = out.error or f"json: {exc}"
             return
         _object(top, view, out, depth, lone)
     elif first == b"[":
@@ -205,7 +204,7 @@ def _array(view: Any, out: Unwrapped, depth: int, lone: bool) -> None:
         items = _decode_list(view)
     except DECODE_ERRORS as exc:
         out.broken += 1
-        out.error = out.error or str(exc)
+        out.error = out.error or f"json: {exc}"
         return
     if depth >= MAX_DEPTH:
         out.invalid += len(items)
@@ -235,16 +234,21 @@ def _object(top: _Top, view: Any, out: Unwrapped, depth: int, lone: bool) -> Non
                 out.invalid += 1
         return
     if isinstance(top.detail_type, str) and len(top.detail):
-        if top.detail_type.endswith("via CloudTrail") and bytes(top.detail)[:1] == b"{":
+        if not top.detail_type.endswith("via CloudTrail"):
+            out.skip("EventBridge event not from CloudTrail")
+        elif _first(top.detail) == b"{":
             out.records.append(top.detail)
         else:
-            out.skip("EventBridge event not from CloudTrail")
+            out.invalid += 1
         return
     if top.Type == "Notification" and isinstance(top.Message, str):
-        if depth >= MAX_DEPTH:
+        message = top.Message.encode()
+        if _first(message) not in (b"{", b"["):
+            out.skip("SNS notification without JSON")
+        elif depth >= MAX_DEPTH:
             out.invalid += 1
-            return
-        _value(top.Message.encode(), out, depth + 1, lone=True)
+        else:
+            _value(message, out, depth + 1, lone=True)
         return
     if isinstance(top.Events, list):
         _lookup_events(top.Events, out)
