@@ -103,7 +103,10 @@ def scanned(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list
     if out is None:
         return None
     rows, other = out
-    calls = scan.calls_of(rows)
+    try:
+        calls = scan.calls_of(rows)
+    except scan.Declined:
+        return None
     return ObjectResult("ok", sqs=len(calls), other=other), calls, [r[5] for r in rows] if keep_raw else []
 
 

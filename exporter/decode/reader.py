@@ -1,8 +1,8 @@
 """Bytes of one delivery (file, S3 object, log batch) → the raw CloudTrail records in it.
 
-Shapes: `{"Records":[…]}` (plain or gzip, detected by magic bytes), a single record object, NDJSON,
-and CloudWatch Logs subscription envelopes (`logEvents[].message`). Anything else is "skipped"
-(digest, Insight summaries, unrelated JSON) or "failed" (corrupt gzip, malformed JSON).
+Gzip (one or many members) is detected by magic bytes; the shapes inside are unwrapped by
+exporter.decode.shapes. What holds no record is "skipped" (digest, Insight summaries, CONTROL_MESSAGE,
+unrelated JSON), what cannot be read "failed" (corrupt gzip, malformed JSON).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from isal import igzip, isal_zlib
 
+from . import shapes
 from .record import SqsRecord
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -165,61 +166,7 @@ def read_delivery(data: bytes, scratch: bool = False) -> Delivery:
             if top is not None and top.Records is not None:
                 return Delivery("ok", top.Records)
             data = data.tobytes()  # the other shapes are rare: handle them on bytes, as below
-    if not data.strip():
-        return Delivery("skipped", reason="empty")
-    try:
-        top = _decode_top(data)
-    except msgspec.ValidationError as exc:
-        return _not_a_trail_object(data, exc)
-    except DECODE_ERRORS as exc:
-        if data.count(b"\n", 0, 1 << 16) or data.strip().count(b"\n"):
-            return _ndjson(data, str(exc))
-        return Delivery("failed", reason=f"json: {exc}")
-    if top.Records is not None:
-        return Delivery("ok", top.Records)
-    if top.logEvents is not None:
-        return _log_events(top.logEvents)
-    if top.eventSource is not None or top.eventName is not None or top.eventVersion is not None:
-        return Delivery("ok", [data])
-    return Delivery("skipped", reason="no Records (digest, Insight summary or other JSON)")
-
-
-def _not_a_trail_object(data: bytes, exc: Exception) -> Delivery:
-    """Valid JSON whose shape is wrong: a non-object top level is skipped, bad `Records` is failed."""
-    try:
-        value = msgspec.json.decode(data)
-    except DECODE_ERRORS as exc2:
-        return Delivery("failed", reason=f"json: {exc2}")
-    if isinstance(value, dict):
-        return Delivery("failed", reason=f"malformed trail file: {exc}")
-    return Delivery("skipped", reason=f"top-level JSON {type(value).__name__}, not an object")
-
-
-def _ndjson(data: bytes, first_error: str) -> Delivery:
-    records: list[Any] = []
-    invalid = 0
-    for line in data.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if line[:1] == b"{":
-            records.append(line)
-        else:
-            invalid += 1
-    if not records:
-        return Delivery("failed", reason=f"json: {first_error}")
-    # A pretty-printed file that is simply broken looks like many lines, few of them starting with '{'.
-    if invalid > len(records):
-        return Delivery("failed", reason=f"json: {first_error}")
-    return Delivery("ok", records, invalid=invalid, parsed=False)
-
-
-def _log_events(events: list[_LogEvent]) -> Delivery:
-    records: list[Any] = []
-    invalid = 0
-    for ev in events:
-        if ev.message:
-            records.append(ev.message.encode())
-        else:
-            invalid += 1
-    return Delivery("ok", records, invalid=invalid, parsed=False)
+    got = shapes.unwrap(data)
+    if got.outcome != "ok":
+        return Delivery(got.outcome, reason=got.reason)
+    return Delivery("ok", got.records, invalid=got.invalid + got.broken, parsed=got.parsed)

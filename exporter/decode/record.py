@@ -37,6 +37,11 @@ class _SessionContext(msgspec.Struct, gc=False, frozen=True):
     sessionIssuer: _Issuer | None = None
 
 
+class _OnBehalfOf(msgspec.Struct, gc=False, frozen=True):
+    userId: str | None = None
+    identityStoreArn: str | None = None
+
+
 class _Identity(msgspec.Struct, gc=False, frozen=True):
     type: str | None = None
     arn: str | None = None
@@ -45,6 +50,8 @@ class _Identity(msgspec.Struct, gc=False, frozen=True):
     userName: str | None = None
     invokedBy: str | None = None
     sessionContext: _SessionContext | None = None
+    # IdentityCenterUser: the user the call was made for (there is no arn)
+    onBehalfOf: _OnBehalfOf | None = None
 
 
 class _Resource(msgspec.Struct, gc=False, frozen=True):
@@ -192,9 +199,19 @@ def _role_of(arn: str) -> str:
 
 
 def principals(ident: _Identity | None) -> tuple[str | None, str | None]:
-    """(role-granularity principal, arn-granularity principal) of a caller."""
+    """(role-granularity principal, arn-granularity principal) of a caller (table: docs/identity.md)."""
     if ident is None:
         return None, None
+    obo = ident.onBehalfOf
+    if ident.type == "IdentityCenterUser" and obo is not None and obo.userId:
+        # a user id is unique within its identity store; the store's ARN names the instance
+        store = obo.identityStoreArn or (f"account:{ident.accountId}" if ident.accountId else "identitystore")
+        p = f"{store}/user/{obo.userId}"
+        return p, p
+    if ident.type == "AWSAccount" and not ident.arn and ident.accountId and ident.principalId:
+        # principal ids are unique per account only; a role session id (AROA…:session) counts as its role
+        p = f"account:{ident.accountId}/{ident.principalId}"
+        return f"account:{ident.accountId}/{ident.principalId.split(':', 1)[0]}", p
     if ident.type == "AWSService" or (ident.invokedBy and not ident.arn):
         p = ident.invokedBy or ident.principalId
         return p, p
@@ -272,7 +289,7 @@ def _derive(rec: SqsRecord) -> Derived:
         for res in rec.resources:
             if res is not None and res.ARN and res.ARN.startswith("arn:"):
                 acct, name = split_arn(res.ARN)
-                if name is not None:
+                if name is not None and not name.endswith("*"):  # `…:*` (ListQueues) names no queue
                     queue_arn = res.ARN
                     if queue is None:
                         queue, url_account = name, acct
@@ -280,7 +297,7 @@ def _derive(rec: SqsRecord) -> Derived:
     if queue is None and params is not None:
         if params.queueName:
             queue = params.queueName
-        elif params.sourceArn:
+        elif params.sourceArn and not params.sourceArn.endswith("*"):
             url_account, queue = split_arn(params.sourceArn)
     ident = rec.userIdentity
     account = rec.recipientAccountId or url_account or (ident.accountId if ident else None) or UNKNOWN

@@ -85,7 +85,13 @@ def derived(dkey: tuple[Any, ...], ikey: tuple[Any, ...] | None) -> Derived:
     return hit
 
 
+class Declined(Exception):
+    """A row lacks a field its caller's principal needs: the msgspec path reads that delivery."""
+
+
 def principals_of(ikey: tuple[Any, ...] | None) -> tuple[str | None, str | None]:
+    if ikey is not None and ikey[0] == "IdentityCenterUser":
+        raise Declined("the scanner's identity tuple carries no onBehalfOf")
     hit = principals(identity(ikey))
     if _short(ikey):
         remember(_principals, ikey, hit, _MAX_CACHED)

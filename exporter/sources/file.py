@@ -16,18 +16,51 @@ from .base import Context, Source
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".json", ".json.gz", ".gz", ".jsonl", ".ndjson")
+# what a delivery's first bytes can be: gzip, a UTF-8 BOM, or JSON text after blanks
+_SNIFF = (b"\x1f\x8b", b"\xef\xbb\xbf", b"{", b"[")
+_reported: dict[str, dict[str, int]] = {}
 
 
-def trail_files(root: Path) -> Iterator[Path]:
-    """Trail files under `root` (or `root` itself), in sorted order, hidden files and dirs left out."""
+def trail_files(root: Path, skipped: dict[str, int] | None = None) -> Iterator[Path]:
+    """Every regular file under `root` (or `root` itself) that may hold deliveries, in sorted order: by
+    extension (any case) or by its first bytes; hidden files and dirs left out. What is left out otherwise
+    is counted in `skipped` by reason and logged once per change."""
     if root.is_file():
         yield root
         return
+    why: dict[str, int] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
-            if not f.startswith(".") and f.endswith(SUFFIXES):
-                yield Path(dirpath, f)
+            if f.startswith("."):
+                continue
+            path = Path(dirpath, f)
+            reason = None if f.lower().endswith(SUFFIXES) else _sniff(path)
+            if reason is None:
+                yield path
+            else:
+                why[reason] = why.get(reason, 0) + 1
+    if skipped is not None:
+        for reason, n in why.items():
+            skipped[reason] = skipped.get(reason, 0) + n
+    if why and _reported.get(str(root)) != why:
+        detail = ", ".join(f"{n} {reason}" for reason, n in sorted(why.items()))
+        log.info("%s: skipped %d files (%s)", root, sum(why.values()), detail)
+    _reported[str(root)] = why
+
+
+def _sniff(path: Path) -> str | None:
+    """None when the file's first bytes look like a delivery, else why it is left out."""
+    try:
+        if not path.is_file():
+            return "not a regular file"
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return "unreadable"
+    if head.startswith(_SNIFF[:2]) or head.lstrip().startswith(_SNIFF[2:]):
+        return None
+    return "empty" if not head.strip() else "not JSON or gzip"
 
 
 class FileSource(Source[FileSourceConfig]):
