@@ -144,8 +144,19 @@ class CloudWatchSourceConfig(AwsSourceConfig):
         return [a.strip() for a in v.split(",") if a.strip()] if isinstance(v, str) else v
 
 
+class EventBridgeSqsSourceConfig(AwsSourceConfig):
+    """EventBridge "AWS API Call via CloudTrail" events that a rule sends to an SQS queue."""
+
+    type: Literal["eventbridge-sqs"]
+    queue_url: str = Field(min_length=1)
+    poll_interval: Duration = 0.0  # between receives; the receive itself long-polls
+    wait_time: Duration = Field(20.0, ge=0, le=20)
+    max_messages: int = Field(10, ge=1, le=10)
+    visibility_timeout: Duration = Field(60.0, ge=1, le=43200)
+
+
 SourceConfig = Annotated[
-    FileSourceConfig | S3SourceConfig | S3SqsSourceConfig | CloudWatchSourceConfig,
+    FileSourceConfig | S3SourceConfig | S3SqsSourceConfig | CloudWatchSourceConfig | EventBridgeSqsSourceConfig,
     Field(discriminator="type"),
 ]
 
@@ -169,6 +180,11 @@ class MetricsConfig(Strict):
     include_accounts: list[str] | None = None
     exclude_accounts: list[str] | None = None
     max_principals_per_queue: int = Field(100_000, ge=1)
+    # access map: a queue's first N principals get series of their own, later ones `(other)`; 0: off
+    max_principals_per_queue_series: int = Field(10, ge=0)
+    max_caller_accounts: int = Field(1000, ge=1)
+    # each eventID counted once within this window, whichever source brings it (None: off)
+    dedupe_window: Duration | None = None
 
     @field_validator("include_queues", "exclude_queues")
     @classmethod

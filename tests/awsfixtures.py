@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,8 @@ class FaultProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.failing = threading.Event()
+        # refuse only some requests: a predicate on (headers, body), e.g. one SQS operation
+        self.refuse_when: Callable[[dict[str, str], bytes], bool] | None = None
         self.refused = 0
         self.passed = 0
         proxy = self
@@ -140,7 +142,9 @@ class FaultProxy:
             def _any(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
-                if proxy.failing.is_set():
+                if proxy.failing.is_set() or (
+                    proxy.refuse_when is not None and proxy.refuse_when(dict(self.headers), body)
+                ):
                     proxy.refused += 1
                     self._reply(503, {"Content-Type": "application/xml"}, FaultProxy.SLOWDOWN)
                     return

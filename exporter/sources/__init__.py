@@ -15,6 +15,7 @@ SOURCE_TYPES: dict[str, tuple[str, str]] = {
     "s3": (".s3", "S3Source"),
     "s3-sqs": (".s3sqs", "S3SqsSource"),
     "cloudwatch": (".cloudwatch", "CloudWatchSource"),
+    "eventbridge-sqs": (".eventbridge", "EventBridgeSqsSource"),
 }
 
 

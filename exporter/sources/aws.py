@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -301,3 +302,11 @@ __all__ = [
     "object_id",
     "skipped_key",
 ]
+
+
+_QUEUE_REGION = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com|://([a-z0-9-]+)\.queue\.amazonaws\.com")
+
+
+def queue_region(url: str) -> str | None:
+    m = _QUEUE_REGION.search(url)
+    return (m.group(1) or m.group(2)) if m else None

@@ -9,7 +9,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from ..config import CloudWatchSourceConfig, FileSourceConfig, S3SourceConfig, S3SqsSourceConfig, Settings
+from ..config import (
+    CloudWatchSourceConfig,
+    EventBridgeSqsSourceConfig,
+    FileSourceConfig,
+    S3SourceConfig,
+    S3SqsSourceConfig,
+    Settings,
+)
 from ..interfaces import Intake
 from ..state import StateStore
 
@@ -19,7 +26,9 @@ if TYPE_CHECKING:  # redis is imported only when state.redis_url is set
 log = logging.getLogger(__name__)
 
 
-C = TypeVar("C", FileSourceConfig, S3SourceConfig, S3SqsSourceConfig, CloudWatchSourceConfig)
+C = TypeVar(
+    "C", FileSourceConfig, S3SourceConfig, S3SqsSourceConfig, CloudWatchSourceConfig, EventBridgeSqsSourceConfig
+)
 
 
 @dataclass

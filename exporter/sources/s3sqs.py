@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,12 +23,10 @@ from urllib.parse import unquote_plus
 
 from ..config import S3SqsSourceConfig
 from ..state import StateStore
-from .aws import ErrorCounter, OnceLog, get_object, make_client, make_session, object_id, skipped_key
+from .aws import ErrorCounter, OnceLog, get_object, make_client, make_session, object_id, queue_region, skipped_key
 from .base import Context, Source
 
 log = logging.getLogger(__name__)
-
-_QUEUE_REGION = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com|://([a-z0-9-]+)\.queue\.amazonaws\.com")
 
 
 @dataclass(slots=True)
@@ -95,11 +92,6 @@ def _parse(doc: Any, depth: int) -> Notification:
             n.kind = "ignored"
         return n
     return Notification(kind="invalid", reason="neither an S3, SNS nor EventBridge notification")
-
-
-def queue_region(url: str) -> str | None:
-    m = _QUEUE_REGION.search(url)
-    return (m.group(1) or m.group(2)) if m else None
 
 
 class _VisibilityKeeper:
