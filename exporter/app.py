@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
-from .config import Settings
+from .config import Settings, split_address
 from .pipeline import EventSink, Pipeline
 from .server import MetricsServer, exposition
 from .sinks.metrics import Aggregate, AggregateCollector, Filters
@@ -66,7 +66,11 @@ class App:
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
         host, port = settings.listen_address
         web = WebConfig(settings.web_config_file) if settings.web_config_file else None
-        self.server = MetricsServer(host, port, self.registry, self.ready, web)
+        self.server = MetricsServer(host, port, self.registry, self.ready, web, settings.telemetry_path)
+        self.health: MetricsServer | None = None
+        if settings.health_listen:
+            h_host, h_port = split_address(settings.health_listen)
+            self.health = MetricsServer(h_host, h_port, self.registry, self.ready, health_only=True)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -87,7 +91,10 @@ class App:
 
     def start(self) -> None:
         self.server.start()
-        log.info("serving /metrics on %s", self.settings.listen)
+        log.info("serving %s on %s", self.settings.telemetry_path, self.settings.listen)
+        if self.health is not None:
+            self.health.start()
+            log.info("serving /healthz and /readyz for probes on %s", self.settings.health_listen)
         for src in self.sources:
             t = threading.Thread(target=src.run, args=(self.stop,), name=f"source-{src.name}", daemon=True)
             t.start()
@@ -108,6 +115,8 @@ class App:
         if self.sink is not None and hasattr(self.sink, "shutdown"):
             self.sink.shutdown()
         self.server.stop()
+        if self.health is not None:
+            self.health.stop()
         self.store.close()
 
 
