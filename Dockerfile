@@ -3,8 +3,8 @@
 # cloudtrail-sqs-exporter container image.
 #
 #   docker build -t cloudtrail-sqs-exporter:dev .
-#   docker run --rm -p 9108:9108 cloudtrail-sqs-exporter:dev            # embedded demo config
-#   docker run --rm -p 9108:9108 -v "$PWD/config.yaml:/etc/cloudtrail-sqs-exporter/config.yaml:ro" \
+#   docker run --rm -p 10355:10355 cloudtrail-sqs-exporter:dev            # embedded demo config
+#   docker run --rm -p 10355:10355 -v "$PWD/config.yaml:/etc/cloudtrail-sqs-exporter/config.yaml:ro" \
 #       cloudtrail-sqs-exporter:dev run --config /etc/cloudtrail-sqs-exporter/config.yaml
 #
 # Stage 1 builds wheels for the package and every dependency; stage 2 installs those wheels,
@@ -65,12 +65,12 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 WORKDIR /var/lib/cloudtrail-sqs-exporter
 VOLUME ["/var/lib/cloudtrail-sqs-exporter"]
 USER 10001:10001
-EXPOSE 9108
+EXPOSE 10355
 
 # /healthz answers while the process is alive (readiness is /readyz); the slim image has no
 # curl, so the check uses the interpreter that is already there.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:10355/healthz', timeout=4)"]
 
 ENTRYPOINT ["cloudtrail-sqs-exporter"]
 CMD ["run"]

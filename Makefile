@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make run    set up a virtualenv and run the daemon on the shipped sample (http://localhost:9108/metrics)
+#   make run    set up a virtualenv and run the daemon on the shipped sample (http://localhost:10355/metrics)
 #   make test   set up a virtualenv, install the test peers (prometheus, redis-server) and run every test
 PYTHON ?= python3
 VENV   ?= .venv

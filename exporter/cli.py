@@ -36,9 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="web_config_file",
         help="TLS / basic auth web-config, exporter-toolkit format (config: web_config_file)",
     )
-    run.add_argument(
-        "--web.telemetry-path", dest="telemetry_path", help="path of the metrics (config: telemetry_path)"
-    )
+    run.add_argument("--web.telemetry-path", dest="telemetry_path", help="path of the metrics (config: telemetry_path)")
     run.add_argument(
         "--health-listen", dest="health_listen", help="plain-HTTP probe listener address:port (config: health_listen)"
     )

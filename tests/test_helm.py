@@ -241,7 +241,7 @@ def test_pod_is_locked_down_and_probed() -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["resources"]["requests"] and c["resources"]["limits"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"http-metrics": 9108}
+    assert ports == {"http-metrics": 10355}
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert "emptyDir" in volumes["cloudtrail-sqs-exporter-state"]
     state_mount = next(m for m in c["volumeMounts"] if m["name"] == "cloudtrail-sqs-exporter-state")
@@ -318,7 +318,7 @@ def test_versions_agree() -> None:
 
 def test_notes_tell_how_to_reach_metrics() -> None:
     notes = render(CHART, {})["cloudtrail-sqs-exporter/templates/NOTES.txt"]
-    assert "port-forward service/ctsqs-cloudtrail-sqs-exporter 9108:9108" in notes
+    assert "port-forward service/ctsqs-cloudtrail-sqs-exporter 10355:10355" in notes
     assert "/metrics" in notes and "/readyz" in notes
 
 
@@ -334,5 +334,5 @@ def test_rendered_config_is_accepted_by_the_exporter(name: str, tmp_path: Path) 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     effective = yaml.safe_load(result.stdout)
-    assert effective["listen"] == "0.0.0.0:9108"
+    assert effective["listen"] == "0.0.0.0:10355"
     assert effective["state"]["path"] == "/var/lib/cloudtrail-sqs-exporter/cloudtrail-sqs-exporter.db"

@@ -72,7 +72,7 @@ def test_dockerfile_is_multi_stage_slim_non_root() -> None:
     assert stages[1][0] == "FROM ${PYTHON_IMAGE} AS runtime"
     final = "\n".join(stages[1])
     assert re.search(r"^USER 10001:10001$", final, re.M)
-    assert re.search(r"^EXPOSE 9108$", final, re.M)
+    assert re.search(r"^EXPOSE 10355$", final, re.M)
     assert 'ENTRYPOINT ["cloudtrail-sqs-exporter"]' in final
     assert 'CMD ["run"]' in final
     # no build tools in the final image: no apt, no compiler, no wheel cache layer
