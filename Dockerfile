@@ -12,6 +12,9 @@
 # no build backend and no wheel cache. tests/test_packaging.py repeats these exact steps.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+# the commit the image is built from (build_info's revision label and the OCI label):
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" .
+ARG REVISION=unknown
 
 # ---------------------------------------------------------------- builder
 FROM ${PYTHON_IMAGE} AS builder
@@ -33,13 +36,27 @@ COPY exporter ./exporter
 
 # The project wheel plus a wheel for every runtime dependency, at the versions pinned in
 # constraints.txt (the dependencies all publish manylinux wheels; only the project compiles C).
-RUN python -m pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
+ARG REVISION
+RUN SOURCE_REVISION="${REVISION}" \
+    python -m pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 
 ARG UID=10001
 ARG GID=10001
+ARG REVISION
+# keep VERSION equal to exporter.__version__ (tests/test_packaging.py checks); SOURCE_URL: where the
+# repository lives, given at build time (--build-arg SOURCE_URL=https://...)
+ARG VERSION=0.1.0
+ARG SOURCE_URL=unknown
+
+LABEL org.opencontainers.image.title="cloudtrail-sqs-exporter" \
+      org.opencontainers.image.description="Prometheus metrics and OpenTelemetry logs from the Amazon SQS events in AWS CloudTrail" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
