@@ -117,14 +117,16 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus_server(workdir: Path, targets: list[str], rule_files: list[Path]) -> Iterator[Prometheus]:
+def prometheus_server(
+    workdir: Path, targets: list[str], rule_files: list[Path], job: str = "cloudtrail-sqs-exporter"
+) -> Iterator[Prometheus]:
     """A real Prometheus on 127.0.0.1, scraping `targets` every second and evaluating `rule_files`."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [{"job_name": "cloudtrail-sqs-exporter", "static_configs": [{"targets": targets}]}],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = workdir / "prometheus.log"
