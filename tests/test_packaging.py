@@ -157,12 +157,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheels")
     offline = ["--no-deps", "--no-build-isolation"]  # the Dockerfile: build isolation, deps as wheels
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-cache-dir", *offline, "--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-cache-dir", *offline, "--wheel-dir", str(out), str(ROOT)],
         capture_output=True,
         text=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    # SPDX `license = "Apache-2.0"`: no setuptools deprecation warning (a TOML table printed one per build)
+    build_log = result.stdout + result.stderr
+    assert not re.search(r"(?i)deprecat|BuildBackendWarning", build_log), build_log[-3000:]
     (whl,) = out.glob("cloudtrail_sqs_exporter-*.whl")
     return whl
 
