@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
-from .config import Settings, split_address
+from .config import Settings
 from .pipeline import EventSink, Pipeline
-from .server import MetricsServer, exposition
+from .server import MetricsServer, exposition, split_address
 from .sinks.metrics import Aggregate, AggregateCollector, Filters
 from .sources import Context, Source, build
 from .sources.file import trail_files

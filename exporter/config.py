@@ -302,7 +302,8 @@ class Settings(BaseSettings):
 
     @property
     def listen_address(self) -> tuple[str, int]:
-        return split_address(self.listen)
+        host, _, port = self.listen.rpartition(":")  # `:port` = all interfaces, as the toolkit takes it
+        return host.strip("[]"), int(port)
 
     @classmethod
     def settings_customise_sources(
@@ -318,12 +319,6 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` or `:port` (all interfaces, as the exporter toolkit takes it)."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class ConfigError(Exception):

@@ -172,6 +172,12 @@ class _Server(ThreadingHTTPServer):
         log.info("connection from %s ended: %s", client_address[0], _one_line(exc))
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (all interfaces, as the exporter toolkit takes it)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def _one_line(exc: BaseException | None) -> str:
     text = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
     return " ".join(text.split())
