@@ -113,6 +113,33 @@ def test_queries_use_only_known_series() -> None:
             assert name in SPEC_METRICS | RECORDED, f"{title}: unknown series {name}"
 
 
+def test_every_selector_of_the_exporter_honours_job_and_instance() -> None:
+    """Each series of the exporter is selected with `$job`/`$instance` (taken from build_info), never by a
+    hard-wired job name; the recording rule's output is already aggregated over them."""
+    for title, expr in _targets():
+        assert not re.search(r'job\s*=~?\s*"(?!\$job)', expr), f"{title}: a hard-wired job in {expr}"
+        for selector in re.findall(r"\bcloudtrail_sqs_\w+(\{[^}]*\})?", expr):
+            assert 'job=~"$job"' in selector and 'instance=~"$instance"' in selector, f"{title}: {expr}"
+
+
+def test_wide_panels_are_top_n_and_lifecycle_is_annotated() -> None:
+    panels = {p["title"]: p for p in _panels()}
+    for title in ("Call rate per queue by event name (top 20)", "Batch entries / s (top 20)"):
+        assert all(t["expr"].startswith("topk(20, ") for t in panels[title]["targets"]), title
+    links = panels["Call rate per queue by event name (top 20)"]["fieldConfig"]["defaults"]["links"]
+    assert links[0]["url"].startswith("/explore?left=") and "__field.labels.queue" in links[0]["url"]
+    (lifecycle,) = [a for a in _dashboard()["annotations"]["list"] if a.get("expr")]
+    for event in (
+        "CreateQueue",
+        "DeleteQueue",
+        "PurgeQueue",
+        "SetQueueAttributes",
+        "AddPermission",
+        "RemovePermission",
+    ):
+        assert event in lifecycle["expr"]
+
+
 def test_per_queue_panels_honour_the_variables() -> None:
     for title, expr in _targets():
         if re.search(r"cloudtrail_sqs_(api_|batch_|distinct_)|cloudtrail_sqs:", expr):
