@@ -344,15 +344,15 @@ def test_basic_auth_constant_time_and_bounded(tmp_path: Path) -> None:
 
         def median(user: str) -> float:
             times = []
-            for i in range(5):
+            for i in range(3):
                 t = time.perf_counter()
                 assert _status(url, auth=(user, f"wrong-{user}-{i}"))[0] == 401
                 times.append(time.perf_counter() - t)
             return statistics.median(times)
 
         known, unknown = median("prom"), median("nobody")
-        # the unknown user costs a bcrypt of the same cost (dummy hash): same order of time, not 400x less
-        assert 0.5 < unknown / known < 2.0, (known, unknown)
+        # the unknown user costs a bcrypt of the same cost (dummy hash): same order of time (it was 400x less)
+        assert 0.33 < unknown / known < 3.0, (known, unknown)
         assert _status(url, auth=("prom", "right"))[0] == 200
         # 40 concurrent wrong passwords: one bcrypt at a time, at most MAX_AUTH_WAITERS waiting, the rest 429
         assert MAX_AUTH_WAITERS < 30
