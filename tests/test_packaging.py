@@ -131,6 +131,10 @@ def test_dockerignore_sends_only_what_the_build_needs() -> None:
     for p in needed:
         assert (ROOT / p).exists(), p
         assert not _dockerignored(p, patterns), f"{p} is ignored but COPY needs it"
+    # what pyproject.toml names (readme, license files) must reach the build, or the wheel build fails
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for p in [project["readme"], *project.get("license-files", [])]:
+        assert p in needed and not _dockerignored(p, patterns), p
     for p in ("exporter/cli.py", "exporter/sample/trail", "exporter/_native.c", "setup.py"):
         assert not _dockerignored(p, patterns), p
     for p in (
