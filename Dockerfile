@@ -3,8 +3,8 @@
 # cloudtrail-sqs-exporter container image.
 #
 #   docker build -t cloudtrail-sqs-exporter:dev .
-#   docker run --rm -p 9108:9108 cloudtrail-sqs-exporter:dev            # embedded demo config
-#   docker run --rm -p 9108:9108 -v "$PWD/config.yaml:/etc/cloudtrail-sqs-exporter/config.yaml:ro" \
+#   docker run --rm -p 10355:10355 cloudtrail-sqs-exporter:dev            # embedded demo config
+#   docker run --rm -p 10355:10355 -v "$PWD/config.yaml:/etc/cloudtrail-sqs-exporter/config.yaml:ro" \
 #       cloudtrail-sqs-exporter:dev run --config /etc/cloudtrail-sqs-exporter/config.yaml
 #
 # Stage 1 builds wheels for the package and every dependency; stage 2 installs those wheels,
@@ -12,6 +12,9 @@
 # no build backend and no wheel cache. tests/test_packaging.py repeats these exact steps.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+# the commit the image is built from (build_info's revision label and the OCI label):
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" .
+ARG REVISION=unknown
 
 # ---------------------------------------------------------------- builder
 FROM ${PYTHON_IMAGE} AS builder
@@ -28,18 +31,32 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-COPY pyproject.toml setup.py README.md constraints.txt ./
+COPY pyproject.toml setup.py README.md LICENSE constraints.txt ./
 COPY exporter ./exporter
 
 # The project wheel plus a wheel for every runtime dependency, at the versions pinned in
 # constraints.txt (the dependencies all publish manylinux wheels; only the project compiles C).
-RUN python -m pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
+ARG REVISION
+RUN SOURCE_REVISION="${REVISION}" \
+    python -m pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 
 ARG UID=10001
 ARG GID=10001
+ARG REVISION
+# keep VERSION equal to exporter.__version__ (tests/test_packaging.py checks); SOURCE_URL: where the
+# repository lives, given at build time (--build-arg SOURCE_URL=https://...)
+ARG VERSION=0.1.0
+ARG SOURCE_URL=unknown
+
+LABEL org.opencontainers.image.title="cloudtrail-sqs-exporter" \
+      org.opencontainers.image.description="Prometheus metrics and OpenTelemetry logs from the Amazon SQS events in AWS CloudTrail" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -65,12 +82,12 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 WORKDIR /var/lib/cloudtrail-sqs-exporter
 VOLUME ["/var/lib/cloudtrail-sqs-exporter"]
 USER 10001:10001
-EXPOSE 9108
+EXPOSE 10355
 
 # /healthz answers while the process is alive (readiness is /readyz); the slim image has no
 # curl, so the check uses the interpreter that is already there.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:10355/healthz', timeout=4)"]
 
 ENTRYPOINT ["cloudtrail-sqs-exporter"]
 CMD ["run"]

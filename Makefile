@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make run    set up a virtualenv and run the daemon on the shipped sample (http://localhost:9108/metrics)
+#   make run    set up a virtualenv and run the daemon on the shipped sample (http://localhost:10355/metrics)
 #   make test   set up a virtualenv, install the test peers (prometheus, redis-server) and run every test
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,11 +12,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-setup: $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Stamp files: install again only when what the install depends on changed. The install is editable,
+# so edits to exporter/*.py need none; the C accelerator, the metadata and the pins do.
+INSTALL_DEPS = pyproject.toml setup.py constraints.txt exporter/_native.c
 
-setup-test: $(BIN)/python
+$(VENV)/.installed: $(INSTALL_DEPS) | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(INSTALL_DEPS) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test
 
 # Debian packages the tests use as real peers (needs root or sudo once).
 peers:

@@ -18,7 +18,7 @@ from .filters import Filters
 from .interfaces import Sink
 from .pipeline import Pipeline
 from .selfmetrics import SelfMetrics
-from .server import MetricsServer, exposition
+from .server import MetricsServer, exposition, split_address
 from .sinks.metrics import Aggregate, AggregateCollector
 from .sources import Context, Source, build
 from .sources.file import trail_files
@@ -89,7 +89,11 @@ class App:
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
         host, port = settings.listen_address
         web = WebConfig(settings.web_config_file) if settings.web_config_file else None
-        self.server = MetricsServer(host, port, self.registry, self.ready, web)
+        self.server = MetricsServer(host, port, self.registry, self.ready, web, settings.telemetry_path)
+        self.health: MetricsServer | None = None
+        if settings.health_listen:
+            h_host, h_port = split_address(settings.health_listen)
+            self.health = MetricsServer(h_host, h_port, self.registry, self.ready, health_only=True)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -110,7 +114,10 @@ class App:
 
     def start(self) -> None:
         self.server.start()
-        log.info("serving /metrics on %s", self.settings.listen)
+        log.info("serving %s on %s", self.settings.telemetry_path, self.settings.listen)
+        if self.health is not None:
+            self.health.start()
+            log.info("serving /healthz and /readyz for probes on %s", self.settings.health_listen)
         for src in self.sources:
             t = threading.Thread(target=src.run, args=(self.stop,), name=f"source-{src.name}", daemon=True)
             t.start()
@@ -131,6 +138,8 @@ class App:
         if self.sink is not None:
             self.sink.shutdown()
         self.server.stop()
+        if self.health is not None:
+            self.health.stop()
         self.store.close()
 
 

@@ -26,10 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon (serves /metrics, /healthz, /readyz)")
     run.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     run.add_argument("--config", "-c", help="YAML config file (default: the embedded sample setup)")
-    run.add_argument("--listen", help="address:port for /metrics (config: listen)")
+    # the exporter-toolkit spellings, with the older ones kept as aliases
+    run.add_argument(
+        "--web.listen-address", "--listen", dest="listen", help="address:port to serve on (config: listen)"
+    )
+    run.add_argument(
+        "--web.config.file",
+        "--web-config-file",
+        dest="web_config_file",
+        help="TLS / basic auth web-config, exporter-toolkit format (config: web_config_file)",
+    )
+    run.add_argument("--web.telemetry-path", dest="telemetry_path", help="path of the metrics (config: telemetry_path)")
+    run.add_argument(
+        "--health-listen", dest="health_listen", help="plain-HTTP probe listener address:port (config: health_listen)"
+    )
     run.add_argument("--state-path", help="SQLite state file (config: state.path)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--web-config-file", help="TLS / basic auth web config (config: web_config_file)")
     run.add_argument("--shutdown-grace", type=float, default=20.0, help="seconds to finish work on SIGTERM")
 
     rp = sub.add_parser("replay", help="one pass over files or an S3 prefix; print the metrics")
@@ -68,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             listen=args.listen,
             log_level=args.log_level,
             web_config_file=args.web_config_file,
+            telemetry_path=args.telemetry_path,
+            health_listen=args.health_listen,
             **{"state.path": args.state_path},
         )
     except config.ConfigError as exc:

@@ -270,9 +270,14 @@ class Settings(BaseSettings):
         env_prefix="CTSQS_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
 
-    listen: str = "0.0.0.0:9108"
+    # 10355: free on the Prometheus wiki's "Default port allocations" list (README, "Port")
+    listen: str = "0.0.0.0:10355"
     # TLS and basic auth for the HTTP endpoints, in the Prometheus exporter-toolkit web-config format
     web_config_file: Path | None = None
+    telemetry_path: str = "/metrics"
+    # a second, plain-HTTP listener with only /healthz and /readyz (no auth, no detail), for kubelet
+    # probes when the main one needs TLS and credentials; off by default
+    health_listen: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # a source failing for longer than this makes /readyz fail
     unready_after: Duration = 300.0
@@ -281,12 +286,21 @@ class Settings(BaseSettings):
     logs: LogsConfig = Field(default_factory=LogsConfig)
     sources: list[SourceConfig] = Field(default_factory=_default_sources, min_length=1)
 
-    @field_validator("listen")
+    @field_validator("listen", "health_listen")
     @classmethod
-    def _listen(cls, v: str) -> str:
+    def _listen(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         _host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("expected address:port, e.g. 0.0.0.0:9108 or 127.0.0.1:9108")
+            raise ValueError("expected address:port, e.g. 0.0.0.0:10355, 127.0.0.1:10355 or :10355")
+        return v
+
+    @field_validator("telemetry_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or v in ("/healthz", "/readyz", "/") or any(c in v for c in "?# "):
+            raise ValueError("expected a path such as /metrics (not /, /healthz or /readyz)")
         return v
 
     @field_validator("sources")
@@ -304,7 +318,7 @@ class Settings(BaseSettings):
 
     @property
     def listen_address(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
+        host, _, port = self.listen.rpartition(":")  # `:port` = all interfaces, as the toolkit takes it
         return host.strip("[]"), int(port)
 
     @classmethod

@@ -7,8 +7,10 @@ or fixture that stops it.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,14 +117,16 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus_server(workdir: Path, targets: list[str], rule_files: list[Path]) -> Iterator[Prometheus]:
+def prometheus_server(
+    workdir: Path, targets: list[str], rule_files: list[Path], job: str = "cloudtrail-sqs-exporter"
+) -> Iterator[Prometheus]:
     """A real Prometheus on 127.0.0.1, scraping `targets` every second and evaluating `rule_files`."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [{"job_name": "cloudtrail-sqs-exporter", "static_configs": [{"targets": targets}]}],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = workdir / "prometheus.log"
@@ -207,3 +212,59 @@ def kubernetes_validate(objs: list[dict[str, Any]], workdir: Path) -> subprocess
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     )
+
+
+# ---------------------------------------------------------------------------- wheels, offline
+
+
+def _dist_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def runtime_closure(requirements: list[str]) -> list[importlib.metadata.Distribution]:
+    """The installed distributions `requirements` pull in (markers evaluated, no extras), transitively."""
+    from packaging.requirements import Requirement
+
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        key = _dist_name(req.name)
+        if key in seen:
+            continue
+        dist = importlib.metadata.distribution(req.name)
+        seen[key] = dist
+        todo += [Requirement(r) for r in dist.requires or []]
+    return list(seen.values())
+
+
+def repack_wheel(dist: importlib.metadata.Distribution, out: Path) -> Path:
+    """A wheel rebuilt from an installed distribution (its RECORD lists the files; WHEEL has its tag).
+
+    Tests stay offline: the image's builder stage downloads these wheels from the index, this builds the
+    same set from what the test environment already installed, and pip then resolves the project's
+    dependencies from them exactly as `--no-index --find-links` does in the Dockerfile."""
+    wheel_meta = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_meta.splitlines() if line.startswith("Tag:")]
+    assert tags, f"{dist.metadata['Name']}: no Tag in WHEEL"
+    pys, abis, plats = (sorted({t.split("-")[i] for t in tags}) for i in range(3))
+    tag = "-".join(".".join(x) for x in (pys, abis, plats))
+    name = re.sub(r"[-.]+", "_", dist.metadata["Name"])
+    target = out / f"{name}-{dist.version}-{tag}.whl"
+    root = Path(str(dist.locate_file("")))
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zf:
+        for f in dist.files or []:
+            path = root / f
+            if f.suffix == ".pyc" or not path.is_file() or ".." in f.parts:
+                continue
+            zf.write(path, f.as_posix())
+    return target
+
+
+def wheelhouse(out: Path, requirements: list[str]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for dist in runtime_closure(requirements):
+        repack_wheel(dist, out)
+    return out

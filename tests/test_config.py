@@ -53,7 +53,7 @@ def test_check_config_prints_effective_config_with_secrets_masked(tmp_path: Path
         ("sources:\n  - type: nosuch\n", ["sources[0]"]),
         ("metrics:\n  principal_granularity: person\n", ["metrics.principal_granularity"]),
         ("metrics:\n  include_queues: '(['\n", ["metrics.include_queues"]),
-        ("listen: 9108\n", ["listen"]),
+        ("listen: 10355\n", ["listen"]),
         ("state:\n  commit_interval: soon\n", ["state.commit_interval"]),
         ("listne: 1.2.3.4:5\n", ["listne"]),
         ("- a list\n", ["top level"]),
@@ -91,7 +91,7 @@ def test_embedded_default_reads_the_shipped_sample() -> None:
     s = config.load()
     assert s.sources[0].path == config.SAMPLE_DIR
     assert any(config.SAMPLE_DIR.rglob("*.json.gz"))
-    assert s.listen == "0.0.0.0:9108"
+    assert s.listen == "0.0.0.0:10355"
 
 
 def test_example_configs_validate() -> None:

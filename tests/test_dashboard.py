@@ -63,7 +63,9 @@ def _targets() -> list[tuple[str, str]]:
 
 def test_template_variables() -> None:
     variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
-    assert list(variables) == ["datasource", "account", "region", "queue"]
+    assert list(variables) == ["datasource", "job", "instance", "account", "region", "queue", "logs"]
+    # the exporter is found by its own build_info, whatever its scrape job is called
+    assert variables["job"]["definition"] == "label_values(cloudtrail_sqs_exporter_build_info, job)"
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     for name, label in (("account", "account_id"), ("region", "region"), ("queue", "queue")):
         v = variables[name]
@@ -111,6 +113,33 @@ def test_queries_use_only_known_series() -> None:
             assert name in SPEC_METRICS | RECORDED, f"{title}: unknown series {name}"
 
 
+def test_every_selector_of_the_exporter_honours_job_and_instance() -> None:
+    """Each series of the exporter is selected with `$job`/`$instance` (taken from build_info), never by a
+    hard-wired job name; the recording rule's output is already aggregated over them."""
+    for title, expr in _targets():
+        assert not re.search(r'job\s*=~?\s*"(?!\$job)', expr), f"{title}: a hard-wired job in {expr}"
+        for selector in re.findall(r"\bcloudtrail_sqs_\w+(\{[^}]*\})?", expr):
+            assert 'job=~"$job"' in selector and 'instance=~"$instance"' in selector, f"{title}: {expr}"
+
+
+def test_wide_panels_are_top_n_and_lifecycle_is_annotated() -> None:
+    panels = {p["title"]: p for p in _panels()}
+    for title in ("Call rate per queue by event name (top 20)", "Batch entries / s (top 20)"):
+        assert all(t["expr"].startswith("topk(20, ") for t in panels[title]["targets"]), title
+    links = panels["Call rate per queue by event name (top 20)"]["fieldConfig"]["defaults"]["links"]
+    assert links[0]["url"].startswith("/explore?left=") and "__field.labels.queue" in links[0]["url"]
+    (lifecycle,) = [a for a in _dashboard()["annotations"]["list"] if a.get("expr")]
+    for event in (
+        "CreateQueue",
+        "DeleteQueue",
+        "PurgeQueue",
+        "SetQueueAttributes",
+        "AddPermission",
+        "RemovePermission",
+    ):
+        assert event in lifecycle["expr"]
+
+
 def test_per_queue_panels_honour_the_variables() -> None:
     for title, expr in _targets():
         if re.search(r"cloudtrail_sqs_(api_|batch_|distinct_)|cloudtrail_sqs:", expr):
@@ -147,6 +176,9 @@ class Live:
 RATE_INTERVAL = "5m"  # covers the whole test run; rate() only needs two scrapes in it
 
 
+JOB = "ctsqs"
+
+
 def prom_regex_escape(value: str) -> str:
     """As Grafana escapes a variable value for a Prometheus regex: `\\` before regex specials."""
     return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", value)
@@ -156,7 +188,7 @@ def substitute(expr: str, selection: dict[str, str] | None = None) -> str:
     """Grafana's variables → what Grafana would send. `selection` picks one value per variable."""
     sel = selection or {}
     out = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__range", "10m").replace("$__interval", "1s")
-    for var in ("account", "region", "queue"):
+    for var in ("account", "region", "queue", "instance", "job"):
         out = out.replace(f"${var}", prom_regex_escape(sel[var]) if var in sel else ".*")
     assert "$" not in out, out
     return out
@@ -201,7 +233,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             return code == 200 and "cloudtrail_sqs_api_calls_total{" in body
 
         wait_for(exporter_has_calls, 60, "exporter /metrics with api calls")
-        with prometheus_server(work / "prometheus", [f"127.0.0.1:{port}"], [RULES]) as prom:
+        # a scrape job named like nothing in the dashboard or rules: they must not depend on it
+        with prometheus_server(work / "prometheus", [f"127.0.0.1:{port}"], [RULES], job=JOB) as prom:
             # two scrapes of the first batch, then the second batch
             wait_for(
                 lambda: prom.query("count_over_time(cloudtrail_sqs_exporter_build_info[1m]) >= 2"),
@@ -290,9 +323,12 @@ def test_prometheus_loaded_and_evaluates_the_rules(live: Live) -> None:
 
 @pytest.mark.slow
 def test_exporter_up_for_the_down_alert(live: Live) -> None:
-    """CloudtrailSqsExporterDown's job matcher finds the scrape job the chart's monitors create."""
-    (up,) = live.prom.query('up{job=~".*cloudtrail-sqs-exporter.*"}')
-    assert up["value"][1] == "1"
+    """CloudtrailSqsExporterDown's selection (build_info, not a job name) finds the exporter's target."""
+    (up,) = live.prom.query("up and on (job, instance) last_over_time(cloudtrail_sqs_exporter_build_info[1d])")
+    assert up["metric"]["job"] == JOB and up["value"][1] == "1"
+    annotations = _dashboard()["annotations"]["list"]
+    lifecycle = next(a for a in annotations if a.get("name") == "Queue lifecycle and configuration")
+    live.prom.query(substitute(lifecycle["expr"]))  # runs (the generator may not have made such events)
 
 
 def test_repo_root_is_where_the_dashboard_lives() -> None:

@@ -241,7 +241,8 @@ def test_pod_is_locked_down_and_probed() -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["resources"]["requests"] and c["resources"]["limits"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"http-metrics": 9108}
+    assert ports == {"http-metrics": 10355, "http-health": 10356}
+    assert c["livenessProbe"]["httpGet"]["port"] == c["readinessProbe"]["httpGet"]["port"] == "http-health"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert "emptyDir" in volumes["cloudtrail-sqs-exporter-state"]
     state_mount = next(m for m in c["volumeMounts"] if m["name"] == "cloudtrail-sqs-exporter-state")
@@ -318,7 +319,7 @@ def test_versions_agree() -> None:
 
 def test_notes_tell_how_to_reach_metrics() -> None:
     notes = render(CHART, {})["cloudtrail-sqs-exporter/templates/NOTES.txt"]
-    assert "port-forward service/ctsqs-cloudtrail-sqs-exporter 9108:9108" in notes
+    assert "port-forward service/ctsqs-cloudtrail-sqs-exporter 10355:10355" in notes
     assert "/metrics" in notes and "/readyz" in notes
 
 
@@ -334,5 +335,154 @@ def test_rendered_config_is_accepted_by_the_exporter(name: str, tmp_path: Path) 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     effective = yaml.safe_load(result.stdout)
-    assert effective["listen"] == "0.0.0.0:9108"
+    assert effective["listen"] == "0.0.0.0:10355"
     assert effective["state"]["path"] == "/var/lib/cloudtrail-sqs-exporter/cloudtrail-sqs-exporter.db"
+
+
+# ---------------------------------------------------------------------------- TLS, auth, probes as kubelet runs them
+
+
+def _kubelet_probe(probe: dict[str, Any], ports: dict[str | int, int]) -> bool:
+    """One probe, as the kubelet performs it: httpGet (scheme, headers, named port; 200-399 passes and
+    certificates are not verified), tcpSocket (connect), exec (exit 0)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    if "httpGet" in probe:
+        h = probe["httpGet"]
+        scheme = h.get("scheme", "HTTP").lower()
+        req = urllib.request.Request(f"{scheme}://127.0.0.1:{ports[h['port']]}{h.get('path', '/')}")
+        for header in h.get("httpHeaders", []):
+            req.add_header(header["name"], header["value"])
+        ctx = ssl._create_unverified_context() if scheme == "https" else None
+        try:
+            with urllib.request.urlopen(req, timeout=probe.get("timeoutSeconds", 1), context=ctx) as r:
+                return 200 <= r.status < 400
+        except (urllib.error.URLError, OSError):
+            return False
+    if "tcpSocket" in probe:
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", ports[probe["tcpSocket"]["port"]]), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    if "exec" in probe:
+        return subprocess.run(probe["exec"]["command"], capture_output=True, timeout=10).returncode == 0
+    raise AssertionError(f"unknown probe {probe}")
+
+
+def test_probes_pass_with_tls_and_auth_as_the_chart_configures_it(tmp_path: Path) -> None:
+    """Render with TLS + basic auth; start the exporter with the container's args, env, ConfigMap and
+    Secrets (paths under /etc and /var/lib mapped into a temp dir); every rendered probe passes, while
+    /metrics itself requires TLS and the credentials."""
+    import base64
+    import json
+    import os
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from util import free_port, wait_for
+
+    objs = manifests(render(CHART, VALUE_SETS["secure-values"]))
+    (dep,) = by_kind(objs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    (cm,) = [o for o in by_kind(objs, "ConfigMap") if "config.yaml" in o.get("data", {})]
+    (secret,) = [s for s in by_kind(objs, "Secret") if s["metadata"]["name"].endswith("-web")]
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["cloudtrail-sqs-exporter-tls"]["secret"]["secretName"] == "ctsqs-tls"
+
+    root = tmp_path / "pod"
+    mounts = {m["mountPath"]: root / m["mountPath"].strip("/") for m in c["volumeMounts"]}
+    for d in mounts.values():
+        d.mkdir(parents=True, exist_ok=True)
+
+    pattern = re.compile("|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True)))
+
+    def here(text: str) -> str:  # one pass, longest mount path first
+        return pattern.sub(lambda m: str(mounts[m.group(0)]), text)
+
+    ports = {p["name"]: free_port() for p in c["ports"]}
+    config = yaml.safe_load(here(cm["data"]["config.yaml"]))
+    assert config["listen"] == "0.0.0.0:10355" and config["health_listen"] == "0.0.0.0:10356"
+    config["listen"] = f"127.0.0.1:{ports['http-metrics']}"  # the pod's ports, on free local ones
+    config["health_listen"] = f"127.0.0.1:{ports['http-health']}"
+    (mounts["/etc/cloudtrail-sqs-exporter"] / "config.yaml").write_text(yaml.safe_dump(config))
+    (mounts["/etc/cloudtrail-sqs-exporter/web"] / "web-config.yml").write_text(
+        here(secret["stringData"]["web-config.yml"])
+    )
+    tls = mounts["/etc/cloudtrail-sqs-exporter/tls"]
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"),
+            *("-days", "2", "-subj", "/CN=ctsqs", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTSQS_")}
+    env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
+    args = [here(a) for a in c["args"]]
+    log = tmp_path / "exporter.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", *args], stdout=out, stderr=subprocess.STDOUT, env=env,
+            cwd=mounts["/var/lib/cloudtrail-sqs-exporter"],
+        )  # fmt: skip
+    try:
+        probes = {k: c[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
+        for name, probe in probes.items():
+            try:
+                wait_for(lambda p=probe: _kubelet_probe(p, ports), 60, what=f"{name} passes")
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
+        # /metrics itself: TLS and the credentials, as the monitors are told
+        ctx = ssl.create_default_context(cafile=str(tls / "tls.crt"))
+        url = f"https://127.0.0.1:{ports['http-metrics']}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, context=ctx, timeout=5)
+        assert err.value.code == 401
+        req = urllib.request.Request(url)
+        req.add_header("Authorization", "Basic " + base64.b64encode(b"prometheus:scrape-secret").decode())
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+            assert r.status == 200 and r.headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    for mon, ep in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")):
+        (m,) = by_kind(objs, mon)
+        e = m["spec"][ep][0]
+        assert e["scheme"] == "https" and e["tlsConfig"]["ca"]["secret"]["name"] == "ctsqs-tls"
+        assert e["basicAuth"]["password"]["key"] == "password", json.dumps(e)
+
+
+def test_sidecar_never_gates_the_host_pod(tmp_path: Path) -> None:
+    host = tmp_path / "sidecar-host"
+    shutil.copytree(SIDECAR_HOST, host)
+    shutil.copytree(CHART, host / "charts" / "cloudtrail-sqs-exporter")
+    objs = manifests(render(host, None, name="orders", namespace="apps"))
+    (dep,) = by_kind(objs, "Deployment")
+    side = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "cloudtrail-sqs-exporter")
+    assert "readinessProbe" not in side
+    assert side["livenessProbe"]["httpGet"]["path"] == "/healthz"  # only: is the process alive
+
+
+def test_pdb_for_several_replicas_and_rule_values() -> None:
+    objs = manifests(render(CHART, VALUE_SETS["scaleout-values"]))
+    (pdb,) = by_kind(objs, "PodDisruptionBudget")
+    (dep,) = by_kind(objs, "Deployment")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert not by_kind(manifests(render(CHART, {})), "PodDisruptionBudget")
+    (rule,) = by_kind(manifests(render(CHART, VALUE_SETS["secure-values"])), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert ") > 0.1" in alerts["CloudtrailSqsErrorRatioHigh"]["expr"]
+    assert ") >= 25" in alerts["CloudtrailSqsAccessDeniedBurst"]["expr"]
+    assert ") > 3600" in alerts["CloudtrailSqsDeliveryLagHigh"]["expr"]
+    assert "CloudtrailSqsPurgeSeen" in alerts
+    url = alerts["CloudtrailSqsExporterDown"]["annotations"]["runbook_url"]
+    assert url == "https://wiki.example.com/cloudtrail-sqs-exporter/runbook#cloudtrailsqsexporterdown"

@@ -13,16 +13,29 @@ from __future__ import annotations
 import fnmatch
 import importlib.metadata
 import os
+import platform
 import re
 import subprocess
 import sys
-import sysconfig
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from deploytools import DOCKERFILE, ROOT, free_port, generate_trail, http_get, process, tail, tool, wait_for
+from deploytools import (
+    DOCKERFILE,
+    ROOT,
+    free_port,
+    generate_trail,
+    http_get,
+    process,
+    tail,
+    tool,
+    wait_for,
+    wheelhouse,
+)
 
 import exporter
 
@@ -72,7 +85,7 @@ def test_dockerfile_is_multi_stage_slim_non_root() -> None:
     assert stages[1][0] == "FROM ${PYTHON_IMAGE} AS runtime"
     final = "\n".join(stages[1])
     assert re.search(r"^USER 10001:10001$", final, re.M)
-    assert re.search(r"^EXPOSE 9108$", final, re.M)
+    assert re.search(r"^EXPOSE 10355$", final, re.M)
     assert 'ENTRYPOINT ["cloudtrail-sqs-exporter"]' in final
     assert 'CMD ["run"]' in final
     # no build tools in the final image: no apt, no compiler, no wheel cache layer
@@ -118,6 +131,10 @@ def test_dockerignore_sends_only_what_the_build_needs() -> None:
     for p in needed:
         assert (ROOT / p).exists(), p
         assert not _dockerignored(p, patterns), f"{p} is ignored but COPY needs it"
+    # what pyproject.toml names (readme, license files) must reach the build, or the wheel build fails
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for p in [project["readme"], *project.get("license-files", [])]:
+        assert p in needed and not _dockerignored(p, patterns), p
     for p in ("exporter/cli.py", "exporter/sample/trail", "exporter/_native.c", "setup.py"):
         assert not _dockerignored(p, patterns), p
     for p in (
@@ -144,48 +161,52 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheels")
     offline = ["--no-deps", "--no-build-isolation"]  # the Dockerfile: build isolation, deps as wheels
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-cache-dir", *offline, "--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-cache-dir", *offline, "--wheel-dir", str(out), str(ROOT)],
         capture_output=True,
         text=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    # SPDX `license = "Apache-2.0"`: no setuptools deprecation warning (a TOML table printed one per build)
+    build_log = result.stdout + result.stderr
+    assert not re.search(r"(?i)deprecat|BuildBackendWarning", build_log), build_log[-3000:]
     (whl,) = out.glob("cloudtrail_sqs_exporter-*.whl")
     return whl
 
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m venv --without-pip` + `pip --python` install from the wheel dir, as in the Dockerfile.
-
-    The dependencies are not downloaded (tests stay offline): after the install, a .pth file appends
-    this test environment's site-packages to the new venv's path, behind the venv's own copy.
-    """
+    """`python -m venv --without-pip` + `pip --python … install --no-cache-dir --no-index --find-links` of the
+    project wheel, as the Dockerfile's runtime stage does: no extras, nothing from an index, the dependencies
+    resolved by pip from the wheel directory (rebuilt offline from this environment's installed copies,
+    where the image's builder downloads them) — so a runtime dependency missing from pyproject.toml is
+    missing here too."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    wheelhouse(wheel.parent, deps)
     root = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     dockerfile_flags = ["install", "--no-cache-dir", "--no-index", "--find-links", str(wheel.parent)]
     pip = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python")]
     result = subprocess.run(
-        [*pip, *dockerfile_flags, "--no-deps", str(wheel)],
+        [*pip, *dockerfile_flags, str(wheel)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        # no PYTHONPATH: the target venv must not see this checkout (or its egg-info) as installed
+        env={**_outside_repo_env(), "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    purelib = subprocess.run(
-        [str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (Path(purelib) / "zz-test-deps.pth").write_text("\n".join(sorted(here)) + "\n")
     return root
 
 
 def _outside_repo_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CTSQS_", "PYTHON"))}
     return env
+
+
+def run_installed(venv: Path) -> Any:
+    """An `Exporter.wrap` that runs the venv's console script instead of this checkout's `python -m exporter`."""
+    exe = str(venv / "bin" / "cloudtrail-sqs-exporter")
+    return lambda cmd: ["env", "-u", "PYTHONPATH", exe, *cmd[cmd.index("run") :]]
 
 
 @pytest.mark.slow
@@ -249,7 +270,11 @@ def test_venv_replays_generated_trail(venv: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     calls = [line for line in result.stdout.splitlines() if line.startswith("cloudtrail_sqs_api_calls_total{")]
     assert calls and sum(float(line.rsplit(" ", 1)[1]) for line in calls) > 0
-    assert f'cloudtrail_sqs_exporter_build_info{{version="{exporter.__version__}"}} 1.0' in result.stdout
+    info = next(x for x in result.stdout.splitlines() if x.startswith("cloudtrail_sqs_exporter_build_info{"))
+    assert f'version="{exporter.__version__}"' in info and f'python_version="{platform.python_version()}"' in info
+    # the wheel was built in a git checkout: the commit is stamped into the package
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert f'revision="{head}"' in info, info
 
 
 @pytest.fixture
@@ -278,3 +303,117 @@ def test_venv_runs_the_embedded_default_like_the_image(image_like_run: tuple[str
     assert "cloudtrail_sqs_exporter_build_info" in body
     # the default state path is relative: it lands in the working directory (the image's volume)
     assert (workdir / "state").is_dir()
+
+
+def test_dockerfile_oci_labels_and_revision() -> None:
+    final = "\n".join(_stages()[1])
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.\w+)="([^"]*)"', final))
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"
+    assert labels["org.opencontainers.image.source"] == "${SOURCE_URL}"
+    assert re.search(rf"^ARG VERSION={re.escape(exporter.__version__)}$", final, re.M)
+    builder = "\n".join(_stages()[0])
+    assert 'SOURCE_REVISION="${REVISION}"' in builder  # build_info's revision inside the image
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+
+
+# ---------------------------------------------------------------------------- every mode of docs/deploy.md,
+# from the installed wheel (no extras)
+
+
+@pytest.mark.slow
+def test_venv_scale_out_three_replicas(venv: Path, moto: Any, tmp_path: Path, exporter_proc: list[Any]) -> None:
+    from awsfixtures import counted, upload_tree, wait_until, write_batch
+    from test_scaleout import OBJECTS, RedisServer, replica, total
+    from test_source_s3sqs import notifying_bucket, queue_depth
+    from util import series
+
+    from exporter.generator import Generator
+
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        url = notifying_bucket(moto)
+        truth = write_batch(Generator(seed=43), tmp_path / "trail", 24, extras=False)
+        upload_tree(moto.client("s3"), "trail", tmp_path / "trail")
+        exps = [replica(i, tmp_path, moto, url, redis.url) for i in range(3)]
+        for e in exps:
+            e.wrap = run_installed(venv)
+            exporter_proc.append(e)
+            e.start(wait_ready=False)
+        wait_until(lambda: queue_depth(moto, url) == 0, 120, what="queue drained")
+        files = len(truth["files"])
+        wait_for(lambda: counted(total(exps), OBJECTS, outcome="ok") == files, 60, "every object counted once")
+        m = total(exps)
+        q = ("account_id", "region", "queue")
+        calls = series(m, "cloudtrail_sqs_api_calls_total", *q, "event_name", "event_category")
+        assert {k: int(v) for k, v in calls.items() if v} == truth["calls"]
+        errors = series(m, "cloudtrail_sqs_api_errors_total", *q, "event_name", "error_code")
+        assert {k: int(v) for k, v in errors.items() if v} == truth["errors"]
+
+        def views() -> list[dict]:
+            return [series(e.metrics(), "cloudtrail_sqs_distinct_principals", *q, "window") for e in exps]
+
+        # identical on every replica once each has refreshed its 5 s cache of the global figures
+        wait_for(lambda: (v := views()) and v[0] and v[0] == v[1] == v[2], 30, "identical principal gauges")
+        for e in exps:
+            assert "exporter/" not in e.log.read_text()  # tracebacks would name the package's files
+    finally:
+        redis.stop()
+
+
+@pytest.mark.slow
+def test_venv_logs_on(venv: Path, tmp_path: Path, exporter_proc: list[Any]) -> None:
+    from otlp_receiver import Receiver
+    from test_run import write_config
+    from util import Exporter
+
+    from exporter.generator import Generator
+
+    rx = Receiver(free_port()).start()
+    try:
+        trail = tmp_path / "trail"
+        Generator(seed=44).write(trail, 2, 20)
+        cfg = write_config(tmp_path, trail, f"logs:\n  enabled: true\n  endpoint: {rx.endpoint}\n")
+        exp = Exporter(cfg, tmp_path, env=_outside_repo_env(), wrap=run_installed(venv))
+        exporter_proc.append(exp)
+        exp.start()
+        wait_for(lambda: rx.count > 0, 60, "log records at the OTLP receiver")
+    finally:
+        rx.stop()
+
+
+@pytest.mark.slow
+def test_venv_tls_and_basic_auth(venv: Path, tmp_path: Path, exporter_proc: list[Any]) -> None:
+    import bcrypt
+    from test_run import write_config
+    from test_webconfig import _status
+    from util import Exporter
+
+    from exporter.generator import Generator
+
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"),
+            *("-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS12\n"
+        f"basic_auth_users:\n  prom: '{hashed}'\n"
+    )
+    trail = tmp_path / "trail"
+    Generator(seed=45).write(trail, 2, 20)
+    cfg = write_config(tmp_path, trail, f"web_config_file: {web}\n")
+    exp = Exporter(cfg, tmp_path, env=_outside_repo_env(), wrap=run_installed(venv))
+    exporter_proc.append(exp)
+    ctx = __import__("ssl").create_default_context(cafile=str(tmp_path / "tls.crt"))
+    https = f"https://127.0.0.1:{exp.port}"
+    exp.start(check=lambda: _status(https + "/healthz", ctx)[0] == 200)
+    assert _status(https + "/metrics", ctx)[0] == 401
+    assert _status(https + "/metrics", ctx, ("prom", "s3cret"))[0] == 200

@@ -16,7 +16,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from .. import __version__
+from ..buildinfo import labels as build_labels
 from ..decode.record import NO_QUEUE, Call, Labels, SqsEvent
 from ..selfmetrics import SelfMetrics
 
@@ -370,8 +370,9 @@ class AggregateCollector:
         for name, (doc, labels) in EXTRA_COUNTERS.items():
             if name in c.extra:
                 counter(name, doc, labels, c.extra[name])
-        g = GaugeMetricFamily(p + "exporter_build_info", "Always 1; the version label.", labels=["version"])
-        g.add_metric([__version__], 1)
+        info = build_labels()
+        g = GaugeMetricFamily(p + "exporter_build_info", "Always 1; version, revision, Python.", labels=list(info))
+        g.add_metric(list(info.values()), 1)
         out.append(g)
         return out
 

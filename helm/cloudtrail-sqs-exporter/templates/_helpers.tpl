@@ -63,6 +63,10 @@ the exporter falls back to its embedded demo source.
 {{- define "cloudtrail-sqs-exporter.config" -}}
 {{- $cfg := deepCopy .Values.config }}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .Values.port)) }}
+{{- $_ := set $cfg "health_listen" (printf "0.0.0.0:%d" (int .Values.healthPort)) }}
+{{- if include "cloudtrail-sqs-exporter.webEnabled" . }}
+{{- $_ := set $cfg "web_config_file" "/etc/cloudtrail-sqs-exporter/web/web-config.yml" }}
+{{- end }}
 {{- if not $cfg.sources }}
 {{- $_ := unset $cfg "sources" }}
 {{- end }}
@@ -72,6 +76,40 @@ the exporter falls back to its embedded demo source.
 {{/* Pod annotation that rolls the pods when the configuration changes. */}}
 {{- define "cloudtrail-sqs-exporter.configChecksum" -}}
 checksum/config: {{ include "cloudtrail-sqs-exporter.config" . | sha256sum }}
+{{- if and (include "cloudtrail-sqs-exporter.webEnabled" .) (not .Values.web.existingSecret) }}
+{{/* the exporter re-reads its web-config itself; rolling on a change keeps the pods' view uniform */}}
+checksum/web: {{ include "cloudtrail-sqs-exporter.webConfig" . | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when /metrics has a web-config (TLS and/or basic auth). */}}
+{{- define "cloudtrail-sqs-exporter.webEnabled" -}}
+{{- if or .Values.web.config .Values.web.existingSecret .Values.web.tlsSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+The web-config file put in the chart's Secret: web.config, with cert_file/key_file (and client_ca_file
+when client certificates are verified) pointing into the mounted web.tlsSecret unless given.
+*/}}
+{{- define "cloudtrail-sqs-exporter.webConfig" -}}
+{{- $web := deepCopy (default dict .Values.web.config) }}
+{{- if .Values.web.tlsSecret }}
+{{- $tls := default dict (get $web "tls_server_config") }}
+{{- $_ := set $tls "cert_file" (default "/etc/cloudtrail-sqs-exporter/tls/tls.crt" (get $tls "cert_file")) }}
+{{- $_ := set $tls "key_file" (default "/etc/cloudtrail-sqs-exporter/tls/tls.key" (get $tls "key_file")) }}
+{{- $auth := default "NoClientCert" (get $tls "client_auth_type") }}
+{{- if and (ne $auth "NoClientCert") (not (get $tls "client_ca_file")) }}
+{{- $_ := set $tls "client_ca_file" "/etc/cloudtrail-sqs-exporter/tls/ca.crt" }}
+{{- end }}
+{{- $_ := set $web "tls_server_config" $tls }}
+{{- end }}
+{{- toYaml $web }}
+{{- end }}
+
+{{/* The scheme the monitors scrape with. Context: dict "Values" and "monitor" (its values). */}}
+{{- define "cloudtrail-sqs-exporter.scheme" -}}
+{{- $tls := or .Values.web.tlsSecret (and .Values.web.config (get .Values.web.config "tls_server_config")) }}
+{{- default (ternary "https" "http" (not (not $tls))) .monitor.scheme }}
 {{- end }}
 
 {{/*
@@ -113,6 +151,9 @@ The exporter container. Context: dict with "Values" (this chart's values) and "R
     - name: http-metrics
       containerPort: {{ int .Values.port }}
       protocol: TCP
+    - name: http-health
+      containerPort: {{ int .Values.healthPort }}
+      protocol: TCP
   {{- if or .Values.redis.existingSecret .Values.aws.region .Values.extraEnv }}
   env:
     {{- if .Values.redis.existingSecret }}
@@ -142,6 +183,16 @@ The exporter container. Context: dict with "Values" (this chart's values) and "R
       mountPath: /var/lib/cloudtrail-sqs-exporter
     - name: cloudtrail-sqs-exporter-tmp
       mountPath: /tmp
+    {{- if include "cloudtrail-sqs-exporter.webEnabled" . }}
+    - name: cloudtrail-sqs-exporter-web
+      mountPath: /etc/cloudtrail-sqs-exporter/web
+      readOnly: true
+    {{- end }}
+    {{- if .Values.web.tlsSecret }}
+    - name: cloudtrail-sqs-exporter-tls
+      mountPath: /etc/cloudtrail-sqs-exporter/tls
+      readOnly: true
+    {{- end }}
     {{- with .Values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -149,9 +200,13 @@ The exporter container. Context: dict with "Values" (this chart's values) and "R
   livenessProbe:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- /* a sidecar never gates its host pod's readiness: a failing CloudTrail source is no reason to
+         take the host application out of its Service (liveness still restarts a dead process) */}}
+  {{- if ne .Values.mode "sidecar" }}
   {{- with .Values.readinessProbe }}
   readinessProbe:
     {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- end }}
   {{- with .Values.startupProbe }}
   startupProbe:
@@ -183,6 +238,23 @@ The exporter container. Context: dict with "Values" (this chart's values) and "R
 - name: cloudtrail-sqs-exporter-tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- if include "cloudtrail-sqs-exporter.webEnabled" . }}
+- name: cloudtrail-sqs-exporter-web
+  secret:
+    {{- if .Values.web.existingSecret }}
+    secretName: {{ .Values.web.existingSecret }}
+    items:
+      - key: {{ .Values.web.existingSecretKey }}
+        path: web-config.yml
+    {{- else }}
+    secretName: {{ include "cloudtrail-sqs-exporter.fullname" . }}-web
+    {{- end }}
+{{- end }}
+{{- if .Values.web.tlsSecret }}
+- name: cloudtrail-sqs-exporter-tls
+  secret:
+    secretName: {{ .Values.web.tlsSecret }}
+{{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
