@@ -88,13 +88,19 @@ def _logging(level: str) -> None:
 
 def _run(settings: config.Settings, grace: float) -> int:
     from .app import App
+    from .state import StateError
 
     try:
         app = App(settings)
-    except (OSError, ValueError) as exc:  # port in use, state path not writable, bad web config…
+    except StateError as exc:  # in use by another daemon, unwritable, corrupt: the message names the file
+        print(f"cloudtrail-sqs-exporter: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # port in use, bad web config…
         print(f"cloudtrail-sqs-exporter: cannot start: {exc}", file=sys.stderr)
         return 1
     done = threading.Event()
+    lost: list[str] = []
+    app.store.on_lost = lambda reason: (lost.append(reason), done.set())
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger(__name__).info("signal %d: shutting down", signum)
@@ -108,7 +114,13 @@ def _run(settings: config.Settings, grace: float) -> int:
         "cloudtrail-sqs-exporter %s started (pid %d), %d source(s)", __version__, os.getpid(), len(app.sources)
     )
     done.wait()
-    app.shutdown(grace)
+    try:
+        app.shutdown(grace)
+    except StateError as exc:
+        lost.append(str(exc))
+    if lost:
+        print(f"cloudtrail-sqs-exporter: {lost[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
