@@ -8,6 +8,7 @@ and CloudWatch Logs subscription envelopes (`logEvents[].message`). Anything els
 from __future__ import annotations
 
 import io
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +173,10 @@ def read_delivery(data: bytes, scratch: bool = False) -> Delivery:
     except msgspec.ValidationError as exc:
         return _not_a_trail_object(data, exc)
     except DECODE_ERRORS as exc:
+        # one record the parser cannot take (a lone surrogate, extreme nesting) must not cost its siblings
+        records = split_records(data)
+        if records is not None:
+            return Delivery("ok", records, parsed=False)
         if data.count(b"\n", 0, 1 << 16) or data.strip().count(b"\n"):
             return _ndjson(data, str(exc))
         return Delivery("failed", reason=f"json: {exc}")
@@ -182,6 +187,71 @@ def read_delivery(data: bytes, scratch: bool = False) -> Delivery:
     if top.eventSource is not None or top.eventName is not None or top.eventVersion is not None:
         return Delivery("ok", [data])
     return Delivery("skipped", reason="no Records (digest, Insight summary or other JSON)")
+
+
+# a whole JSON string (escapes skipped), a quote that opens a string never closed, or structure
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\[\s\S][^"\\]*)*"|"|[\[\]{},]')
+_WS = b" \t\r\n"
+
+
+def split_records(data: bytes) -> list[bytes] | None:
+    """The raw elements of the top-level `Records` array, found by structure alone (strings, brackets,
+    commas), so each can be decoded on its own; None unless the document is one complete object with
+    a `Records` array (a truncated or otherwise broken file stays failed)."""
+    n = len(data)
+    i = 0
+    while i < n and data[i] in _WS:
+        i += 1
+    if i == n or data[i] != 0x7B:  # {
+        return None
+    records: list[bytes] = []
+    found = False
+    depth = 0
+    inside = 0  # depth of the Records array while in it, else 0
+    start = 0  # where the current element began
+    opens = -1  # position of the '[' that opens Records, once its key is seen
+    end = -1
+    for m in _TOKENS.finditer(data, i):
+        at = m.start()
+        c = data[at]
+        if c == 0x22:  # "
+            if m.end() - at == 1:
+                return None  # a string that never closes
+            if depth == 1 and not inside and data[at : m.end()] == b'"Records"':
+                j = m.end()
+                while j < n and data[j] in _WS:
+                    j += 1
+                if j < n and data[j] == 0x3A:  # :
+                    j += 1
+                    while j < n and data[j] in _WS:
+                        j += 1
+                    opens = j
+        elif c == 0x5B or c == 0x7B:  # [ {
+            depth += 1
+            if at == opens:
+                inside, start, opens, found = depth, m.end(), -1, True
+        elif c == 0x2C:  # ,
+            if inside and depth == inside:
+                piece = data[start:at].strip()
+                if not piece:
+                    return None
+                records.append(piece)
+                start = m.end()
+        else:  # ] }
+            if inside and depth == inside:
+                if c != 0x5D:
+                    return None
+                piece = data[start:at].strip()
+                if piece:
+                    records.append(piece)
+                inside = 0
+            depth -= 1
+            if depth == 0:
+                end = m.end()
+                break
+    if end < 0 or not found or data[end:].strip(_WS):
+        return None
+    return records
 
 
 def _not_a_trail_object(data: bytes, exc: Exception) -> Delivery:
