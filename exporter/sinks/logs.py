@@ -32,6 +32,7 @@ import msgspec
 from .. import __version__
 from ..config import LogsConfig
 from ..decode.record import NO_QUEUE, Call, SqsEvent, call_event
+from ..masking import mask_url
 from . import otlp
 from .metrics import Aggregate
 
@@ -451,7 +452,7 @@ class LogSink:
         log.info(
             "OTel logs: %s to %s (queue %d records / %d MiB)",
             self.settings.protocol,
-            self.settings.endpoint,
+            mask_url(self.settings.endpoint),
             self.max_records,
             self.max_bytes >> 20,
         )
