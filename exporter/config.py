@@ -358,6 +358,7 @@ def load(path: str | Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"{p}: cannot read: {exc}") from None
         if not isinstance(doc, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of keys")
+        doc = {str(k): v for k, v in doc.items()}
     secrets = masking.secrets_in(doc) | masking.secrets_in(overrides) | masking.env_secrets()
     try:
         merged, warnings = config_sources.merge(

@@ -49,6 +49,7 @@ def kill_9_along_the_work(
         time.sleep(rng.uniform(0.0, 0.1 if early else 0.03))
         seen.append(last)
         exp.stop(signal.SIGKILL)
+    print(f"progress before each kill (of {total}):", seen)
     return seen
 
 
