@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from util import Exporter, free_port, generate
+from util import Exporter, free_port, generate, wait_for
 
 from exporter import masking
 
@@ -149,7 +149,9 @@ def test_run_at_debug_logs_no_secret(tmp_path: Path, exporter_proc: list[Exporte
     exp = Exporter(cfg, tmp_path, env=secret_env())
     exporter_proc.append(exp)
     exp.start(wait_ready=False)
-    time.sleep(3)  # a few polls, export attempts and reconnects: what is logged is checked, not how much
+    # wait for the failures to be logged (however slow the machine), then a few more polls and retries
+    wait_for(lambda: "export of" in exp.log.read_text() and "source bucket" in exp.log.read_text(), 60)
+    time.sleep(1)
     assert exp.stop() == 0
     log = exp.log.read_text()
     assert " DEBUG " in log and "export failed" in log, log[-3000:]
