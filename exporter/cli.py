@@ -11,7 +11,7 @@ import threading
 
 import yaml
 
-from . import __version__, config
+from . import __version__, config, masking
 from .tuning import tune_gc, tune_malloc
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "replay":
             settings = config.load(args.config, **{"metrics.principal_granularity": args.principal_granularity})
-            _logging("error")  # bad files are reported on stderr by replay itself, once each
+            _logging("error", config.secrets(settings))  # bad files are reported by replay itself, once each
             from .app import replay
 
             tune_gc()
@@ -87,31 +87,38 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"cloudtrail-sqs-exporter: {exc}", file=sys.stderr)
         return 2
-    _logging(settings.log_level)
+    _logging(settings.log_level, config.secrets(settings))
     return _run(settings, args.shutdown_grace)
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, secrets: set[str]) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    masking.mask_logging(secrets)  # no secret in any line, at any level, from any library
 
 
 def _run(settings: config.Settings, grace: float) -> int:
     from .app import App
+    from .state import StateError
 
     try:
         app = App(settings)
-    except config.ConfigError as exc:  # an OTEL_* value it cannot honour
+    except (StateError, config.ConfigError) as exc:  # state file in use / unwritable / corrupt; an OTEL_* value
         print(f"cloudtrail-sqs-exporter: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as exc:  # port in use, state path not writable, bad web config…
-        print(f"cloudtrail-sqs-exporter: cannot start: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # port in use, bad web config…
+        print(
+            f"cloudtrail-sqs-exporter: cannot start: {masking.mask_text(str(exc), config.secrets(settings))}",
+            file=sys.stderr,
+        )
         return 1
     done = threading.Event()
+    lost: list[str] = []
+    app.store.on_lost = lambda reason: (lost.append(reason), done.set())
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger(__name__).info("signal %d: shutting down", signum)
@@ -125,7 +132,13 @@ def _run(settings: config.Settings, grace: float) -> int:
         "cloudtrail-sqs-exporter %s started (pid %d), %d source(s)", __version__, os.getpid(), len(app.sources)
     )
     done.wait()
-    app.shutdown(grace)
+    try:
+        app.shutdown(grace)
+    except StateError as exc:
+        lost.append(str(exc))
+    if lost:
+        print(f"cloudtrail-sqs-exporter: {lost[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

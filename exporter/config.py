@@ -5,20 +5,19 @@ Validated once at start; errors name the key (`sources[0].path: Field required`)
 
 from __future__ import annotations
 
-import contextvars
+import os
 import re
+import socket
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from . import config_sources, masking
 
 SAMPLE_DIR = Path(__file__).parent / "sample" / "trail"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -38,6 +37,11 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# the least a poll loop may wait between passes (0 would spin a core), a checkpoint or flush interval,
+# and a network timeout
+MIN_POLL = 0.1
+MIN_COMMIT = 0.01
+MIN_TIMEOUT = 0.1
 
 
 class Strict(BaseModel):
@@ -48,9 +52,9 @@ class FileSourceConfig(Strict):
     type: Literal["file"]
     path: Path
     name: str | None = None
-    poll_interval: Duration = 5.0
+    poll_interval: Duration = Field(5.0, ge=MIN_POLL)
     # a file younger than this may still be being written: wait for the next poll
-    settle: Duration = 1.0
+    settle: Duration = Field(1.0, ge=0)
 
 
 def parse_start(value: Any) -> datetime | Literal["now"] | None:
@@ -83,10 +87,10 @@ class AwsSourceConfig(Strict):
     external_id: str | None = None
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(5, ge=1, le=20)
-    connect_timeout: Duration = 5.0
-    read_timeout: Duration = 60.0
+    connect_timeout: Duration = Field(5.0, ge=MIN_TIMEOUT)
+    read_timeout: Duration = Field(60.0, ge=MIN_TIMEOUT)
     # how long object ids (bucket/key/ETag) are kept to drop duplicate deliveries
-    object_retention: Duration = 7 * 86400.0
+    object_retention: Duration = Field(7 * 86400.0, ge=0)
 
 
 class S3SourceConfig(AwsSourceConfig):
@@ -94,13 +98,13 @@ class S3SourceConfig(AwsSourceConfig):
     bucket: str = Field(min_length=3)
     prefix: str = "AWSLogs/"
     start: Start = None  # None: from the oldest object; "now": from when the source first ran
-    poll_interval: Duration = 60.0
+    poll_interval: Duration = Field(60.0, ge=MIN_POLL)
     accounts: list[str] | None = None  # only these account ids
     regions: list[str] | None = None  # only these regions
     max_in_flight: int = Field(4, ge=1, le=64)  # concurrent downloads
     # re-list keys this far behind the last key (by the time in its name): late deliveries with an
     # earlier key are still read; duplicates are dropped by object id
-    lookback: Duration = 600.0
+    lookback: Duration = Field(600.0, ge=0)
     max_object_attempts: int = Field(5, ge=1)  # then the object is counted failed and passed
 
     @field_validator("accounts", "regions", mode="before")
@@ -114,14 +118,21 @@ class S3SourceConfig(AwsSourceConfig):
 class S3SqsSourceConfig(AwsSourceConfig):
     type: Literal["s3-sqs"]
     queue_url: str = Field(min_length=1)
-    poll_interval: Duration = 0.0  # between receives; the receive itself long-polls
+    # between receives; the receive itself long-polls (with wait_time 0, at least MIN_POLL)
+    poll_interval: Duration = Field(0.0, ge=0)
     wait_time: Duration = Field(20.0, ge=0, le=20)
     max_messages: int = Field(10, ge=1, le=10)
     max_in_flight: int = Field(4, ge=1, le=64)  # objects downloaded at once
     visibility_timeout: Duration = Field(300.0, ge=1, le=43200)  # extended while processing
     # a message whose objects failed comes back after this × its receive count (≤ visibility_timeout)
     retry_visibility: Duration = Field(30.0, ge=0, le=43200)
-    read_timeout: Duration = 60.0
+    read_timeout: Duration = Field(60.0, ge=MIN_TIMEOUT)
+
+    @model_validator(mode="after")
+    def _no_busy_loop(self) -> S3SqsSourceConfig:
+        if self.wait_time < MIN_POLL and self.poll_interval < MIN_POLL:
+            raise ValueError(f"poll_interval must be at least {MIN_POLL}s when wait_time is below it (no long poll)")
+        return self
 
 
 class CloudWatchSourceConfig(AwsSourceConfig):
@@ -131,10 +142,10 @@ class CloudWatchSourceConfig(AwsSourceConfig):
     log_stream_prefix: str | None = None
     filter_pattern: str = '{ $.eventSource = "sqs.amazonaws.com" }'
     start: Start = "now"
-    late_window: Duration = 300.0
+    late_window: Duration = Field(300.0, ge=0)
     # also look this far behind the window to count events that arrived too late (0: off)
-    late_scan: Duration = 300.0
-    poll_interval: Duration = 15.0
+    late_scan: Duration = Field(300.0, ge=0)
+    poll_interval: Duration = Field(15.0, ge=MIN_POLL)
     requests_per_second: float = Field(5.0, gt=0)  # FilterLogEvents quota: 5/s per account and region
     page_size: int = Field(10000, ge=1, le=10000)
 
@@ -165,11 +176,11 @@ class StateConfig(Strict):
     path: Path = Path("./state/cloudtrail-sqs-exporter.db")
     redis_url: str | None = None
     # how often progress and counters are saved together (one transaction)
-    commit_interval: Duration = 1.0
+    commit_interval: Duration = Field(1.0, ge=MIN_COMMIT)
     # with redis_url: how long a replica may hold an object before another may take it over (keep it
     # at least the s3-sqs visibility timeout), and how long "counted" marks are kept
-    redis_lease: Duration = 300.0
-    redis_retention: Duration = 7 * 86400.0
+    redis_lease: Duration = Field(300.0, ge=1)
+    redis_retention: Duration = Field(7 * 86400.0, ge=1)
 
 
 class MetricsConfig(Strict):
@@ -232,15 +243,18 @@ class LogsConfig(Strict):
     client_key: str | None = None
     insecure: bool | None = None  # gRPC without TLS when the endpoint has no scheme
     compression: Literal["gzip", "none"] | None = None
-    timeout: Duration | None = None  # per export request
+    timeout: Duration | None = Field(None, ge=MIN_TIMEOUT)  # per export request
     # back-pressure: records wait in a bounded queue, then are dropped (counted)
     queue_size: int = Field(262_144, ge=1)  # records
     queue_max_bytes: int = Field(512 << 20, ge=1 << 16)  # encoded log record bytes held
     batch_size: int = Field(2048, ge=1, le=100_000)  # records per export request
     batch_max_bytes: int = Field(3 << 20, ge=1 << 14)  # encoded bytes per request (collectors take 4 MiB)
-    flush_interval: Duration = 0.5  # a partial batch waits at most this long
-    retry_max_elapsed: Duration = 60.0  # a batch that keeps failing transiently is given up (failed)
-    shutdown_timeout: Duration = 10.0  # flush bound at shutdown (inside the 20 s grace); the rest is dropped
+    flush_interval: Duration = Field(0.5, ge=MIN_COMMIT)  # a partial batch waits at most this long
+    # a batch that keeps failing transiently is given up (failed)
+    retry_max_elapsed: Duration = Field(60.0, ge=0)
+    shutdown_timeout: Duration = Field(
+        10.0, ge=0
+    )  # flush bound at shutdown (inside the 20 s grace); the rest is dropped
     # which SQS events become log records (all by default)
     only_errors: bool = False
     only_management: bool = False
@@ -256,9 +270,6 @@ class LogsConfig(Strict):
         if isinstance(v, str):  # CTSQS_LOGS__INCLUDE_EVENTS=SendMessage,DeleteMessage
             v = [a.strip() for a in v.split(",") if a.strip()]
         return v
-
-
-_yaml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("yaml_file", default=None)
 
 
 def _default_sources() -> list[Any]:
@@ -280,7 +291,7 @@ class Settings(BaseSettings):
     health_listen: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # a source failing for longer than this makes /readyz fail
-    unready_after: Duration = 300.0
+    unready_after: Duration = Field(300.0, ge=1)
     state: StateConfig = Field(default_factory=StateConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
@@ -291,9 +302,13 @@ class Settings(BaseSettings):
     def _listen(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        _host, sep, port = v.rpartition(":")
+        host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("expected address:port, e.g. 0.0.0.0:10355, 127.0.0.1:10355 or :10355")
+        try:
+            socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"cannot resolve the address {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
         return v
 
     @field_validator("telemetry_path")
@@ -330,31 +345,34 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = _yaml_file.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
-        return tuple(sources)
+        # load() merges the file, CTSQS_* variables and flags itself (config_sources), keeping the origin
+        # of every key for its error messages
+        return (init_settings,)
 
 
 class ConfigError(Exception):
     """Invalid configuration; the message names the key."""
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
+def _loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """pydantic's error location as the key path the user wrote."""
+    out: list[str | int] = []
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("file", "s3", "s3-sqs", "cloudwatch") and out.endswith("]"):
+        if (
+            isinstance(part, str)
+            and part in ("file", "s3", "s3-sqs", "cloudwatch")
+            and out
+            and isinstance(out[-1], int)
+        ):
             continue  # pydantic's discriminator step, not a key the user wrote
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
+        out.append(part)
+    return tuple(out)
 
 
 def load(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read the YAML file (if any), apply CTSQS_* env vars, then flag overrides (None = not given)."""
+    """Read the YAML file (if any), apply CTSQS_* env vars, then flag overrides (None = not given).
+    Every error names the key and where its value came from; no secret is echoed."""
+    doc: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -362,50 +380,41 @@ def load(path: str | Path | None = None, **overrides: Any) -> Settings:
         try:
             doc = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+            # the problem and its line, never the offending line's text (it may hold a secret)
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', None) or 'cannot parse'}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot read: {exc}") from None
         if not isinstance(doc, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of keys")
-    init = _nest({k: v for k, v in overrides.items() if v is not None})
-    token = _yaml_file.set(Path(path) if path is not None else None)
+        doc = {str(k): v for k, v in doc.items()}
+    secrets = masking.secrets_in(doc) | masking.secrets_in(overrides) | masking.env_secrets()
     try:
-        return Settings(**init)
+        merged, warnings = config_sources.merge(
+            Settings, doc, str(path) if path is not None else None, os.environ, overrides
+        )
+    except config_sources.SourceError as exc:
+        raise ConfigError(masking.mask_text(str(exc), secrets)) from None
+    for w in warnings:
+        print(f"cloudtrail-sqs-exporter: warning: {w}", file=sys.stderr)
+    try:
+        return Settings(**merged.doc)
     except ValidationError as exc:
-        lines = [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = []
+        for e in exc.errors():
+            loc = _loc(e["loc"])
+            lines.append(f"{config_sources.dotted(loc)}: {e['msg']} (from {merged.origin_of(loc)})")
         where = f" in {path}" if path is not None else ""
-        raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(lines)) from None
-    finally:
-        _yaml_file.reset(token)
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """{'state.path': x} → {'state': {'path': x}}"""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-_SECRET_KEYS = re.compile(r"(password|secret|token|headers|redis_url|authorization|key$)", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)([^@]+)(@)")
+        text = f"invalid configuration{where}:\n  " + "\n  ".join(lines)
+        raise ConfigError(masking.mask_text(text, secrets)) from None
 
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, secrets masked."""
-    data = settings.model_dump(mode="json")
+    return masking.masked(settings.model_dump(mode="json"))
 
-    def walk(node: Any, key: str = "") -> Any:
-        if isinstance(node, dict):
-            return {k: walk(v, k) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v, key) for v in node]
-        if isinstance(node, str) and _SECRET_KEYS.search(key):
-            if "://" in node:
-                return _URL_PASSWORD.sub(r"\1****\3", node)
-            return "****"
-        return node
 
-    return walk(data)
+def secrets(settings: Settings) -> set[str]:
+    """Every secret the running process knows of, for masking log lines."""
+    return masking.secrets_in(settings.model_dump(mode="json")) | masking.env_secrets()

@@ -105,3 +105,122 @@ def test_example_configs_validate() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("15s", 15), ("5m", 300), ("1h", 3600), (7, 7.0)])
 def test_durations(text: object, seconds: float) -> None:
     assert config.parse_duration(text) == seconds
+
+
+# -- hygiene: where a bad value came from, minimums, the listen address, list items from the environment --
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "want"),
+    [
+        # from the file: the key and the file
+        ("metrics:\n  max_queues: many\n", {}, ["metrics.max_queues", "(from {cfg})"]),
+        # from the environment: the key and the variable
+        (
+            "{}\n",
+            {"CTSQS_METRICS__MAX_QUEUES": "many"},
+            ["metrics.max_queues", "(from environment variable CTSQS_METRICS__MAX_QUEUES)"],
+        ),
+        # a whole list from the environment: a missing key inside it is the variable's
+        (
+            "sources:\n  - type: file\n    path: /a\n",
+            {"CTSQS_SOURCES": '[{"type": "file"}]'},
+            ["sources[0].path: Field required", "CTSQS_SOURCES)"],
+        ),
+        # one item of the file's list from the environment
+        (
+            "sources:\n  - type: file\n    path: /a\n",
+            {"CTSQS_SOURCES__0__POLL_INTERVAL": "soon"},
+            ["sources[0].poll_interval", "CTSQS_SOURCES__0__POLL_INTERVAL)"],
+        ),
+        # no busy loop
+        (
+            "sources:\n  - type: file\n    path: /a\n    poll_interval: 0\n",
+            {},
+            ["sources[0].poll_interval", "greater than or equal to 0.1"],
+        ),
+        (
+            "sources:\n  - type: s3-sqs\n    queue_url: https://q\n    wait_time: 0s\n",
+            {},
+            ["sources[0]", "poll_interval must be at least 0.1s"],
+        ),
+        ("state:\n  commit_interval: 0s\n", {}, ["state.commit_interval"]),
+        # listen must resolve
+        ("listen: no-such-host.invalid:9108\n", {}, ["listen", "cannot resolve", "(from {cfg})"]),
+        ("listen: 127.0.0.1:65536\n", {}, ["listen"]),
+        # bad JSON in a variable: the variable, no traceback
+        (
+            "{}\n",
+            {"CTSQS_SOURCES": '[{"type": "file",'},
+            ["environment variable CTSQS_SOURCES (sources): not valid JSON"],
+        ),
+        # an index that would leave a gap
+        (
+            "sources:\n  - type: file\n    path: /a\n",
+            {"CTSQS_SOURCES__3__PATH": "/b"},
+            ["CTSQS_SOURCES__3__PATH", "use index 1"],
+        ),
+    ],
+)
+def test_config_errors_name_the_key_and_its_origin(tmp_path: Path, text: str, env: dict, want: list[str]) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    r = check_config(cfg, env)
+    assert r.returncode == 2, r.stdout
+    assert "Traceback" not in r.stderr
+    for w in want:
+        assert w.format(cfg=cfg) in r.stderr, r.stderr
+
+
+def test_flag_errors_name_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match=r"listen: .* \(from flag --listen\)"):
+        config.load(None, listen="nowhere")
+    with pytest.raises(config.ConfigError, match=r"state.path: .* \(from flag --state-path\)"):
+        config.load(None, **{"state.path": 5})
+    r = subprocess.run(
+        [sys.executable, "-m", "exporter", "run", "--listen", "no-such-host.invalid:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and "(from flag --listen)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_yaml_error_gives_the_line_not_its_text(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("logs:\n  headers: {authorization: Bearer abcdef123\n")
+    r = check_config(cfg)
+    assert r.returncode == 2 and "not valid YAML at line" in r.stderr
+    assert "abcdef123" not in r.stderr
+
+
+def test_list_items_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sources:\n  - type: file\n    path: /from/file\n    name: a\n")
+    monkeypatch.setenv("CTSQS_SOURCES__0__PATH", "/from/env")
+    monkeypatch.setenv("CTSQS_SOURCES__1", '{"type": "s3", "bucket": "trail", "name": "b"}')
+    monkeypatch.setenv("CTSQS_SOURCES__1__ACCOUNTS", "111,222")
+    monkeypatch.setenv("CTSQS_LOGS__HEADERS__X_TOKEN", "t")
+    s = config.load(cfg)
+    assert [src.name for src in s.sources] == ["a", "b"]
+    assert s.sources[0].path == Path("/from/env")  # the item's other keys stay the file's
+    assert s.sources[1].accounts == ["111", "222"]
+    assert s.logs.headers == {"x_token": "t"}
+    monkeypatch.setenv("CTSQS_SOURCES", '[{"type": "file", "path": "/whole"}]')
+    monkeypatch.delenv("CTSQS_SOURCES__1")
+    monkeypatch.delenv("CTSQS_SOURCES__1__ACCOUNTS")
+    s = config.load(cfg)
+    assert len(s.sources) == 1 and s.sources[0].path == Path("/from/env")  # whole list first, then the item
+
+
+def test_unknown_variables_are_warned_about_one_line_each(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("{}\n")
+    env = {"CTSQS_LISTNE": "x", "CTSQS_METRICS__MAX_QUEUEZ": "5", "CTSQS_NATIVE": "0", "CTSQS_NO_SHA_NI": "1"}
+    r = check_config(cfg, env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert "CTSQS_LISTNE" in lines[0] and "listne" in lines[0]
+    assert "CTSQS_METRICS__MAX_QUEUEZ" in lines[1] and "metrics.max_queuez" in lines[1]

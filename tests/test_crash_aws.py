@@ -4,7 +4,6 @@ generated corpus from moto_server, restart it on the same state each time; the f
 from __future__ import annotations
 
 import random
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 from awsfixtures import MotoServer, aws_env, counted, upload_tree, wait_until, write_batch, write_config
+from test_crash import kill_9_along_the_work
 from test_source_cloudwatch import GROUP, batches, stream_of
 from test_source_cloudwatch import truth_of as cw_truth
 from test_source_s3 import s3_source
@@ -87,16 +87,7 @@ def test_kill_9_at_random_moments(kind: str, moto: MotoServer, tmp_path: Path, e
     exp = Exporter(cfg, tmp_path, env=aws_env())
     exporter_proc.append(exp)
     want = sum(truth["calls"].values())
-    rng = random.Random(kind)
-    seen = []
-    for _ in range(10):
-        exp.start(wait_ready=False)
-        time.sleep(rng.uniform(0.0, 0.8))
-        try:
-            seen.append(counted(exp.metrics(), CALLS))
-        except OSError:
-            seen.append(-1)
-        exp.stop(signal.SIGKILL)
+    seen = kill_9_along_the_work(exp, lambda e: counted(e.metrics(), CALLS), want, 10, random.Random(kind))
     assert any(0 < s < want for s in seen), seen  # some kills landed mid-work
     exp.start(wait_ready=False)
     wait_for(lambda: counted(exp.metrics(), CALLS) == want, 120, what=f"{kind}: all calls counted")

@@ -101,12 +101,12 @@ def test_hostile_files(tmp_path: Path) -> None:
     objects = series(m, "cloudtrail_sqs_exporter_objects_total", "outcome")
     records = series(m, "cloudtrail_sqs_exporter_records_total", "outcome")
     calls = series(m, "cloudtrail_sqs_api_calls_total", "queue")
-    # failed: truncated, garbage gzip, records-not-list, nested-too-deep
-    assert objects == {("ok",): 6, ("skipped",): 3, ("failed",): 4}, err
+    # failed: truncated, garbage gzip, records-not-list; nested-too-deep costs its one record, not the file
+    assert objects == {("ok",): 7, ("skipped",): 3, ("failed",): 3}, err
     # good: gzip-despite-name, not-gzip-despite-name, bad-utf8 (1 of 2), 256k (+1 big), odd keys, wrong-types (2)
     assert calls == {("good",): 7, ("big",): 1}
-    assert records == {("sqs",): 8, ("other",): 0, ("invalid",): 1 + len(wrong)}
-    for name in ("truncated.json.gz", "garbage.json.gz", "records-not-list.json", "nested.json"):
+    assert records == {("sqs",): 8, ("other",): 0, ("invalid",): 1 + len(wrong) + 1}
+    for name in ("truncated.json.gz", "garbage.json.gz", "records-not-list.json"):
         assert name in err
     assert rss < 300, rss
 

@@ -8,6 +8,7 @@ unrelated JSON), what cannot be read "failed" (corrupt gzip, malformed JSON).
 from __future__ import annotations
 
 import io
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,6 +168,76 @@ def read_delivery(data: bytes, scratch: bool = False) -> Delivery:
                 return Delivery("ok", top.Records)
             data = data.tobytes()  # the other shapes are rare: handle them on bytes, as below
     got = shapes.unwrap(data)
+    if got.outcome == "failed" or got.broken:
+        # one record the parser cannot take (a lone surrogate, extreme nesting) must not cost its siblings
+        records = split_records(data)
+        if records is not None:
+            return Delivery("ok", records, parsed=False)
     if got.outcome != "ok":
         return Delivery(got.outcome, reason=got.reason)
     return Delivery("ok", got.records, invalid=got.invalid + got.broken, parsed=got.parsed)
+
+
+# a whole JSON string (escapes skipped), a quote that opens a string never closed, or structure
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\[\s\S][^"\\]*)*"|"|[\[\]{},]')
+_WS = b" \t\r\n"
+
+
+def split_records(data: bytes) -> list[bytes] | None:
+    """The raw elements of the top-level `Records` array, found by structure alone (strings, brackets,
+    commas), so each can be decoded on its own; None unless the document is one complete object with
+    a `Records` array (a truncated or otherwise broken file stays failed)."""
+    n = len(data)
+    i = 0
+    while i < n and data[i] in _WS:
+        i += 1
+    if i == n or data[i] != 0x7B:  # {
+        return None
+    records: list[bytes] = []
+    found = False
+    depth = 0
+    inside = 0  # depth of the Records array while in it, else 0
+    start = 0  # where the current element began
+    opens = -1  # position of the '[' that opens Records, once its key is seen
+    end = -1
+    for m in _TOKENS.finditer(data, i):
+        at = m.start()
+        c = data[at]
+        if c == 0x22:  # "
+            if m.end() - at == 1:
+                return None  # a string that never closes
+            if depth == 1 and not inside and data[at : m.end()] == b'"Records"':
+                j = m.end()
+                while j < n and data[j] in _WS:
+                    j += 1
+                if j < n and data[j] == 0x3A:  # :
+                    j += 1
+                    while j < n and data[j] in _WS:
+                        j += 1
+                    opens = j
+        elif c == 0x5B or c == 0x7B:  # [ {
+            depth += 1
+            if at == opens:
+                inside, start, opens, found = depth, m.end(), -1, True
+        elif c == 0x2C:  # ,
+            if inside and depth == inside:
+                piece = data[start:at].strip()
+                if not piece:
+                    return None
+                records.append(piece)
+                start = m.end()
+        else:  # ] }
+            if inside and depth == inside:
+                if c != 0x5D:
+                    return None
+                piece = data[start:at].strip()
+                if piece:
+                    records.append(piece)
+                inside = 0
+            depth -= 1
+            if depth == 0:
+                end = m.end()
+                break
+    if end < 0 or not found or data[end:].strip(_WS):
+        return None
+    return records

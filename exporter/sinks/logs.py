@@ -32,6 +32,7 @@ from .. import __version__
 from ..config import LogsConfig
 from ..decode.record import NO_QUEUE, Call, SqsEvent, call_event
 from ..interfaces import After
+from ..masking import mask_url
 from ..selfmetrics import SelfMetrics
 from . import otel_env, otlp
 from .otel_env import ExportSettings, export_settings, parse_headers
@@ -253,7 +254,7 @@ class LogSink:
         log.info(
             "OTel logs: %s to %s (queue %d records / %d MiB)",
             self.settings.protocol,
-            self.settings.endpoint,
+            mask_url(self.settings.endpoint),
             self.max_records,
             self.max_bytes >> 20,
         )
