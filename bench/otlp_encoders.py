@@ -78,10 +78,10 @@ class _NoTransport:
 @contextmanager
 def project_sink() -> Iterator[Any]:
     from exporter.sinks.logs import LogSink
-    from exporter.sinks.metrics import Aggregate
+    from exporter.selfmetrics import SelfMetrics
 
     cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**KEEP_ALL))
-    sink = LogSink(cfg, Aggregate(), transport=_NoTransport(), env={})
+    sink = LogSink(cfg, SelfMetrics(), transport=_NoTransport(), env={})
     try:
         yield sink
     finally:
