@@ -77,8 +77,8 @@ class _NoTransport:
 
 @contextmanager
 def project_sink() -> Iterator[Any]:
-    from exporter.sinks.logs import LogSink
     from exporter.selfmetrics import SelfMetrics
+    from exporter.sinks.logs import LogSink
 
     cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**KEEP_ALL))
     sink = LogSink(cfg, SelfMetrics(), transport=_NoTransport(), env={})

@@ -37,7 +37,11 @@ def test_replay_matches_ground_truth(corpus: tuple[Path, dict], granularity: str
     assert records == {("sqs",): truth["records"]["sqs"], ("other",): truth["records"]["other"], ("invalid",): 0}
     objects = series(m, "cloudtrail_sqs_exporter_objects_total", "outcome")
     assert objects == {("ok",): truth["objects"]["ok"], ("skipped",): truth["objects"]["skipped"], ("failed",): 0}
-    assert m[("cloudtrail_sqs_exporter_build_info", (("version", "0.1.0"),))] == 1
+    info = {lab: v for (n, lab), v in m.items() if n == "cloudtrail_sqs_exporter_build_info"}
+    assert len(info) == 1
+    labels, value = next(iter(info.items()))
+    assert value == 1 and dict(labels)["version"] == "0.1.0"
+    assert set(dict(labels)) == {"version", "revision", "python_version"}
 
 
 def test_role_and_arn_granularities_differ(corpus: tuple[Path, dict]) -> None:

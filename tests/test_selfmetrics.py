@@ -95,7 +95,7 @@ def test_log_outcomes_are_exact_under_both_threads(tiny_switch_interval: None) -
     events = sample_events(400)
     assert len(events) >= 100
     cfg = config.LogsConfig(
-        enabled=True, endpoint="http://127.0.0.1:9", queue_size=40, batch_size=8, flush_interval=0.001
+        enabled=True, endpoint="http://127.0.0.1:9", queue_size=40, batch_size=8, flush_interval=0.01
     )
     counters = slow(SelfMetrics())
     transport = AlternatingTransport()
