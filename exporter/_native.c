@@ -25,6 +25,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,25 @@
 #endif
 
 #define MAX_DEPTH 128
+
+/* exporter.model.Call, read and built by field name: the offsets of its slots, found at import */
+enum { C_LABELS, C_ERROR, C_ENTRIES, C_TIME, C_ROLE, C_ARN, C_QUEUE, NCALL };
+static const char *CALL_FIELD[NCALL] = {"labels", "error", "entries", "time", "principal_role", "principal_arn",
+                                        "queue"};
+
+typedef struct {
+    PyObject *call_type;
+    Py_ssize_t call_off[NCALL];
+} State;
+
+static inline State *state_of(PyObject *module) {
+    return (State *)PyModule_GetState(module);
+}
+
+/* A field of a Call (borrowed), by its slot: a frozen Struct's slots are always set. */
+static inline PyObject *call_field(const State *st, PyObject *call, int f) {
+    return *(PyObject **)((char *)call + st->call_off[f]);
+}
 
 enum { KEEP = 0, DROP = 1, HASH = 2 };
 enum { CTX_NONE = 0, CTX_PARAMS = 1 };
@@ -1757,7 +1777,7 @@ static PyObject *get_or_call(IdEntry *ids, PyObject *cache, PyObject *key, PyObj
 }
 
 static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
+    const State *st = state_of(self);
     if (nargs != 7 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) ||
         !PyDict_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError, "calls_of(rows, derived, principals, times, derive, principals_of, parse_time)");
@@ -1819,18 +1839,20 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
             goto fail;
         }
         PyObject *zero = batch ? NULL : PyLong_FromLong(0);
-        PyObject *call = (batch || zero) ? PyTuple_New(7) : NULL;
-        if (call) {
-            PyTuple_SET_ITEM(call, 0, Py_NewRef(PyTuple_GET_ITEM(d, 0)));
-            PyTuple_SET_ITEM(call, 1, Py_NewRef(err_true ? error : Py_None));
-            PyTuple_SET_ITEM(call, 2, batch ? Py_NewRef(entries) : zero);
-            PyTuple_SET_ITEM(call, 3, t);
-            PyTuple_SET_ITEM(call, 4, Py_NewRef(PyTuple_GET_ITEM(who, 0)));
-            PyTuple_SET_ITEM(call, 5, Py_NewRef(PyTuple_GET_ITEM(who, 1)));
-            PyTuple_SET_ITEM(call, 6, Py_NewRef(PyTuple_GET_ITEM(d, 1)));
-        } else {
-            Py_DECREF(t);
+        PyObject *call = NULL;
+        if (batch || zero) {
+            PyObject *f[NCALL];
+            f[C_LABELS] = PyTuple_GET_ITEM(d, 0);
+            f[C_ERROR] = err_true ? error : Py_None;
+            f[C_ENTRIES] = batch ? entries : zero;
+            f[C_TIME] = t;
+            f[C_ROLE] = PyTuple_GET_ITEM(who, 0);
+            f[C_ARN] = PyTuple_GET_ITEM(who, 1);
+            f[C_QUEUE] = PyTuple_GET_ITEM(d, 1);
+            call = PyObject_Vectorcall(st->call_type, f, NCALL, NULL);
         }
+        Py_XDECREF(zero);
+        Py_DECREF(t);
         Py_DECREF(d);
         Py_DECREF(who);
         if (!call) goto fail;
@@ -1839,180 +1861,6 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return out;
 fail:
     Py_DECREF(out); /* the unset items are NULL, which list_dealloc skips */
-    return NULL;
-}
-
-/* add_calls(calls, start, slots, slot, table, errors, batch, newest, principals, prune, max_principals,
-             lag_counts, buckets, now, by_arn, kept_flags) -> (kept, stop)
-   Counts calls[start:] as Aggregate.add_calls does (without shared state). It stops at the first call
-   it would not count exactly as Python does (a time that is not a float): `stop` is that index, or
-   len(calls); Python counts from there. */
-
-static int bump(PyObject *d, PyObject *key, PyObject *by) {
-    PyObject *old = PyDict_GetItemWithError(d, key);
-    if (!old && PyErr_Occurred()) return -1;
-    PyObject *v = old ? PyNumber_Add(old, by) : Py_NewRef(by);
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, key, v);
-    Py_DECREF(v);
-    return r;
-}
-
-static PyObject *add_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 16 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyDict_Check(args[4]) ||
-        !PyDict_Check(args[5]) || !PyDict_Check(args[6]) || !PyDict_Check(args[7]) || !PyDict_Check(args[8]) ||
-        !PyList_Check(args[11]) || !PyTuple_Check(args[12]) || !PyFloat_Check(args[13]) ||
-        (args[15] != Py_None && !PyList_Check(args[15]))) {
-        PyErr_SetString(PyExc_TypeError, "add_calls: see the comment in _native.c");
-        return NULL;
-    }
-    PyObject *calls = args[0], *slots = args[2], *slot_fn = args[3], *table = args[4], *errors = args[5];
-    PyObject *batch = args[6], *newest = args[7], *principals = args[8], *prune = args[9];
-    PyObject *lag = args[11], *buckets = args[12], *flags = args[15];
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), max_p = PyLong_AsSsize_t(args[10]);
-    int by_arn = PyObject_IsTrue(args[14]);
-    double now = PyFloat_AS_DOUBLE(args[13]);
-    if (PyErr_Occurred() || by_arn < 0) return NULL;
-    Py_ssize_t nb = PyTuple_GET_SIZE(buckets);
-    if (PyList_GET_SIZE(lag) != nb + 2) {
-        PyErr_SetString(PyExc_ValueError, "lag_counts has len(buckets) + 2 items");
-        return NULL;
-    }
-    double bound[64];
-    if (nb > 64) {
-        PyErr_SetString(PyExc_ValueError, "at most 64 lag buckets");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nb; i++) {
-        bound[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(buckets, i));
-        if (bound[i] == -1.0 && PyErr_Occurred()) return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nb + 2; i++) {
-        if (!PyFloat_CheckExact(PyList_GET_ITEM(lag, i))) { /* Python keeps them floats */
-            PyErr_SetString(PyExc_TypeError, "lag_counts holds floats");
-            return NULL;
-        }
-    }
-    PyObject *one = PyLong_FromLong(1);
-    if (!one) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(calls), kept = 0, i;
-    for (i = start; i < n; i++) {
-        PyObject *call = PyList_GET_ITEM(calls, i);
-        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 7) break;
-        PyObject *labels = PyTuple_GET_ITEM(call, 0), *error = PyTuple_GET_ITEM(call, 1);
-        PyObject *entries = PyTuple_GET_ITEM(call, 2), *t = PyTuple_GET_ITEM(call, 3);
-        PyObject *principal = PyTuple_GET_ITEM(call, by_arn ? 5 : 4);
-        if (t != Py_None && !PyFloat_CheckExact(t)) break; /* Python compares and subtracts other kinds */
-        PyObject *slot = PyDict_GetItemWithError(slots, labels);
-        if (slot) {
-            Py_INCREF(slot);
-        } else {
-            if (PyErr_Occurred()) goto fail;
-            slot = PyObject_CallOneArg(slot_fn, labels);
-            if (!slot) goto fail;
-        }
-        if (slot == Py_False) {
-            Py_DECREF(slot);
-            if (flags != Py_None && PyList_Append(flags, Py_False)) goto fail;
-            continue;
-        }
-        if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 3) {
-            Py_DECREF(slot);
-            PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey)");
-            goto fail;
-        }
-        kept++;
-        if (flags != Py_None && PyList_Append(flags, Py_True)) goto fail_slot;
-        PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1), *akey = PyTuple_GET_ITEM(slot, 2);
-        if (bump(table, key, one)) goto fail_slot;
-        if (error != Py_None) {
-            if (!PyTuple_Check(qkey) || !PyTuple_Check(key) || PyTuple_GET_SIZE(key) < 5) goto bad_slot;
-            Py_ssize_t nq = PyTuple_GET_SIZE(qkey);
-            PyObject *ekey = PyTuple_New(nq + 2);
-            if (!ekey) goto fail_slot;
-            for (Py_ssize_t j = 0; j < nq; j++) PyTuple_SET_ITEM(ekey, j, Py_NewRef(PyTuple_GET_ITEM(qkey, j)));
-            PyTuple_SET_ITEM(ekey, nq, Py_NewRef(PyTuple_GET_ITEM(key, 3)));
-            PyTuple_SET_ITEM(ekey, nq + 1, Py_NewRef(error));
-            int r = bump(errors, ekey, one);
-            Py_DECREF(ekey);
-            if (r) goto fail_slot;
-        }
-        int has_entries = PyObject_IsTrue(entries);
-        if (has_entries < 0) goto fail_slot;
-        if (has_entries) {
-            if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) < 4) goto bad_slot;
-            PyObject *bkey = PyTuple_GetSlice(key, 0, 4);
-            if (!bkey) goto fail_slot;
-            int r = bump(batch, bkey, entries);
-            Py_DECREF(bkey);
-            if (r) goto fail_slot;
-        }
-        if (t == Py_None) {
-            Py_DECREF(slot);
-            continue;
-        }
-        double tv = PyFloat_AS_DOUBLE(t);
-        PyObject *old = PyDict_GetItemWithError(newest, akey);
-        if (!old && PyErr_Occurred()) goto fail_slot;
-        int later = old ? PyObject_RichCompareBool(t, old, Py_GT) : tv > 0.0;
-        if (later < 0 || (later && PyDict_SetItem(newest, akey, t))) goto fail_slot;
-        if (principal != Py_None) {
-            PyObject *seen = PyDict_GetItemWithError(principals, qkey);
-            if (!seen) {
-                if (PyErr_Occurred()) goto fail_slot;
-                seen = PyDict_New();
-                if (!seen) goto fail_slot;
-                int r = PyDict_SetItem(principals, qkey, seen);
-                Py_DECREF(seen); /* the table holds it */
-                if (r) goto fail_slot;
-            }
-            if (!PyDict_Check(seen)) goto bad_slot;
-            PyObject *was = PyDict_GetItemWithError(seen, principal);
-            if (!was) {
-                if (PyErr_Occurred()) goto fail_slot;
-                if (PyDict_GET_SIZE(seen) >= max_p) {
-                    Py_INCREF(seen);
-                    PyObject *r = PyObject_CallFunctionObjArgs(prune, qkey, seen, NULL);
-                    Py_DECREF(seen);
-                    if (!r) goto fail_slot;
-                    Py_DECREF(r);
-                }
-                if (PyDict_SetItem(seen, principal, t)) goto fail_slot;
-            } else {
-                int gt = PyObject_RichCompareBool(t, was, Py_GT);
-                if (gt < 0 || (gt && PyDict_SetItem(seen, principal, t))) goto fail_slot;
-            }
-        }
-        /* observe_lag: bisect_left(buckets, lag), then the count and the sum */
-        double l = now - tv;
-        Py_ssize_t lo = 0, hi = nb;
-        while (lo < hi) {
-            Py_ssize_t mid = (lo + hi) / 2;
-            if (bound[mid] < l) lo = mid + 1;
-            else hi = mid;
-        }
-        PyObject *c = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(lag, lo)) + 1.0);
-        PyObject *sum = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(lag, nb + 1)) + l);
-        if (!c || !sum) {
-            Py_XDECREF(c);
-            Py_XDECREF(sum);
-            goto fail_slot;
-        }
-        PyList_SetItem(lag, lo, c); /* steals */
-        PyList_SetItem(lag, nb + 1, sum);
-        Py_DECREF(slot);
-        continue;
-    bad_slot:
-        PyErr_SetString(PyExc_TypeError, "unexpected slot or table shape");
-    fail_slot:
-        Py_DECREF(slot);
-        goto fail;
-    }
-    Py_DECREF(one);
-    return Py_BuildValue("(nn)", kept, i);
-fail:
-    Py_DECREF(one);
     return NULL;
 }
 
@@ -2071,7 +1919,7 @@ static int chunk_seal(Chunk *c, PyObject *out) {
    open_records records of open_bytes bytes, and a batch takes at most batch_records records and
    batch_bytes bytes (a larger record goes alone). The open batch's fill is returned for the next call. */
 static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
+    const State *st = state_of(self);
     if (nargs != 20 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
         !PyDict_Check(args[4]) || !PyDict_Check(args[5]) || !PyDict_Check(args[6])) {
         PyErr_SetString(PyExc_TypeError, "encode_calls: see the comment in _native.c");
@@ -2103,10 +1951,10 @@ static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (keep == Py_False) continue;
         if (keep != Py_True || made >= room_records || nbytes > room_bytes) break;
         PyObject *call = PyList_GET_ITEM(calls, i);
-        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 7) break;
-        PyObject *labels = PyTuple_GET_ITEM(call, 0), *error = PyTuple_GET_ITEM(call, 1);
-        PyObject *entries = PyTuple_GET_ITEM(call, 2), *t = PyTuple_GET_ITEM(call, 3);
-        PyObject *principal = PyTuple_GET_ITEM(call, 5), *urls = PyTuple_GET_ITEM(call, 6);
+        if (Py_TYPE(call) != (PyTypeObject *)st->call_type) break;
+        PyObject *labels = call_field(st, call, C_LABELS), *error = call_field(st, call, C_ERROR);
+        PyObject *entries = call_field(st, call, C_ENTRIES), *t = call_field(st, call, C_TIME);
+        PyObject *principal = call_field(st, call, C_ARN), *urls = call_field(st, call, C_QUEUE);
         uint64_t t_ns = 0;
         if (t != Py_None) {
             if (!PyFloat_CheckExact(t)) break;
@@ -2207,10 +2055,6 @@ static PyMethodDef METHODS[] = {
     {"calls_of", (PyCFunction)(void (*)(void))calls_of, METH_FASTCALL,
      "calls_of(rows, derived, principals, times, derive, principals_of, parse_time) -> [Call, ...]\n"
      "exporter.decode.scan.calls_of's loop."},
-    {"add_calls", (PyCFunction)(void (*)(void))add_calls, METH_FASTCALL,
-     "add_calls(calls, start, slots, slot, table, errors, batch, newest, principals, prune, max_principals,\n"
-     "lag_counts, buckets, now, by_arn, kept_flags) -> (kept, stop)\n"
-     "exporter.sinks.metrics.Aggregate.add_calls's loop, up to the first call it leaves to Python."},
     {"encode_calls", (PyCFunction)(void (*)(void))encode_calls, METH_FASTCALL,
      "encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records,\n"
      "room_bytes, batch_records, batch_bytes, open_records, open_bytes, source_ip, user_agent, access_key_id,\n"
@@ -2219,22 +2063,73 @@ static PyMethodDef METHODS[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_native", "The exporter's hot loops in C (see _native.c).", -1,
-                                    METHODS};
+/* exporter.model.Call and the offsets of its fields (T_OBJECT_EX slots of a msgspec Struct). */
+static int load_call_type(State *st) {
+    PyObject *model = PyImport_ImportModule("exporter.model");
+    if (!model) return -1;
+    st->call_type = PyObject_GetAttrString(model, "Call");
+    Py_DECREF(model);
+    if (!st->call_type) return -1;
+    if (!PyType_Check(st->call_type)) {
+        PyErr_SetString(PyExc_ImportError, "_native: exporter.model.Call is not a type");
+        return -1;
+    }
+    PyMemberDef *m = PyType_GetSlot((PyTypeObject *)st->call_type, Py_tp_members);
+    for (int f = 0; f < NCALL; f++) {
+        st->call_off[f] = -1;
+        for (PyMemberDef *d = m; d && d->name; d++)
+            if (strcmp(d->name, CALL_FIELD[f]) == 0 && d->type == T_OBJECT_EX) st->call_off[f] = d->offset;
+        if (st->call_off[f] < 0) {
+            PyErr_Format(PyExc_ImportError, "_native: exporter.model.Call has no slot %s", CALL_FIELD[f]);
+            return -1;
+        }
+    }
+    return 0;
+}
 
-PyMODINIT_FUNC PyInit__native(void) {
+static int module_exec(PyObject *module) {
     const uint16_t one = 1;
     if (*(const unsigned char *)&one != 1) {
         PyErr_SetString(PyExc_ImportError, "_native: big-endian hosts use the Python encoder");
-        return NULL;
+        return -1;
     }
     init_stop();
     Names *tables[] = {&N_ARN, &N_ISSUER, &N_PARAMS, &N_RESOURCE, &N_IDENT, &N_TOP, &N_DOC};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         if (names_init(tables[i])) {
             PyErr_SetString(PyExc_ImportError, "_native: two key names share a slot");
-            return NULL;
+            return -1;
         }
     }
-    return PyModule_Create(&MODULE);
+    return load_call_type(state_of(module));
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg) {
+    State *st = state_of(module);
+    Py_VISIT(st->call_type);
+    return 0;
+}
+
+static int module_clear(PyObject *module) {
+    State *st = state_of(module);
+    Py_CLEAR(st->call_type);
+    return 0;
+}
+
+static void module_free(void *module) {
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot SLOTS[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef MODULE = {
+    PyModuleDef_HEAD_INIT, "_native", "The exporter's hot loops in C (see _native.c).", sizeof(State),
+    METHODS, SLOTS, module_traverse, module_clear, module_free,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    return PyModuleDef_Init(&MODULE);
 }

@@ -1,5 +1,6 @@
-"""The C loops of the metrics path (exporter._native.calls_of and add_calls) against their Python
-references (scan._calls_of, Aggregate._add_calls): the same rows and calls must leave the same state."""
+"""The metrics path against its plain Python references (tests/reference.py): the C calls_of against the
+reference loop over the scanner's rows, and Aggregate.add_calls against the table-by-table reference:
+the same rows and calls must leave the same state."""
 
 from __future__ import annotations
 
@@ -10,18 +11,17 @@ from typing import Any
 
 import msgspec
 import pytest
+import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.decode import scan
-from exporter.decode.record import Call
 from exporter.generator import Generator
+from exporter.model import Call
 from exporter.sinks import metrics
 from exporter.sinks.metrics import Aggregate, Filters
 
-pytestmark = pytest.mark.skipif(
-    metrics._native_add_calls is None or scan._native_calls_of is None, reason="the C accelerator is not built"
-)
+pytestmark = pytest.mark.skipif(scan.scan_calls is None, reason="the C accelerator is not built")
 
 STATE = ("calls", "errors", "batch", "principals", "newest", "queues", "lag")
 
@@ -49,13 +49,13 @@ def state(agg: Aggregate) -> dict[str, Any]:
 
 
 def both(calls: list[Call], now: Any, make: Any, kept_flags: bool = True) -> None:
-    """Count `calls` with the C loop and with the Python loop, in the same chunks; compare everything."""
+    """Count `calls` with Aggregate.add_calls and with the reference, in the same chunks; compare everything."""
     c, p = make(), make()
     fc: list[bool] | None = [] if kept_flags else None
     fp: list[bool] | None = [] if kept_flags else None
     for i in range(0, len(calls), 700):
         chunk = calls[i : i + 700]
-        assert c.add_calls(chunk, now, "file", fc) == p._add_calls(chunk, now, "file", fp)
+        assert c.add_calls(chunk, now, "file", fc) == reference.add_calls(p, chunk, now, "file", fp)
     assert fc == fp
     assert state(c) == state(p)
     assert c._slots == p._slots
@@ -64,9 +64,9 @@ def both(calls: list[Call], now: Any, make: Any, kept_flags: bool = True) -> Non
 def test_calls_of_matches_python() -> None:
     for seed in (1, 2, 3):
         rows = rows_of(seed)
-        assert scan.calls_of(rows) == scan._calls_of(rows)
+        assert scan.calls_of(rows) == reference.calls_of(rows)
         # and again from warm caches
-        assert scan.calls_of(rows) == scan._calls_of(rows)
+        assert scan.calls_of(rows) == reference.calls_of(rows)
 
 
 def with_times(rows: list[Any], times: list[Any]) -> list[Any]:
@@ -101,8 +101,8 @@ ODD_TIMES = [
 def test_event_times_parse_as_python_does() -> None:
     rows = rows_of(9, n=len(ODD_TIMES))
     odd = with_times(rows, ODD_TIMES)
-    c, p = scan.calls_of(odd), scan._calls_of(odd)
-    assert [x[3] for x in c] == [x[3] for x in p]
+    c, p = scan.calls_of(odd), reference.calls_of(odd)
+    assert [x.time for x in c] == [x.time for x in p]
     assert c == p
 
 
@@ -115,9 +115,9 @@ def test_event_times_hypothesis(t: datetime, digits: int) -> None:
     fraction = f"{t.microsecond:06d}{t.microsecond % 97:02d}"[:digits]
     text = t.strftime("%Y-%m-%dT%H:%M:%S") + ("." + fraction if digits else "") + "Z"
     rows = with_times(rows_of(9, n=5), [text])
-    c, p = scan.calls_of(rows[:1]), scan._calls_of(rows[:1])
-    assert c[0][3] == p[0][3], text
-    assert type(c[0][3]) is type(p[0][3])
+    c, p = scan.calls_of(rows[:1]), reference.calls_of(rows[:1])
+    assert c[0].time == p[0].time, text
+    assert type(c[0].time) is type(p[0].time)
 
 
 @pytest.mark.parametrize(
@@ -132,15 +132,15 @@ def test_event_times_hypothesis(t: datetime, digits: int) -> None:
     ids=["role", "arn", "max-queues", "max-principals", "filters"],
 )
 def test_add_calls_matches_python(make: Any) -> None:
-    calls = scan._calls_of(rows_of(7))
+    calls = reference.calls_of(rows_of(7))
     both(calls, 1.7925e9, make)
     both(calls, 1.7925e9, make, kept_flags=False)
 
 
 def test_times_python_counts_differently_are_left_to_it() -> None:
-    """An int time (not from CloudTrail, but Aggregate.add accepts it) stops the C loop there."""
-    calls = scan._calls_of(rows_of(4, n=500))
-    odd = [c if i % 97 else (*c[:3], int(c[3] or 0), *c[4:]) for i, c in enumerate(calls)]
+    """An int time (not from CloudTrail, but Aggregate.add accepts it) is counted as Python compares it."""
+    calls = reference.calls_of(rows_of(4, n=500))
+    odd = [c if i % 97 else msgspec.structs.replace(c, time=int(c.time or 0)) for i, c in enumerate(calls)]
     both(odd, 1.7925e9, Aggregate)
     c = Aggregate()
     assert c.add_calls(odd, 1.7925e9, "file") == len(odd)
@@ -149,19 +149,19 @@ def test_times_python_counts_differently_are_left_to_it() -> None:
 
 def test_lags_on_bucket_bounds() -> None:
     """bisect_left: a lag equal to a bound falls in that bound's bucket."""
-    calls = scan._calls_of(rows_of(8, n=400))
-    newest = max(c[3] for c in calls if c[3] is not None)
+    calls = reference.calls_of(rows_of(8, n=400))
+    newest = max(c.time for c in calls if c.time is not None)
     for bound in metrics.LAG_BUCKETS[:4]:
         both(calls, newest + float(bound), Aggregate)
 
 
 def test_an_int_clock_takes_the_python_loop() -> None:
-    calls = scan._calls_of(rows_of(5, n=300))
+    calls = reference.calls_of(rows_of(5, n=300))
     both(calls, 1_792_500_000, Aggregate)
 
 
 def test_no_histogram_before_the_first_timed_call() -> None:
-    calls = [c for c in scan._calls_of(rows_of(6, n=300)) if c[3] is None]
+    calls = [c for c in reference.calls_of(rows_of(6, n=300)) if c.time is None]
     assert calls
     agg = Aggregate()
     agg.add_calls(calls, 1.7925e9, "file")
@@ -182,7 +182,7 @@ def test_add_calls_matches_python_hypothesis(
     rng = random.Random(seed)
     rows = rows_of(seed % 50, n=400, queues=rng.randint(1, 20))
     calls = scan.calls_of(rows)
-    assert calls == scan._calls_of(rows)
+    assert calls == reference.calls_of(rows)
     rng.shuffle(calls)
 
     def make() -> Aggregate:
@@ -193,7 +193,7 @@ def test_add_calls_matches_python_hypothesis(
 
 
 def test_a_whole_generated_delivery_counts_the_same_through_the_pipeline(tmp_path: Any) -> None:
-    """End to end through extract_calls: the C loops and the Python ones give the same Aggregate."""
+    """End to end through extract_calls: Aggregate.add_calls and the reference give the same Aggregate."""
     from exporter.decode.delivery import extract_calls
 
     g = Generator(seed=11, queues_per_account=20)
@@ -228,6 +228,6 @@ def test_repeated_keys_are_one_object_and_still_per_caller_where_they_must_be() 
     assert rows[0][0] is rows[1][0] is rows[2][0] is rows[3][0]  # one dkey object
     assert rows[0][1] is rows[1][1] and rows[0][1] is not rows[3][1]
     for _ in range(2):  # cold, then warm caches
-        c, p = scan.calls_of(rows), scan._calls_of(rows)
+        c, p = scan.calls_of(rows), reference.calls_of(rows)
         assert c == p
-    assert c[0][0][0] != c[3][0][0]  # different accounts
+    assert c[0].labels.account_id != c[3].labels.account_id  # different accounts

@@ -1,5 +1,5 @@
-"""Which decoder reads a delivery: the C scanner when it is built and takes the file, else the typed
-msgspec paths; whatever they decline goes record by record, which decides `other` / `invalid`."""
+"""Which decoder reads a delivery: the C scanner when it is built and takes the file; whatever it declines
+(or everything, without it) goes record by record through msgspec, which decides `other` / `invalid`."""
 
 from __future__ import annotations
 
@@ -7,18 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import scan
-from .reader import DECODE_ERRORS, inflate, read_delivery, read_records
-from .record import (
-    INSIGHT,
-    SQS_SOURCE,
-    Call,
-    SqsEvent,
-    call_event,
-    decode_record,
-    decode_source,
-    to_calls,
-    to_event,
-)
+from .reader import DECODE_ERRORS, inflate, read_delivery
+from .record import INSIGHT, SQS_SOURCE, Call, SqsEvent, decode_record, decode_source, to_event
 
 _NEEDLE = SQS_SOURCE.encode()
 
@@ -33,12 +23,8 @@ class ObjectResult:
 
 
 def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
-    """Decode one delivery into its SQS events (and the raw JSON of each, for the log sink; None
-    without `keep_raw`)."""
-    if not keep_raw:
-        fast = _extract_typed(data)
-        if fast is not None:
-            return fast
+    """Decode one delivery, record by record, into its SQS events (and the raw JSON of each, for the log
+    sink). The plain path: it takes every input and decides `other` / `invalid`."""
     # records may point into a reused inflate buffer: what outlives this call is copied to bytes
     delivery = read_delivery(data, scratch=True)
     res = ObjectResult(delivery.outcome, invalid=delivery.invalid, reason=delivery.reason)
@@ -72,17 +58,10 @@ def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tupl
         except DECODE_ERRORS:
             res.invalid += 1
             continue
-        events.append((b, ev))
+        events.append((b if keep_raw else None, ev))
     res.other = other
     res.sqs = len(events)
     return res, events
-
-
-def _extract_typed(data: bytes) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]] | None:
-    calls = extract_calls(data)
-    if calls is None:
-        return None
-    return calls[0], [(None, call_event(c)) for c in calls[1]]
 
 
 def scanned(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list[Any]] | None:
@@ -102,20 +81,9 @@ def scanned(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list
 
 
 def extract_calls(data: bytes) -> tuple[ObjectResult, list[Call]] | None:
-    """Metrics only: calls (tuples) rather than SqsEvents, from the C scanner, else from one typed
-    decode of the whole file (about a third cheaper than record by record). None when the file needs
-    the general path (other shapes, bad records), which then decides."""
+    """Metrics only: the C scanner's calls, or None without it or when it declines the file."""
     fast = scanned(data, False)
-    if fast is not None:
-        return fast[0], fast[1]
-    records = read_records(data)
-    if records is None:
-        return None
-    try:
-        calls, other = to_calls(records)
-    except DECODE_ERRORS:
-        return None
-    return ObjectResult("ok", sqs=len(calls), other=other), calls
+    return None if fast is None else (fast[0], fast[1])
 
 
 def _classify(b: bytes) -> str:
@@ -141,13 +109,8 @@ class Decoded:
 def decode(data: bytes, keep_raw: bool) -> Decoded:
     """Decode one delivery with the fastest path that takes it. `keep_raw`: the log sink wants the
     raw JSON of each SQS record."""
-    if not keep_raw:
-        fast = extract_calls(data)
-        if fast is not None:
-            return Decoded(fast[0], fast[1])
-    else:
-        scan_out = scanned(data, True)
-        if scan_out is not None:
-            return Decoded(scan_out[0], scan_out[1], scan_out[2])
+    fast = scanned(data, keep_raw)
+    if fast is not None:
+        return Decoded(*fast)
     res, events = extract(data, keep_raw=keep_raw)
     return Decoded(res, events=events)

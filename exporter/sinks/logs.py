@@ -31,7 +31,8 @@ import msgspec
 
 from .. import __version__
 from ..config import LogsConfig
-from ..decode.record import NO_QUEUE, Call, SqsEvent, call_event
+from ..decode.record import SqsEvent, call_event
+from ..model import NO_QUEUE, Call
 from . import otlp
 from .metrics import Aggregate
 
@@ -503,7 +504,7 @@ class LogSink:
             self.wake.set()
 
     def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None:
-        """emit() for the calls of one object, as call tuples (exporter.decode.record.Call), where the
+        """emit() for the calls of one object (exporter.model.Call), where the
         metrics `kept` them. Without event filters or sampling, and with the C module, its encode_calls
         writes the records of a run of calls at once, with the attribute blocks cached here per kind of
         call, batch size and principal; the call where it stops (a cache miss, a full queue, a record it
@@ -553,9 +554,9 @@ class LogSink:
         if self._full() or self.stopping.is_set():
             self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
             return
-        labels, error, entries, t, _, principal, urls = call
-        attrs, head, tail = self._attributes((labels, error, urls), entries, principal)
+        attrs, head, tail = self._attributes((call.labels, call.error, call.queue), call.entries, call.principal_arn)
         ip, ua, key, params, hasher, decode = self.native_args
+        t = call.time
         try:
             t_ns = int(t * 1e9) if t is not None else 0
             f = _native.encode_record(raw, ip, ua, key, params, hasher, decode, t_ns, o_ns, head, attrs, tail)
@@ -563,7 +564,7 @@ class LogSink:
             self.emit(raw, call_event(call), observed)
             return
         except Exception:
-            self._failed(labels[3])
+            self._failed(call.labels.event_name)
             return
         self._enqueue(f)
 
@@ -764,7 +765,7 @@ class LogSink:
     def _attributes(self, kind: tuple[Any, ...], entries: int, principal: str | None) -> tuple[bytes, bytes, bytes]:
         """(attributes, severity fields, event-name field) of a call: the part that repeats for every call
         of one kind on a queue, the batch size and the principal, each cached (encode_calls reads the same
-        caches). `kind` is (labels, error, (url, arn)) as in a call tuple."""
+        caches). `kind` is (labels, error, queue) of a Call."""
         kinds = self._kind_cache
         hit = kinds.get(kind)
         if hit is None:
