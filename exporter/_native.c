@@ -26,6 +26,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,184 +535,16 @@ static int enc_pyvalue(P *ps, PyObject *v) {
     return enc_string_value(&ps->out, d, n);
 }
 
-/* SHA-256 (FIPS 180-4) for redaction: `sha256:` + the first 16 bytes of SHA-256(value), or of
-   HMAC-SHA256(key, value) (RFC 2104), in hex, as exporter.sinks.logs.Redactor.hash writes it for a
-   string. Calling back into Python's hashlib cost more than the rest of a record's encoding. */
-typedef struct {
-    uint32_t h[8];
-    uint64_t n; /* bytes absorbed */
-    unsigned char buf[64];
-    size_t used;
-} Sha;
-
-static const uint32_t K256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-/* The same compression function with the x86 SHA extensions (Intel's published sequence: four rounds
-   per pair of sha256rnds2, the message schedule by sha256msg1/msg2); chosen at run time when the CPU
-   has them. tests/test_native.py compares the digests with hashlib's at every padding length. */
-__attribute__((target("sha,sse4.1"))) static void sha_block_ni(Sha *c, const unsigned char *p) {
-    const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-    __m128i tmp = _mm_loadu_si128((const __m128i *)&c->h[0]);   /* a b c d */
-    __m128i st1 = _mm_loadu_si128((const __m128i *)&c->h[4]);   /* e f g h */
-    tmp = _mm_shuffle_epi32(tmp, 0xB1);                          /* c d a b -> cdab */
-    st1 = _mm_shuffle_epi32(st1, 0x1B);                          /* h g f e */
-    __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);                  /* ABEF */
-    st1 = _mm_blend_epi16(st1, tmp, 0xF0);                       /* CDGH */
-    __m128i abef = st0, cdgh = st1, msg, m[4];
-#define RND4(mi, k)                                                                                  \
-    msg = _mm_add_epi32(mi, _mm_loadu_si128((const __m128i *)&K256[k]));                             \
-    st1 = _mm_sha256rnds2_epu32(st1, st0, msg);                                                      \
-    st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(msg, 0x0E));
-    for (int i = 0; i < 4; i++) m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), MASK);
-    RND4(m[0], 0)
-    RND4(m[1], 4)
-    m[0] = _mm_sha256msg1_epu32(m[0], m[1]);
-    RND4(m[2], 8)
-    m[1] = _mm_sha256msg1_epu32(m[1], m[2]);
-    /* each group of four rounds, then the schedule: the next group's words (msg2) and a later one's
-       first half (msg1); the last groups compute a few words nobody reads */
-    for (int g = 3; g < 16; g++) {
-        __m128i *cur = &m[g & 3], *prev = &m[(g + 3) & 3], *next = &m[(g + 1) & 3];
-        RND4(*cur, 4 * g)
-        *next = _mm_sha256msg2_epu32(_mm_add_epi32(*next, _mm_alignr_epi8(*cur, *prev, 4)), *cur);
-        *prev = _mm_sha256msg1_epu32(*prev, *cur);
-    }
-#undef RND4
-    st0 = _mm_add_epi32(st0, abef);
-    st1 = _mm_add_epi32(st1, cdgh);
-    tmp = _mm_shuffle_epi32(st0, 0x1B);                          /* FEBA */
-    st1 = _mm_shuffle_epi32(st1, 0xB1);                          /* DCHG */
-    st0 = _mm_blend_epi16(tmp, st1, 0xF0);                       /* DCBA */
-    st1 = _mm_alignr_epi8(st1, tmp, 8);                          /* ABEF -> HGFE */
-    _mm_storeu_si128((__m128i *)&c->h[0], st0);
-    _mm_storeu_si128((__m128i *)&c->h[4], st1);
-}
-static int HAVE_SHA_NI = -1;
-#endif
-
-static void sha_block_c(Sha *c, const unsigned char *p);
-
-static void sha_block(Sha *c, const unsigned char *p) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (HAVE_SHA_NI < 0) {
-        __builtin_cpu_init();
-        HAVE_SHA_NI = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && !getenv("CTSQS_NO_SHA_NI");
-    }
-    if (HAVE_SHA_NI) {
-        sha_block_ni(c, p);
-        return;
-    }
-#endif
-    sha_block_c(c, p);
-}
-
-static void sha_block_c(Sha *c, const unsigned char *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4], f = c->h[5], g = c->h[6], h = c->h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
-        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & cc) ^ (b & cc));
-        h = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = cc;
-        cc = b;
-        b = a;
-        a = t1 + t2;
-    }
-    c->h[0] += a;
-    c->h[1] += b;
-    c->h[2] += cc;
-    c->h[3] += d;
-    c->h[4] += e;
-    c->h[5] += f;
-    c->h[6] += g;
-    c->h[7] += h;
-}
-
-static void sha_init(Sha *c) {
-    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->h, H0, sizeof(H0));
-    c->n = 0;
-    c->used = 0;
-}
-
-static void sha_update(Sha *c, const unsigned char *p, size_t n) {
-    if (!n) return; /* p may be NULL then */
-    c->n += n;
-    if (c->used) {
-        size_t take = 64 - c->used < n ? 64 - c->used : n;
-        memcpy(c->buf + c->used, p, take);
-        c->used += take;
-        p += take;
-        n -= take;
-        if (c->used < 64) return;
-        sha_block(c, c->buf);
-        c->used = 0;
-    }
-    for (; n >= 64; p += 64, n -= 64) sha_block(c, p);
-    memcpy(c->buf, p, n);
-    c->used = n;
-}
-
-static void sha_final(Sha *c, unsigned char out[32]) {
-    uint64_t bits = c->n * 8;
-    unsigned char pad[72] = {0x80};
-    size_t padn = (c->used < 56 ? 56 : 120) - c->used;
-    for (int i = 0; i < 8; i++) pad[padn + i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha_update(c, pad, padn + 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (unsigned char)(c->h[i] >> 24);
-        out[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
-        out[4 * i + 2] = (unsigned char)(c->h[i] >> 8);
-        out[4 * i + 3] = (unsigned char)c->h[i];
-    }
-}
-
-/* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string. */
+/* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string: the first 16 bytes of
+   SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.Redactor.hash writes it for a
+   string. libcrypto's one-shot functions: calling back into Python's hashlib cost more than the rest of a
+   record's encoding. */
 static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const char *d, Py_ssize_t n) {
-    unsigned char digest[32];
-    Sha c;
-    if (key) {
-        unsigned char block[64] = {0};
-        if (keylen) memcpy(block, key, (size_t)keylen); /* <= 64 bytes: Python hashes longer keys first */
-        for (int i = 0; i < 64; i++) block[i] ^= 0x36;
-        sha_init(&c);
-        sha_update(&c, block, 64);
-        sha_update(&c, (const unsigned char *)d, (size_t)n);
-        sha_final(&c, digest);
-        for (int i = 0; i < 64; i++) block[i] ^= 0x36 ^ 0x5c;
-        sha_init(&c);
-        sha_update(&c, block, 64);
-        sha_update(&c, digest, 32);
-        sha_final(&c, digest);
-    } else {
-        sha_init(&c);
-        sha_update(&c, (const unsigned char *)d, (size_t)n);
-        sha_final(&c, digest);
-    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    int ok = key ? HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)d, (size_t)n, digest, &len) != NULL
+                 : SHA256((const unsigned char *)d, (size_t)n, digest) != NULL;
+    if (!ok) return -2;
     static const char HEX[] = "0123456789abcdef";
     char text[39] = "sha256:";
     for (int i = 0; i < 16; i++) {
