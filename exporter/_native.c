@@ -44,8 +44,10 @@ static const char *CALL_FIELD[NCALL] = {"labels", "error", "entries", "time", "p
                                         "queue"};
 
 typedef struct {
-    PyObject *call_type;
+    PyObject *call_type;  /* exporter.model.Call */
     Py_ssize_t call_off[NCALL];
+    PyObject *cache_type; /* exporter.cache.BoundedCache */
+    PyObject *scanner_type;
 } State;
 
 static inline State *state_of(PyObject *module) {
@@ -85,6 +87,7 @@ typedef struct {
     Buf capv;          /* the AnyValue bytes of captured values */
     Py_ssize_t cap_off[NCAP], cap_len[NCAP];
     int pyerr;         /* a Python exception is set (not a parse failure) */
+    struct ScannerObject *sc; /* the scanner reading (its intern tables), or NULL */
 } P;
 
 static int grow_slow(Buf *b, Py_ssize_t need) {
@@ -218,11 +221,8 @@ static int utf8_len(const unsigned char *p, const unsigned char *end) {
 }
 
 /* Bytes a string run stops at: quote, backslash, control characters, and non-ASCII (validated). */
-static unsigned char STOP[256];
+static const unsigned char STOP[256] = {[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1};
 
-static void init_stop(void) {
-    for (int c = 0; c < 256; c++) STOP[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
-}
 
 /* The first byte at or after q that ends a plain run of a string (see STOP). */
 static inline const unsigned char *plain_run(const unsigned char *q, const unsigned char *end) {
@@ -1055,7 +1055,31 @@ static const char *FNAME[NF] = {"eventSource", "eventName", "eventTime", "eventT
                                 "userIdentity", "requestParameters", "resources"};
 
 #define INTERN_SLOTS 16384
-static PyObject *INTERN[INTERN_SLOTS];
+#define TUPLE_SLOTS 4096
+#define ID_SLOTS 4096
+#define SCANNER_CACHED 20000 /* entries per cache: a deployment has a few thousand queues × event names, callers */
+
+/* Identity caches in front of the scanner's caches: key object → the value the cache held for it. An
+   entry holds strong references to both, so its key cannot be freed and its address reused while it is
+   there. Only values read from the caches (or computed from the key's text alone) go in: the same answers. */
+typedef struct {
+    PyObject *key, *val;
+} IdEntry;
+
+/* The scanner: its tables of handed-out strings and key tuples, its caches of what Python derived from
+   them, and the Python functions that derive it on a miss. */
+typedef struct ScannerObject {
+    PyObject_HEAD
+    PyObject *derive;        /* derive(dkey, ikey) -> (Labels, QueueRef, is_batch) */
+    PyObject *principals_of; /* principals_of(ikey) -> (role, arn) */
+    PyObject *parse_time;    /* parse_time(str) -> float | None */
+    PyObject *derived, *principals; /* BoundedCache: dkey → derive's answer, ikey → principals_of's */
+    PyObject *call_type;
+    Py_ssize_t call_off[NCALL];
+    PyObject *intern[INTERN_SLOTS];
+    PyObject *tuples[TUPLE_SLOTS];
+    IdEntry id_derived[ID_SLOTS], id_who[ID_SLOTS], id_time[ID_SLOTS];
+} ScannerObject;
 
 static inline uint64_t bytes_hash(const char *d, Py_ssize_t n) {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
@@ -1077,9 +1101,9 @@ static inline uint64_t bytes_hash(const char *d, Py_ssize_t n) {
 /* A str for UTF-8 bytes. Short values repeat (accounts, regions, names, URLs, ARNs, times): the same
    object comes back, with its hash already computed, so the Python caches keyed by them stay cheap.
    Bounded: one object per slot. */
-static PyObject *intern_str(const char *d, Py_ssize_t n) {
+static PyObject *intern_str(ScannerObject *sc, const char *d, Py_ssize_t n) {
     if (n > 256) return PyUnicode_DecodeUTF8(d, n, "strict");
-    PyObject **slot = &INTERN[bytes_hash(d, n) & (INTERN_SLOTS - 1)];
+    PyObject **slot = &sc->intern[bytes_hash(d, n) & (INTERN_SLOTS - 1)];
     PyObject *o = *slot;
     if (o) {
         Py_ssize_t len;
@@ -1118,7 +1142,7 @@ static int opt_str(P *ps, PyObject **out) {
         ps->tmp.len = mark;
         return r;
     }
-    *out = intern_str(ps->tmp.p + mark, ps->tmp.len - mark);
+    *out = intern_str(ps->sc, ps->tmp.p + mark, ps->tmp.len - mark);
     ps->tmp.len = mark;
     return *out ? 0 : -2;
 }
@@ -1287,7 +1311,7 @@ static int on_resource(P *ps, int field, void *ctx) {
 }
 
 /* resources: null → None; [null | {ARN: str|null}, ...] → tuple of the ARNs (None where absent) */
-static PyObject *intern_tuple(PyObject **v, int n);
+static PyObject *intern_tuple(ScannerObject *sc, PyObject **v, int n);
 
 static int read_resources(P *ps, PyObject **out) {
     int isnull;
@@ -1321,7 +1345,9 @@ static int read_resources(P *ps, PyObject **out) {
     }
     if (!r) {
         Py_ssize_t n = PyList_GET_SIZE(list);
-        *out = n > 0 && n <= 16 ? intern_tuple(((PyListObject *)list)->ob_item, (int)n) : PyList_AsTuple(list);
+        PyObject *items[16];
+        for (Py_ssize_t i = 0; i < n && i < 16; i++) items[i] = PyList_GET_ITEM(list, i);
+        *out = n > 0 && n <= 16 ? intern_tuple(ps->sc, items, (int)n) : PyList_AsTuple(list);
     }
     Py_DECREF(list);
     if (!r && !*out) r = -2;
@@ -1338,17 +1364,14 @@ static PyObject *tuple_of(PyObject **v, int n) {
 /* A tuple of these items: the one handed out before when it holds the very same objects, else a new one
    (remembered in a slot, replacing what was there). Repeated keys of the rows are then one object, which
    calls_of's identity caches recognise without hashing them. */
-#define TUPLE_SLOTS 4096
-static PyObject *TUPLES[TUPLE_SLOTS];
-
-static PyObject *intern_tuple(PyObject **v, int n) {
+static PyObject *intern_tuple(ScannerObject *sc, PyObject **v, int n) {
     uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
     for (int i = 0; i < n; i++) {
         h ^= (uint64_t)(uintptr_t)(v[i] ? v[i] : Py_None);
         h *= 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
     }
-    PyObject **slot = &TUPLES[h & (TUPLE_SLOTS - 1)];
+    PyObject **slot = &sc->tuples[h & (TUPLE_SLOTS - 1)];
     PyObject *t = *slot;
     if (t && PyTuple_GET_SIZE(t) == n) {
         int same = 1;
@@ -1432,8 +1455,8 @@ static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned cha
     if (r) return r;
     PyObject *d[9] = {rc->v[F_RECIPIENT], rc->v[F_REGION], rc->v[F_NAME], rc->v[F_CATEGORY], rc->v[F_MGMT],
                       rc->params.v[0],    rc->params.v[1], rc->params.v[2], rc->resources};
-    PyObject *dkey = intern_tuple(d, 9);
-    PyObject *ikey = rc->has_ident ? intern_tuple(rc->ident.v, NI) : Py_NewRef(Py_None);
+    PyObject *dkey = intern_tuple(ps->sc, d, 9);
+    PyObject *ikey = rc->has_ident ? intern_tuple(ps->sc, rc->ident.v, NI) : Py_NewRef(Py_None);
     PyObject *raw = keep_raw ? PyBytes_FromStringAndSize((const char *)from, to - from) : Py_NewRef(Py_None);
     PyObject *entries = PyLong_FromSsize_t(rc->params.count);
     if (dkey && ikey && raw && entries) {
@@ -1493,18 +1516,13 @@ static int on_records(P *ps, int field, void *ctx) {
     return scan_records(ps, t->rows, &t->other, t->keep_raw);
 }
 
-static PyObject *scan_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "scan_calls takes 2 arguments");
-        return NULL;
-    }
-    int keep_raw = PyObject_IsTrue(args[1]);
-    if (keep_raw < 0) return NULL;
+/* The rows of a delivery and its count of other records, or Py_None when declined. */
+static PyObject *rows_of(ScannerObject *sc, PyObject *data_obj, int keep_raw, Py_ssize_t *other) {
     Py_buffer data;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(data_obj, &data, PyBUF_SIMPLE) < 0) return NULL;
     P ps;
     memset(&ps, 0, sizeof(ps));
+    ps.sc = sc;
     ps.start = ps.s = (const unsigned char *)data.buf;
     ps.end = ps.s + data.len;
     Top top = {PyList_New(0), 0, keep_raw, 0};
@@ -1515,25 +1533,21 @@ static PyObject *scan_calls(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     PyBuffer_Release(&data);
     PyMem_Free(ps.tmp.p);
-    PyObject *result = NULL;
     if (!r) {
-        result = Py_BuildValue("(On)", top.rows, top.other);
-    } else if (r == -1) {
-        PyErr_Clear(); /* declined: the general path decides */
-        result = Py_NewRef(Py_None);
-    } else if (!PyErr_Occurred()) {
-        PyErr_NoMemory();
+        *other = top.other;
+        return top.rows;
     }
     Py_XDECREF(top.rows);
-    return result;
+    if (r == -1) {
+        PyErr_Clear(); /* declined: the general path decides */
+        return Py_NewRef(Py_None);
+    }
+    if (!PyErr_Occurred()) PyErr_NoMemory();
+    return NULL;
 }
 
-/* ------------------------------------------------------------------------------------------------------
-   2. The per-call Python of the metrics path, as C API calls on the same objects (see scan.calls_of and
-   metrics.Aggregate.add_calls, whose loops these are; the Python versions stay as the reference and
-   decide whatever these hand back).
-
-   calls_of(rows, derived, principals, times, derive, principals_of, parse_time) -> [Call, ...] */
+/* Rows → exporter.model.Call objects, with the scanner's caches in front of its Python functions
+   (tests/reference.py holds the plain Python loop this is). */
 
 /* eventTime in CloudTrail's own form, YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z, as epoch seconds: the float
    datetime.fromisoformat(value).timestamp() gives (an int count of microseconds over 10**6, correctly
@@ -1577,15 +1591,6 @@ static int iso_z_seconds(const char *s, Py_ssize_t n, double *out) {
     return 1;
 }
 
-/* Identity caches in front of the dicts: key object → the value the dict held for it. An entry holds
-   strong references to both, so its key cannot be freed and its address reused while it is there.
-   Only values read from the dicts (or computed from the key's text alone) go in: the same answers. */
-#define ID_SLOTS 4096
-typedef struct {
-    PyObject *key, *val;
-} IdEntry;
-static IdEntry ID_DERIVED[ID_SLOTS], ID_WHO[ID_SLOTS], ID_TIME[ID_SLOTS];
-
 static inline IdEntry *id_entry(IdEntry *table, PyObject *key) {
     uint64_t x = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15ULL;
     return &table[(x >> 40) & (ID_SLOTS - 1)];
@@ -1599,27 +1604,47 @@ static void id_put(IdEntry *e, PyObject *key, PyObject *val) {
     Py_XDECREF(v);
 }
 
-static PyObject *get_or_call(IdEntry *ids, PyObject *cache, PyObject *key, PyObject *fn, PyObject *arg2) {
+/* Whether a key is short enough to remember: hostile input must not fill memory (strings of a tuple,
+   one level of nested tuples, at most 1 KiB in all). */
+static int short_key(PyObject *key) {
+    Py_ssize_t total = 0;
+    if (!PyTuple_Check(key)) return 1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); i++) {
+        PyObject *v = PyTuple_GET_ITEM(key, i);
+        if (PyTuple_Check(v)) {
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(v); k++)
+                if (PyUnicode_Check(PyTuple_GET_ITEM(v, k))) total += PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(v, k)) + 8;
+        } else if (PyUnicode_Check(v)) {
+            total += PyUnicode_GET_LENGTH(v) + 3;
+        }
+    }
+    return total <= 1024;
+}
+
+/* The cached answer for key, or fn(key[, arg2]), remembered in cache (BoundedCache.put) when `keep`. */
+static PyObject *get_or_call(IdEntry *ids, PyObject *cache, PyObject *key, PyObject *fn, PyObject *arg2, int keep) {
     IdEntry *e = id_entry(ids, key);
     if (e->key == key) return Py_NewRef(e->val);
     PyObject *hit = PyDict_GetItemWithError(cache, key); /* borrowed */
-    if (hit && PyObject_IsTrue(hit) > 0) {
+    if (hit) {
         id_put(e, key, hit);
         return Py_NewRef(hit);
     }
     if (PyErr_Occurred()) return NULL;
-    return arg2 ? PyObject_CallFunctionObjArgs(fn, key, arg2, NULL) : PyObject_CallOneArg(fn, key);
+    PyObject *made = arg2 ? PyObject_CallFunctionObjArgs(fn, key, arg2, NULL) : PyObject_CallOneArg(fn, key);
+    if (made && keep && short_key(key)) {
+        PyObject *r = PyObject_CallMethod(cache, "put", "OO", key, made);
+        if (!r) Py_CLEAR(made);
+        Py_XDECREF(r);
+    }
+    return made;
 }
 
-static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    const State *st = state_of(self);
-    if (nargs != 7 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) ||
-        !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "calls_of(rows, derived, principals, times, derive, principals_of, parse_time)");
+static PyObject *calls_of(ScannerObject *sc, PyObject *rows) {
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be a list");
         return NULL;
     }
-    PyObject *rows = args[0], *derived = args[1], *principals = args[2], *times = args[3];
-    PyObject *derive = args[4], *principals_of = args[5], *parse_time = args[6];
     Py_ssize_t n = PyList_GET_SIZE(rows);
     PyObject *out = PyList_New(n);
     if (!out) return NULL;
@@ -1632,9 +1657,11 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
         PyObject *dkey = PyTuple_GET_ITEM(row, 0), *ikey = PyTuple_GET_ITEM(row, 1);
         PyObject *error = PyTuple_GET_ITEM(row, 2), *entries = PyTuple_GET_ITEM(row, 3);
         PyObject *etime = PyTuple_GET_ITEM(row, 4);
-        PyObject *d = get_or_call(ID_DERIVED, derived, dkey, derive, ikey);
+        /* without recipientAccountId the account may come from the caller: not a function of dkey alone */
+        int named = PyTuple_Check(dkey) && PyTuple_GET_SIZE(dkey) > 0 && PyObject_IsTrue(PyTuple_GET_ITEM(dkey, 0)) > 0;
+        PyObject *d = get_or_call(sc->id_derived, sc->derived, dkey, sc->derive, ikey, named);
         if (!d) goto fail;
-        PyObject *who = get_or_call(ID_WHO, principals, ikey, principals_of, NULL);
+        PyObject *who = get_or_call(sc->id_who, sc->principals, ikey, sc->principals_of, NULL, 1);
         if (!who) {
             Py_DECREF(d);
             goto fail;
@@ -1643,7 +1670,7 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
         int etrue = PyObject_IsTrue(etime);
         double secs;
         Py_ssize_t tn;
-        IdEntry *te = id_entry(ID_TIME, etime);
+        IdEntry *te = id_entry(sc->id_time, etime);
         const char *ts = NULL;
         if (te->key == etime) {
             t = Py_NewRef(te->val);
@@ -1654,11 +1681,8 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
             else id_put(te, etime, t);
         } else if (etrue > 0) {
             PyErr_Clear(); /* (a str that is not UTF-8 only takes the slow path) */
-            t = PyDict_GetItemWithError(times, etime);
-            if (t == Py_None) t = NULL;
-            Py_XINCREF(t);
         }
-        if (!t && !PyErr_Occurred() && etrue >= 0) t = PyObject_CallOneArg(parse_time, etime);
+        if (!t && !PyErr_Occurred() && etrue >= 0) t = PyObject_CallOneArg(sc->parse_time, etime);
         if (!t || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 3 || !PyTuple_Check(who) || PyTuple_GET_SIZE(who) < 2) {
             if (t && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "derived / principals are tuples");
             Py_XDECREF(t);
@@ -1684,7 +1708,7 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
             f[C_ROLE] = PyTuple_GET_ITEM(who, 0);
             f[C_ARN] = PyTuple_GET_ITEM(who, 1);
             f[C_QUEUE] = PyTuple_GET_ITEM(d, 1);
-            call = PyObject_Vectorcall(st->call_type, f, NCALL, NULL);
+            call = PyObject_Vectorcall(sc->call_type, f, NCALL, NULL);
         }
         Py_XDECREF(zero);
         Py_DECREF(t);
@@ -1874,10 +1898,159 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------------------------
+   The Scanner type: Scanner(derive, principals_of, parse_time), built once; see the methods' docs. */
+
+static int scanner_init(PyObject *self, PyObject *args, PyObject *kwds) {
+    ScannerObject *sc = (ScannerObject *)self;
+    PyObject *derive, *principals_of, *parse_time;
+    static char *kw[] = {"derive", "principals_of", "parse_time", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Scanner", kw, &derive, &principals_of, &parse_time))
+        return -1;
+    if (sc->derive) {
+        PyErr_SetString(PyExc_TypeError, "a Scanner is built once");
+        return -1;
+    }
+    State *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st) return -1;
+    sc->derive = Py_NewRef(derive);
+    sc->principals_of = Py_NewRef(principals_of);
+    sc->parse_time = Py_NewRef(parse_time);
+    sc->call_type = Py_NewRef(st->call_type);
+    memcpy(sc->call_off, st->call_off, sizeof(sc->call_off));
+    sc->derived = PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)SCANNER_CACHED);
+    sc->principals = sc->derived ? PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)SCANNER_CACHED) : NULL;
+    if (!sc->principals) return -1;
+    if (!PyDict_Check(sc->derived) || !PyDict_Check(sc->principals)) {
+        PyErr_SetString(PyExc_TypeError, "exporter.cache.BoundedCache is a dict");
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything the tables hold is str, tuples of str and None, floats, or derive's answers (named tuples
+   of those): none can refer back to the scanner, so only the Python functions and caches are visited. */
+static int scanner_traverse(PyObject *self, visitproc visit, void *arg) {
+    ScannerObject *sc = (ScannerObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(sc->derive);
+    Py_VISIT(sc->principals_of);
+    Py_VISIT(sc->parse_time);
+    Py_VISIT(sc->derived);
+    Py_VISIT(sc->principals);
+    return 0;
+}
+
+static int scanner_clear(PyObject *self) {
+    ScannerObject *sc = (ScannerObject *)self;
+    Py_CLEAR(sc->derive);
+    Py_CLEAR(sc->principals_of);
+    Py_CLEAR(sc->parse_time);
+    Py_CLEAR(sc->derived);
+    Py_CLEAR(sc->principals);
+    Py_CLEAR(sc->call_type);
+    for (int i = 0; i < INTERN_SLOTS; i++) Py_CLEAR(sc->intern[i]);
+    for (int i = 0; i < TUPLE_SLOTS; i++) Py_CLEAR(sc->tuples[i]);
+    IdEntry *tables[3] = {sc->id_derived, sc->id_who, sc->id_time};
+    for (int t = 0; t < 3; t++) {
+        for (int i = 0; i < ID_SLOTS; i++) {
+            Py_CLEAR(tables[t][i].key);
+            Py_CLEAR(tables[t][i].val);
+        }
+    }
+    return 0;
+}
+
+static void scanner_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    scanner_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static int ready(ScannerObject *sc) {
+    if (sc->derive) return 1;
+    PyErr_SetString(PyExc_TypeError, "Scanner.__init__ was not called");
+    return 0;
+}
+
+static PyObject *scanner_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    ScannerObject *sc = (ScannerObject *)self;
+    if (!ready(sc)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "rows(data, keep_raw)");
+        return NULL;
+    }
+    int keep_raw = PyObject_IsTrue(args[1]);
+    if (keep_raw < 0) return NULL;
+    Py_ssize_t other = 0;
+    PyObject *rows = rows_of(sc, args[0], keep_raw, &other);
+    if (!rows || rows == Py_None) return rows;
+    return Py_BuildValue("(Nn)", rows, other);
+}
+
+static PyObject *scanner_calls(PyObject *self, PyObject *rows) {
+    ScannerObject *sc = (ScannerObject *)self;
+    return ready(sc) ? calls_of(sc, rows) : NULL;
+}
+
+static PyObject *scanner_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    ScannerObject *sc = (ScannerObject *)self;
+    if (!ready(sc)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, keep_raw)");
+        return NULL;
+    }
+    int keep_raw = PyObject_IsTrue(args[1]);
+    if (keep_raw < 0) return NULL;
+    Py_ssize_t other = 0;
+    PyObject *rows = rows_of(sc, args[0], keep_raw, &other);
+    if (!rows || rows == Py_None) return rows;
+    PyObject *calls = calls_of(sc, rows), *raws = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (calls) raws = PyList_New(keep_raw ? n : 0);
+    for (Py_ssize_t i = 0; raws && keep_raw && i < n; i++)
+        PyList_SET_ITEM(raws, i, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 5)));
+    Py_DECREF(rows);
+    if (!raws) {
+        Py_XDECREF(calls);
+        return NULL;
+    }
+    return Py_BuildValue("(NnN)", calls, other, raws);
+}
+
+static PyMethodDef SCANNER_METHODS[] = {
+    {"scan", (PyCFunction)(void (*)(void))scanner_scan, METH_FASTCALL,
+     "scan(data, keep_raw) -> (calls, other, raws) | None\n"
+     "A {\"Records\": [...]} delivery's SQS calls (exporter.model.Call), its count of other records, and the\n"
+     "raw JSON of each call with keep_raw (else []). None: declined, the record-by-record path decides."},
+    {"rows", (PyCFunction)(void (*)(void))scanner_rows, METH_FASTCALL,
+     "rows(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None\n"
+     "The first half of scan(): the fields of each SQS call as read (see the comment in _native.c)."},
+    {"calls", (PyCFunction)scanner_calls, METH_O, "calls(rows) -> [Call, ...]: the second half of scan()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot SCANNER_SLOTS[] = {
+    {Py_tp_doc, "Scanner(derive, principals_of, parse_time): reads CloudTrail deliveries into calls.\n"
+                "derive(dkey, ikey) -> (Labels, QueueRef, is_batch), principals_of(ikey) -> (role, arn) and\n"
+                "parse_time(str) -> float | None answer what the scanner's caches do not hold."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, scanner_init},
+    {Py_tp_dealloc, scanner_dealloc},
+    {Py_tp_traverse, scanner_traverse},
+    {Py_tp_clear, scanner_clear},
+    {Py_tp_methods, SCANNER_METHODS},
+    {0, NULL},
+};
+
+static PyType_Spec SCANNER_SPEC = {
+    "exporter._native.Scanner", sizeof(ScannerObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE, SCANNER_SLOTS,
+};
+
 static PyMethodDef METHODS[] = {
-    {"scan_calls", (PyCFunction)(void (*)(void))scan_calls, METH_FASTCALL,
-     "scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) or None\n"
-     "for a {\"Records\": [...]} delivery (see the comment in _native.c)."},
     {"encode_body", (PyCFunction)(void (*)(void))encode_body, METH_FASTCALL,
      "encode_body(raw, source_ip, user_agent, access_key_id, params, hasher, decode)\n"
      "-> (KeyValueList bytes of the body, LogRecord.attributes elements of client.address,\n"
@@ -1887,9 +2060,6 @@ static PyMethodDef METHODS[] = {
     {"encode_record", (PyCFunction)(void (*)(void))encode_record, METH_FASTCALL,
      "encode_record(raw, source_ip, user_agent, access_key_id, params, hasher, decode, time_ns, observed_ns,\n"
      "head, attrs, tail) -> the LogRecord as a ScopeLogs.log_records element (tag and length included)."},
-    {"calls_of", (PyCFunction)(void (*)(void))calls_of, METH_FASTCALL,
-     "calls_of(rows, derived, principals, times, derive, principals_of, parse_time) -> [Call, ...]\n"
-     "exporter.decode.scan.calls_of's loop."},
     {"encode_calls", (PyCFunction)(void (*)(void))encode_calls, METH_FASTCALL,
      "encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records,\n"
      "room_bytes, batch_records, batch_bytes, open_records, open_bytes, source_ip, user_agent, access_key_id,\n"
@@ -1928,7 +2098,6 @@ static int module_exec(PyObject *module) {
         PyErr_SetString(PyExc_ImportError, "_native: big-endian hosts use the Python encoder");
         return -1;
     }
-    init_stop();
     Names *tables[] = {&N_ARN, &N_ISSUER, &N_PARAMS, &N_RESOURCE, &N_IDENT, &N_TOP, &N_DOC};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         if (names_init(tables[i])) {
@@ -1936,18 +2105,31 @@ static int module_exec(PyObject *module) {
             return -1;
         }
     }
-    return load_call_type(state_of(module));
+    State *st = state_of(module);
+    if (load_call_type(st)) return -1;
+    PyObject *cache = PyImport_ImportModule("exporter.cache");
+    if (!cache) return -1;
+    st->cache_type = PyObject_GetAttrString(cache, "BoundedCache");
+    Py_DECREF(cache);
+    if (!st->cache_type) return -1;
+    st->scanner_type = PyType_FromModuleAndSpec(module, &SCANNER_SPEC, NULL);
+    if (!st->scanner_type) return -1;
+    return PyModule_AddObjectRef(module, "Scanner", st->scanner_type);
 }
 
 static int module_traverse(PyObject *module, visitproc visit, void *arg) {
     State *st = state_of(module);
     Py_VISIT(st->call_type);
+    Py_VISIT(st->cache_type);
+    Py_VISIT(st->scanner_type);
     return 0;
 }
 
 static int module_clear(PyObject *module) {
     State *st = state_of(module);
     Py_CLEAR(st->call_type);
+    Py_CLEAR(st->cache_type);
+    Py_CLEAR(st->scanner_type);
     return 0;
 }
 

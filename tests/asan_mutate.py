@@ -14,6 +14,7 @@ import sys
 import msgspec
 
 from exporter import _native
+from exporter.decode import scan
 
 MARKS = [b'"', b"\\", b"{", b"[", b"]", b"\\u", b"\\ud83d", b"\xff", b"\xc3", b",", b":", b"null", b"}", b"1e999"]
 
@@ -43,12 +44,13 @@ def main() -> int:
     for p in paths:
         data = open(p, "rb").read()  # noqa: SIM115
         docs.append((gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)[:200_000])
+    scanner = _native.Scanner(scan.derived, scan.principals_of, scan.parse_time)
     hasher = (lambda v: "sha256:x", b"key")
     args = (2, 2, 2, ((b"receiptHandle", 2), (b"entries", 1)), hasher, msgspec.json.decode)
     for _ in range(iterations):
         b = mutate(rng, rng.choice(docs))
         for keep in (True, False):
-            _native.scan_calls(b, keep)
+            scanner.scan(b, keep)
         with contextlib.suppress(ValueError, TypeError, OverflowError):
             _native.encode_body(b, *args)
         with contextlib.suppress(ValueError, TypeError, OverflowError):

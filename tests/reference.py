@@ -8,21 +8,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from exporter.decode import scan
-from exporter.decode.record import TIMES, parse_time
+from exporter.decode.record import parse_time
 from exporter.model import Call
 from exporter.sinks.metrics import LAG_BUCKETS, Aggregate
 
 
 def calls_of(rows: Iterable[scan.Row]) -> list[Call]:
-    """exporter._native.calls_of's loop: the scanner's rows → Calls, through the same caches."""
+    """Scanner.calls without its caches: the scanner's rows → Calls, each derived afresh."""
     calls: list[Call] = []
     for dkey, ikey, error, entries, etime, _ in rows:
-        labels, ref, batch = scan.ROW_DERIVED.get(dkey) or scan.derived(dkey, ikey)
-        role, arn = scan.ROW_PRINCIPALS.get(ikey) or scan.principals_of(ikey)
-        t = TIMES.get(etime) if etime else None
-        if t is None:
-            t = parse_time(etime)
-        calls.append(Call(labels, error or None, entries if batch else 0, t, role, arn, ref))
+        labels, ref, batch = scan.derived(dkey, ikey)
+        role, arn = scan.principals_of(ikey)
+        calls.append(Call(labels, error or None, entries if batch else 0, parse_time(etime), role, arn, ref))
     return calls
 
 

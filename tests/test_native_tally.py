@@ -21,7 +21,7 @@ from exporter.model import Call
 from exporter.sinks import metrics
 from exporter.sinks.metrics import Aggregate, Filters
 
-pytestmark = pytest.mark.skipif(scan.scan_calls is None, reason="the C accelerator is not built")
+pytestmark = pytest.mark.skipif(scan.scanner is None, reason="the C accelerator is not built")
 
 STATE = ("calls", "errors", "batch", "principals", "newest", "queues", "lag")
 
@@ -39,7 +39,7 @@ def rows_of(seed: int, n: int = 3000, queues: int = 12) -> list[Any]:
     recs[2]["eventTime"] = ""
     recs[3].pop("recipientAccountId")
     recs[4]["errorCode"] = ""  # no error, as for Python's `error or None`
-    out = scan.scan_calls(msgspec.json.encode({"Records": recs}), False)
+    out = scan.scanner.rows(msgspec.json.encode({"Records": recs}), False)
     assert out is not None
     return out[0]
 
@@ -64,9 +64,9 @@ def both(calls: list[Call], now: Any, make: Any, kept_flags: bool = True) -> Non
 def test_calls_of_matches_python() -> None:
     for seed in (1, 2, 3):
         rows = rows_of(seed)
-        assert scan.calls_of(rows) == reference.calls_of(rows)
+        assert scan.scanner.calls(rows) == reference.calls_of(rows)
         # and again from warm caches
-        assert scan.calls_of(rows) == reference.calls_of(rows)
+        assert scan.scanner.calls(rows) == reference.calls_of(rows)
 
 
 def with_times(rows: list[Any], times: list[Any]) -> list[Any]:
@@ -101,7 +101,7 @@ ODD_TIMES = [
 def test_event_times_parse_as_python_does() -> None:
     rows = rows_of(9, n=len(ODD_TIMES))
     odd = with_times(rows, ODD_TIMES)
-    c, p = scan.calls_of(odd), reference.calls_of(odd)
+    c, p = scan.scanner.calls(odd), reference.calls_of(odd)
     assert [x.time for x in c] == [x.time for x in p]
     assert c == p
 
@@ -115,7 +115,7 @@ def test_event_times_hypothesis(t: datetime, digits: int) -> None:
     fraction = f"{t.microsecond:06d}{t.microsecond % 97:02d}"[:digits]
     text = t.strftime("%Y-%m-%dT%H:%M:%S") + ("." + fraction if digits else "") + "Z"
     rows = with_times(rows_of(9, n=5), [text])
-    c, p = scan.calls_of(rows[:1]), reference.calls_of(rows[:1])
+    c, p = scan.scanner.calls(rows[:1]), reference.calls_of(rows[:1])
     assert c[0].time == p[0].time, text
     assert type(c[0].time) is type(p[0].time)
 
@@ -181,7 +181,7 @@ def test_add_calls_matches_python_hypothesis(
 ) -> None:
     rng = random.Random(seed)
     rows = rows_of(seed % 50, n=400, queues=rng.randint(1, 20))
-    calls = scan.calls_of(rows)
+    calls = scan.scanner.calls(rows)
     assert calls == reference.calls_of(rows)
     rng.shuffle(calls)
 
@@ -222,12 +222,12 @@ def test_repeated_keys_are_one_object_and_still_per_caller_where_they_must_be() 
     other["userIdentity"].pop("arn", None)
     for r in (*same, other):
         r.pop("recipientAccountId", None)
-    out = scan.scan_calls(msgspec.json.encode({"Records": [*same, other]}), False)
+    out = scan.scanner.rows(msgspec.json.encode({"Records": [*same, other]}), False)
     assert out is not None
     rows = out[0]
     assert rows[0][0] is rows[1][0] is rows[2][0] is rows[3][0]  # one dkey object
     assert rows[0][1] is rows[1][1] and rows[0][1] is not rows[3][1]
     for _ in range(2):  # cold, then warm caches
-        c, p = scan.calls_of(rows), reference.calls_of(rows)
+        c, p = scan.scanner.calls(rows), reference.calls_of(rows)
         assert c == p
     assert c[0].labels.account_id != c[3].labels.account_id  # different accounts

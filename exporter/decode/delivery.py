@@ -67,17 +67,16 @@ def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tupl
 def scanned(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list[Any]] | None:
     """The C scanner's calls (and the raw JSON of each with `keep_raw`), or None without the scanner
     or when it declines the file (any shape or type it does not handle exactly)."""
-    if scan.scan_calls is None:
+    if scan.scanner is None:
         return None
     buf = inflate(data)
     if buf is None:
         return None
-    out = scan.scan_calls(buf, keep_raw)
+    out = scan.scanner.scan(buf, keep_raw)
     if out is None:
         return None
-    rows, other = out
-    calls = scan.calls_of(rows)
-    return ObjectResult("ok", sqs=len(calls), other=other), calls, [r[5] for r in rows] if keep_raw else []
+    calls, other, raws = out
+    return ObjectResult("ok", sqs=len(calls), other=other), calls, raws
 
 
 def extract_calls(data: bytes) -> tuple[ObjectResult, list[Call]] | None:

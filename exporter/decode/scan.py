@@ -1,9 +1,9 @@
-"""The C scanner's rows (exporter._native.scan_calls) → the same calls exporter.decode.record.to_call makes.
+"""The C scanner (exporter._native.Scanner), and what it asks Python on a cache miss.
 
-The scanner returns, per SQS record, the tuple of fields the queue/category derivation reads and the
+The scanner reads, per SQS record, the tuple of fields the queue/category derivation reads and the
 tuple of the caller's identity fields, as strings it hands out once per distinct value. Both tuples are
-cache keys here; a miss rebuilds the SqsRecord they came from and asks record.py, so the derivation
-itself lives in one place.
+keys of the scanner's own caches; a miss rebuilds the SqsRecord they came from and asks record.py, so
+the derivation itself lives in one place.
 """
 
 from __future__ import annotations
@@ -11,15 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import msgspec
-
-from ..cache import BoundedCache
 from .record import (
-    CACHEABLE,
-    MAX_CACHED,
     SQS_SOURCE,
-    TIMES,
-    Call,
     Derived,
     Identity,
     Issuer,
@@ -33,16 +26,7 @@ from .record import (
     principals,
 )
 
-try:  # built when a compiler is present; without it (or with CTSQS_NATIVE=0) the msgspec path does everything
-    from .. import _native
-
-    if os.environ.get("CTSQS_NATIVE", "1") == "0":
-        _native = None  # type: ignore[assignment]
-except ImportError:  # pragma: no cover - depends on the build
-    _native = None  # type: ignore[assignment]
-
-scan_calls = _native.scan_calls if _native is not None else None
-
+# (dkey, ikey, errorCode, entries, eventTime, raw): one SQS record as Scanner.rows reads it
 Row = tuple[tuple[Any, ...], tuple[Any, ...] | None, str | None, int, str | None, bytes | None]
 
 
@@ -70,31 +54,23 @@ def record(dkey: tuple[Any, ...], ikey: tuple[Any, ...] | None) -> SqsRecord:
     )
 
 
-def _short(key: tuple[Any, ...] | None) -> bool:
-    """Hostile input must not fill memory: keys with long strings are not remembered."""
-    return key is None or len(msgspec.json.encode(key)) <= 4 * CACHEABLE
-
-
-# Keyed by the scanner's tuples (not by SqsRecord like record.py's): a row never becomes a record on a hit.
-ROW_DERIVED: BoundedCache[tuple[Any, ...], Derived] = BoundedCache(MAX_CACHED)
-ROW_PRINCIPALS: BoundedCache[tuple[Any, ...] | None, Principals] = BoundedCache(MAX_CACHED)
-
-
 def derived(dkey: tuple[Any, ...], ikey: tuple[Any, ...] | None) -> Derived:
-    hit = derive(record(dkey, ikey))
-    # without recipientAccountId the account may come from the caller: not a function of dkey alone
-    if dkey[0] and _short(dkey):
-        ROW_DERIVED.put(dkey, hit)
-    return hit
+    return derive(record(dkey, ikey))
 
 
 def principals_of(ikey: tuple[Any, ...] | None) -> Principals:
-    hit = principals(identity(ikey))
-    if _short(ikey):
-        ROW_PRINCIPALS.put(ikey, hit)
-    return hit
+    return principals(identity(ikey))
 
 
-def calls_of(rows: list[Row]) -> list[Call]:
-    """The scanner's rows as Calls (exporter._native.calls_of: the cache lookups in C, misses here)."""
-    return _native.calls_of(rows, ROW_DERIVED, ROW_PRINCIPALS, TIMES, derived, principals_of, parse_time)
+def _build() -> Any:
+    """The scanner, or None without the extension (not built, or CTSQS_NATIVE=0)."""
+    if os.environ.get("CTSQS_NATIVE", "1") == "0":
+        return None
+    try:
+        from .._native import Scanner
+    except ImportError:  # pragma: no cover - depends on the build
+        return None
+    return Scanner(derived, principals_of, parse_time)
+
+
+scanner = _build()
