@@ -47,7 +47,7 @@ typedef struct {
     PyObject *call_type;  /* exporter.model.Call */
     Py_ssize_t call_off[NCALL];
     PyObject *cache_type; /* exporter.cache.BoundedCache */
-    PyObject *scanner_type;
+    PyObject *scanner_type, *encoder_type;
 } State;
 
 static inline State *state_of(PyObject *module) {
@@ -55,8 +55,8 @@ static inline State *state_of(PyObject *module) {
 }
 
 /* A field of a Call (borrowed), by its slot: a frozen Struct's slots are always set. */
-static inline PyObject *call_field(const State *st, PyObject *call, int f) {
-    return *(PyObject **)((char *)call + st->call_off[f]);
+static inline PyObject *call_field(const Py_ssize_t *off, PyObject *call, int f) {
+    return *(PyObject **)((char *)call + off[f]);
 }
 
 enum { KEEP = 0, DROP = 1, HASH = 2 };
@@ -80,8 +80,7 @@ typedef struct {
     int act_ip, act_ua, act_key;
     PyObject *params;  /* tuple of (bytes name, int action) */
     PyObject *hasher;  /* callable(value) -> str, for values that are not strings */
-    int native_hash;   /* strings are hashed here, with hkey (HMAC) or without (plain SHA-256) */
-    const unsigned char *hkey;
+    const unsigned char *hkey; /* strings are hashed here: HMAC with hkey, or plain SHA-256 without */
     Py_ssize_t hkeylen;
     PyObject *decode;  /* callable(bytes) -> object */
     Buf capv;          /* the AnyValue bytes of captured values */
@@ -665,7 +664,7 @@ static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
             Py_ssize_t val = open_field(b, 0x12); /* KeyValue.value */
             if (val < 0) return -2;
             int is_null = ps->s < ps->end && *ps->s == 'n';
-            if (action == HASH && ps->s < ps->end && *ps->s == '"' && ps->native_hash) {
+            if (action == HASH && ps->s < ps->end && *ps->s == '"') {
                 Py_ssize_t mark = ps->tmp.len;
                 r = read_string(ps, &ps->tmp);
                 if (!r) r = put_hashed(b, ps->hkey, ps->hkeylen, ps->tmp.p + mark, ps->tmp.len - mark);
@@ -800,73 +799,64 @@ static int enc_value(P *ps, int depth, int ctx) {
     }
 }
 
-/* Buffers kept between calls (fresh multi-KB buffers per record cost page faults and cache misses).
-   Callbacks (hasher, decode) may let another thread in: a call that finds them taken uses its own. */
-static Buf SPARE[3];
-static int spare_busy;
+/* The log encoder: its redaction and batch settings, read once from typed settings, its caches of
+   attribute bytes (filled by exporter.sinks.logs on a miss) and its buffers. */
+typedef struct {
+    PyObject_HEAD
+    int act_ip, act_ua, act_key;
+    PyObject *params;   /* tuple of (bytes name, int action) */
+    PyObject *hasher;   /* callable(value) -> str, for redacted values that are not strings */
+    PyObject *hash_key; /* bytes (HMAC key) or None (plain SHA-256) */
+    PyObject *decode;   /* callable(bytes) -> object */
+    long long batch_records, batch_bytes;
+    /* (labels, error, queue) → (attrs, head, tail, is_batch); entries → bytes; principal → bytes */
+    PyObject *kinds, *batch_sizes, *principals;
+    PyObject *call_type;
+    Py_ssize_t call_off[NCALL];
+    /* Buffers kept between calls (fresh multi-KB buffers per record cost page faults and cache misses).
+       Callbacks (hasher, decode) may let another thread in: a call that finds them taken uses its own. */
+    Buf spare[3];
+    int spare_busy;
+} EncoderObject;
 
-static void take_buffers(P *ps, int *mine) {
-    *mine = !spare_busy;
+static void take_buffers(EncoderObject *enc, P *ps, int *mine) {
+    *mine = !enc->spare_busy;
     if (*mine) {
-        spare_busy = 1;
-        ps->out = SPARE[0];
-        ps->tmp = SPARE[1];
-        ps->capv = SPARE[2];
+        enc->spare_busy = 1;
+        ps->out = enc->spare[0];
+        ps->tmp = enc->spare[1];
+        ps->capv = enc->spare[2];
         ps->out.len = ps->tmp.len = ps->capv.len = 0;
     }
 }
 
-static void give_buffers(P *ps, int mine) {
+static void give_buffers(EncoderObject *enc, P *ps, int mine) {
     Buf *mine_bufs[3] = {&ps->out, &ps->tmp, &ps->capv};
     for (int i = 0; i < 3; i++) {
         Buf *b = mine_bufs[i];
         if (mine && b->cap <= (1 << 20)) { /* an odd huge record does not pin its buffer */
-            SPARE[i] = *b;
+            enc->spare[i] = *b;
         } else {
             PyMem_Free(b->p);
-            if (mine) SPARE[i] = (Buf){NULL, 0, 0};
+            if (mine) enc->spare[i] = (Buf){NULL, 0, 0};
         }
     }
-    if (mine) spare_busy = 0;
+    if (mine) enc->spare_busy = 0;
 }
 
-/* Arguments 1-6 of both functions: source_ip, user_agent, access_key_id, params, hasher, decode (args[0] is raw). */
-static int parse_settings(P *ps, PyObject *const *args) {
-    ps->act_ip = (int)PyLong_AsLong(args[1]);
-    ps->act_ua = (int)PyLong_AsLong(args[2]);
-    ps->act_key = (int)PyLong_AsLong(args[3]);
-    if (PyErr_Occurred()) return -1;
-    if (!PyTuple_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "params must be a tuple");
-        return -1;
+/* A parser state with the encoder's redaction settings. */
+static void settings_into(P *ps, const EncoderObject *enc) {
+    memset(ps, 0, sizeof(*ps));
+    ps->act_ip = enc->act_ip;
+    ps->act_ua = enc->act_ua;
+    ps->act_key = enc->act_key;
+    ps->params = enc->params;
+    ps->hasher = enc->hasher;
+    ps->decode = enc->decode;
+    if (enc->hash_key != Py_None) {
+        ps->hkey = (const unsigned char *)PyBytes_AS_STRING(enc->hash_key);
+        ps->hkeylen = PyBytes_GET_SIZE(enc->hash_key);
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[4]); i++) {
-        PyObject *pair = PyTuple_GET_ITEM(args[4], i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyLong_Check(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError, "params must be a tuple of (bytes, int) pairs");
-            return -1;
-        }
-    }
-    ps->params = args[4];
-    /* hasher, or (hasher, key): strings are then hashed here (key: HMAC key of <= 64 bytes, or None) */
-    PyObject *h = args[5];
-    ps->hasher = h;
-    if (PyTuple_Check(h) && PyTuple_GET_SIZE(h) == 2) {
-        PyObject *key = PyTuple_GET_ITEM(h, 1);
-        ps->hasher = PyTuple_GET_ITEM(h, 0);
-        ps->native_hash = 1;
-        if (key != Py_None) {
-            if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) > 64) {
-                PyErr_SetString(PyExc_TypeError, "the HMAC key must be bytes of at most 64");
-                return -1;
-            }
-            ps->hkey = (const unsigned char *)PyBytes_AS_STRING(key);
-            ps->hkeylen = PyBytes_GET_SIZE(key);
-        }
-    }
-    ps->decode = args[6];
-    return 0;
 }
 
 static int open_raw(P *ps, PyObject *obj, Py_buffer *raw) {
@@ -874,11 +864,6 @@ static int open_raw(P *ps, PyObject *obj, Py_buffer *raw) {
     ps->start = ps->s = (const unsigned char *)raw->buf;
     ps->end = ps->s + raw->len;
     return 0;
-}
-
-/* The first 7 arguments of both functions: raw, source_ip, user_agent, access_key_id, params, hasher, decode. */
-static int parse_common(P *ps, PyObject *const *args, Py_buffer *raw) {
-    return parse_settings(ps, args) ? -1 : open_raw(ps, args[0], raw);
 }
 
 /* The record's members onto ps->out, as KeyValueList elements. */
@@ -914,19 +899,14 @@ static void set_error(P *ps, int r) {
                      (Py_ssize_t)(ps->s - ps->start));
 }
 
-static PyObject *encode_body(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
+static PyObject *encoder_body(PyObject *self, PyObject *raw_obj) {
+    EncoderObject *enc = (EncoderObject *)self;
     Py_buffer raw;
     P ps;
-    memset(&ps, 0, sizeof(ps));
-    /* positional only (METH_FASTCALL: argument parsing is a visible share of a 1 KB record) */
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "encode_body takes 7 arguments");
-        return NULL;
-    }
-    if (parse_common(&ps, args, &raw)) return NULL;
+    settings_into(&ps, enc);
+    if (open_raw(&ps, raw_obj, &raw)) return NULL;
     int mine;
-    take_buffers(&ps, &mine);
+    take_buffers(enc, &ps, &mine);
     int r = encode_members(&ps);
     PyBuffer_Release(&raw);
     PyObject *result = NULL;
@@ -942,7 +922,7 @@ static PyObject *encode_body(PyObject *self, PyObject *const *args, Py_ssize_t n
         set_error(&ps, r);
     }
     PyMem_Free(attrs.p);
-    give_buffers(&ps, mine);
+    give_buffers(enc, &ps, mine);
     return result;
 }
 
@@ -1002,36 +982,47 @@ static Part part_of(PyObject *bytes) {
     return (Part){PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes)};
 }
 
-static PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    Py_buffer raw;
-    P ps;
-    memset(&ps, 0, sizeof(ps));
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "encode_record takes 12 arguments");
+/* (head, attrs, tail): three bytes objects → parts; 0, or -1 with TypeError */
+static int parts_of(PyObject *parts, Part out[3]) {
+    if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 3) {
+        PyErr_SetString(PyExc_TypeError, "parts is (head, attrs, tail)");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(parts, i))) {
+            PyErr_SetString(PyExc_TypeError, "head, attrs and tail must be bytes");
+            return -1;
+        }
+        out[i] = part_of(PyTuple_GET_ITEM(parts, i));
+    }
+    return 0;
+}
+
+static PyObject *encoder_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    EncoderObject *enc = (EncoderObject *)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "record(raw, time_ns, observed_ns, (head, attrs, tail))");
         return NULL;
     }
-    unsigned long long t = PyLong_AsUnsignedLongLong(args[7]);
-    unsigned long long o = t == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(args[8]);
+    unsigned long long t = PyLong_AsUnsignedLongLong(args[1]);
+    unsigned long long o = t == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(args[2]);
     if (PyErr_Occurred()) return NULL;
-    for (int i = 9; i < 12; i++) {
-        if (!PyBytes_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "head, attrs and tail must be bytes");
-            return NULL;
-        }
-    }
-    if (parse_common(&ps, args, &raw)) return NULL;
+    Part parts[3];
+    if (parts_of(args[3], parts)) return NULL;
+    Py_buffer raw;
+    P ps;
+    settings_into(&ps, enc);
+    if (open_raw(&ps, args[0], &raw)) return NULL;
     int mine;
-    take_buffers(&ps, &mine);
+    take_buffers(enc, &ps, &mine);
     Py_ssize_t start;
-    Part attrs = part_of(args[10]);
-    int r = record_into(&ps, &raw, t, o, part_of(args[9]), &attrs, 1, part_of(args[11]), &start);
+    int r = record_into(&ps, &raw, t, o, parts[0], &parts[1], 1, parts[2], &start);
     PyObject *result = NULL;
     if (!r)
         result = PyBytes_FromStringAndSize(ps.out.p + start, ps.out.len - start);
     else
         set_error(&ps, r);
-    give_buffers(&ps, mine);
+    give_buffers(enc, &ps, mine);
     return result;
 }
 
@@ -1723,78 +1714,105 @@ fail:
     return NULL;
 }
 
-/* Records of one export batch, written straight into the bytes object the queue will hold (grown by
-   doubling, shrunk to size when sealed): no bytes object per record, and no list of them to join. */
+/* Records of one export batch, concatenated in a buffer of our own (grown by doubling) and copied into
+   one bytes object when sealed: no bytes object per record, and no list of them to join. */
 typedef struct {
-    PyObject *bytes;
-    Py_ssize_t len, cap;
+    Buf buf;
     Py_ssize_t n; /* records */
 } Chunk;
 
-static int chunk_put(Chunk *c, const char *p, Py_ssize_t n, Py_ssize_t hint) {
-    if (c->len + n > c->cap) {
-        Py_ssize_t cap = c->cap ? 2 * c->cap : (hint > 4096 ? hint : 4096);
-        while (cap < c->len + n) cap *= 2;
-        if (!c->bytes)
-            c->bytes = PyBytes_FromStringAndSize(NULL, cap);
-        else if (_PyBytes_Resize(&c->bytes, cap))
-            c->bytes = NULL; /* (freed by _PyBytes_Resize) */
-        if (!c->bytes) return -1;
-        c->cap = cap;
-    }
-    memcpy(PyBytes_AS_STRING(c->bytes) + c->len, p, (size_t)n);
-    c->len += n;
-    c->n++;
-    return 0;
-}
-
-/* Append (bytes, records) to out and start an empty chunk. */
+/* Append (bytes, records) to out and start an empty chunk (its buffer is kept for the next one). */
 static int chunk_seal(Chunk *c, PyObject *out) {
     if (!c->n) return 0;
-    if (_PyBytes_Resize(&c->bytes, c->len)) {
-        c->bytes = NULL;
-        return -1;
-    }
-    PyObject *item = Py_BuildValue("(Nn)", c->bytes, c->n); /* steals the bytes */
-    *c = (Chunk){NULL, 0, 0, 0};
+    PyObject *item = Py_BuildValue("(y#n)", c->buf.p, c->buf.len, c->n);
+    c->buf.len = 0;
+    c->n = 0;
     if (!item) return -1;
     int r = PyList_Append(out, item);
     Py_DECREF(item);
     return r;
 }
 
-/* encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records, room_bytes,
-                batch_records, batch_bytes, open_records, open_bytes,
-                source_ip, user_agent, access_key_id, params, hasher, decode)
+/* What encode() needs of one call besides its raw record: its time and the attribute parts cached for
+   its kind, batch size and principal. 1: found; 0: leave this call to Python; -1: a Python error. */
+typedef struct {
+    uint64_t t_ns;
+    Part head, tail, attrs[3];
+    int nattrs;
+} CallParts;
+
+static int call_parts(const EncoderObject *enc, PyObject *call, CallParts *cp) {
+    if (Py_TYPE(call) != (PyTypeObject *)enc->call_type) return 0;
+    PyObject *labels = call_field(enc->call_off, call, C_LABELS), *error = call_field(enc->call_off, call, C_ERROR);
+    PyObject *entries = call_field(enc->call_off, call, C_ENTRIES), *t = call_field(enc->call_off, call, C_TIME);
+    PyObject *principal = call_field(enc->call_off, call, C_ARN), *queue = call_field(enc->call_off, call, C_QUEUE);
+    cp->t_ns = 0;
+    if (t != Py_None) {
+        if (!PyFloat_CheckExact(t)) return 0;
+        double ns = PyFloat_AS_DOUBLE(t) * 1e9; /* int(t * 1e9): truncation, in range only */
+        if (!(ns >= 0.0 && ns < 18446744073709551616.0)) return 0;
+        cp->t_ns = (uint64_t)ns;
+    }
+    PyObject *key = PyTuple_Pack(3, labels, error, queue);
+    if (!key) return -1;
+    PyObject *kind = PyDict_GetItemWithError(enc->kinds, key); /* borrowed */
+    Py_DECREF(key);
+    if (!kind) return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
+        !PyBytes_Check(PyTuple_GET_ITEM(kind, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 2)))
+        return 0;
+    cp->nattrs = 0;
+    cp->attrs[cp->nattrs++] = part_of(PyTuple_GET_ITEM(kind, 0));
+    cp->head = part_of(PyTuple_GET_ITEM(kind, 1));
+    cp->tail = part_of(PyTuple_GET_ITEM(kind, 2));
+    int batch = PyObject_IsTrue(PyTuple_GET_ITEM(kind, 3));
+    if (batch < 0) return -1;
+    if (batch) {
+        PyObject *a = PyDict_GetItemWithError(enc->batch_sizes, entries);
+        if (!a || !PyBytes_Check(a)) return PyErr_Occurred() ? -1 : 0;
+        cp->attrs[cp->nattrs++] = part_of(a);
+    }
+    if (principal != Py_None) {
+        if (!PyUnicode_Check(principal)) return 0;
+        if (PyUnicode_GET_LENGTH(principal)) {
+            PyObject *a = PyDict_GetItemWithError(enc->principals, principal);
+            if (!a || !PyBytes_Check(a)) return PyErr_Occurred() ? -1 : 0;
+            cp->attrs[cp->nattrs++] = part_of(a);
+        }
+    }
+    return 1;
+}
+
+/* The queue's room and the export batch open on entry: (room_records, room_bytes, open_records, open_bytes) */
+typedef struct {
+    long long room_records, room_bytes, open_records, open_bytes;
+} Budget;
+
+/* encode(calls, raws, kept, start, observed_ns, (room_records, room_bytes, open_records, open_bytes))
        -> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)
 
-   LogSink.emit_calls's loop: for calls[start:] that the metrics kept, the LogRecord elements encode_record
-   writes, with the attributes the sink caches per kind of call (kinds[(labels, error, urls)] = (attrs,
-   head, tail, is_batch)), per batch size (batch_attrs[entries]) and per principal (principals[arn]).
-   It stops at `stop` (len(calls) when done) before a call it leaves to Python: a cache miss, a time
-   that is not a float in range, the queue's room used up (room_records records, room_bytes bytes), or
-   a record the encoder declines or fails on. Python then handles that one call as before.
+   LogSink.emit_calls's loop: for calls[start:] that the metrics kept, the LogRecord elements record()
+   writes, with the attributes cached in this encoder per kind of call (kinds[(labels, error, queue)] =
+   (attrs, head, tail, is_batch)), per batch size (batch_sizes[entries]) and per principal
+   (principals[arn]). It stops at `stop` (len(calls) when done) before a call it leaves to Python: a cache
+   miss, a time that is not a float in range, the queue's room used up, or a record the encoder declines
+   or fails on. Python then handles that one call (and fills the caches).
    The records come concatenated in chunks cut where an export batch ends: the batch open on entry holds
-   open_records records of open_bytes bytes, and a batch takes at most batch_records records and
-   batch_bytes bytes (a larger record goes alone). The open batch's fill is returned for the next call. */
-static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    const State *st = state_of(self);
-    if (nargs != 20 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
-        !PyDict_Check(args[4]) || !PyDict_Check(args[5]) || !PyDict_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "encode_calls: see the comment in _native.c");
+   open_records records of open_bytes bytes, and a batch takes at most the encoder's batch_records records
+   and batch_bytes bytes (a larger record goes alone). The open batch's fill is returned for the next call. */
+static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    EncoderObject *enc = (EncoderObject *)self;
+    Budget bg;
+    if (nargs != 6 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
+        !PyArg_ParseTuple(args[5], "LLLL", &bg.room_records, &bg.room_bytes, &bg.open_records, &bg.open_bytes)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "encode(calls, raws, kept, start, observed_ns, budget)");
         return NULL;
     }
-    PyObject *calls = args[0], *raws = args[1], *kept = args[2], *kinds = args[4], *principals = args[5];
-    PyObject *batch_attrs = args[6];
+    PyObject *calls = args[0], *raws = args[1], *kept = args[2];
     Py_ssize_t start = PyLong_AsSsize_t(args[3]);
-    unsigned long long o = PyLong_AsUnsignedLongLong(args[7]);
-    long long room_records = PyLong_AsLongLong(args[8]), room_bytes = PyLong_AsLongLong(args[9]);
-    long long batch_records = PyLong_AsLongLong(args[10]), batch_bytes = PyLong_AsLongLong(args[11]);
-    long long open_records = PyLong_AsLongLong(args[12]), open_bytes = PyLong_AsLongLong(args[13]);
+    unsigned long long o = PyLong_AsUnsignedLongLong(args[4]);
     if (PyErr_Occurred()) return NULL;
-    P base;
-    memset(&base, 0, sizeof(base));
-    if (parse_settings(&base, args + 13)) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(calls);
     if (PyList_GET_SIZE(raws) != n || PyList_GET_SIZE(kept) != n) {
         PyErr_SetString(PyExc_ValueError, "calls, raws and kept differ in length");
@@ -1802,101 +1820,227 @@ static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
-    Chunk chunk = {NULL, 0, 0, 0};
+    Chunk chunk = {{NULL, 0, 0}, 0};
     long long made = 0, nbytes = 0;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < n; i++) {
         PyObject *keep = PyList_GET_ITEM(kept, i);
         if (keep == Py_False) continue;
-        if (keep != Py_True || made >= room_records || nbytes > room_bytes) break;
-        PyObject *call = PyList_GET_ITEM(calls, i);
-        if (Py_TYPE(call) != (PyTypeObject *)st->call_type) break;
-        PyObject *labels = call_field(st, call, C_LABELS), *error = call_field(st, call, C_ERROR);
-        PyObject *entries = call_field(st, call, C_ENTRIES), *t = call_field(st, call, C_TIME);
-        PyObject *principal = call_field(st, call, C_ARN), *urls = call_field(st, call, C_QUEUE);
-        uint64_t t_ns = 0;
-        if (t != Py_None) {
-            if (!PyFloat_CheckExact(t)) break;
-            double ns = PyFloat_AS_DOUBLE(t) * 1e9; /* int(t * 1e9): truncation, in range only */
-            if (!(ns >= 0.0 && ns < 18446744073709551616.0)) break;
-            t_ns = (uint64_t)ns;
-        }
-        PyObject *key = PyTuple_Pack(3, labels, error, urls);
-        if (!key) goto fail;
-        PyObject *kind = PyDict_GetItemWithError(kinds, key); /* borrowed */
-        Py_DECREF(key);
-        if (!kind) {
-            if (PyErr_Occurred()) goto fail;
-            break;
-        }
-        if (!PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
-            !PyBytes_Check(PyTuple_GET_ITEM(kind, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 2)))
-            break;
-        Part attrs[3];
-        int nattrs = 0;
-        attrs[nattrs++] = part_of(PyTuple_GET_ITEM(kind, 0));
-        int batch = PyObject_IsTrue(PyTuple_GET_ITEM(kind, 3));
-        if (batch < 0) goto fail;
-        if (batch) {
-            PyObject *a = PyDict_GetItemWithError(batch_attrs, entries);
-            if (!a || !PyBytes_Check(a)) {
-                if (PyErr_Occurred()) goto fail;
-                break;
-            }
-            attrs[nattrs++] = part_of(a);
-        }
-        if (principal != Py_None) {
-            if (!PyUnicode_Check(principal)) break;
-            if (PyUnicode_GET_LENGTH(principal)) {
-                PyObject *a = PyDict_GetItemWithError(principals, principal);
-                if (!a || !PyBytes_Check(a)) {
-                    if (PyErr_Occurred()) goto fail;
-                    break;
-                }
-                attrs[nattrs++] = part_of(a);
-            }
-        }
-        P ps = base;
+        if (keep != Py_True || made >= bg.room_records || nbytes > bg.room_bytes) break;
+        CallParts cp;
+        int found = call_parts(enc, PyList_GET_ITEM(calls, i), &cp);
+        if (found < 0) goto fail;
+        if (!found) break;
+        P ps;
+        settings_into(&ps, enc);
         Py_buffer raw;
         if (open_raw(&ps, PyList_GET_ITEM(raws, i), &raw)) {
             PyErr_Clear();
             break;
         }
         int mine;
-        take_buffers(&ps, &mine);
+        take_buffers(enc, &ps, &mine);
         Py_ssize_t at;
-        int r = record_into(&ps, &raw, t_ns, o, part_of(PyTuple_GET_ITEM(kind, 1)), attrs, nattrs,
-                            part_of(PyTuple_GET_ITEM(kind, 2)), &at);
+        int r = record_into(&ps, &raw, cp.t_ns, o, cp.head, cp.attrs, cp.nattrs, cp.tail, &at);
         if (r) {
-            give_buffers(&ps, mine);
+            give_buffers(enc, &ps, mine);
             PyErr_Clear(); /* Python encodes this one again and reports whatever it finds */
             break;
         }
         Py_ssize_t size = ps.out.len - at;
-        if (open_records > 0 && (open_records >= batch_records || open_bytes + size > batch_bytes)) {
-            open_records = open_bytes = 0; /* this record starts the next batch */
+        if (bg.open_records > 0 &&
+            (bg.open_records >= enc->batch_records || bg.open_bytes + size > enc->batch_bytes)) {
+            bg.open_records = bg.open_bytes = 0; /* this record starts the next batch */
             if (chunk_seal(&chunk, out)) {
-                give_buffers(&ps, mine);
+                give_buffers(enc, &ps, mine);
                 goto fail;
             }
         }
-        /* sized for the rest of the batch (up to 8 MiB), so a chunk is allocated about once */
-        long long hint = batch_bytes - open_bytes < room_bytes ? batch_bytes - open_bytes : room_bytes;
-        int bad = chunk_put(&chunk, ps.out.p + at, size, (Py_ssize_t)(hint < (8 << 20) ? hint : (8 << 20)) + 4096);
-        give_buffers(&ps, mine);
-        if (bad) goto fail;
-        open_records++;
-        open_bytes += size;
+        int bad = put(&chunk.buf, ps.out.p + at, size);
+        give_buffers(enc, &ps, mine);
+        if (bad) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        chunk.n++;
+        bg.open_records++;
+        bg.open_bytes += size;
         nbytes += size;
         made++;
     }
     if (chunk_seal(&chunk, out)) goto fail;
-    return Py_BuildValue("(NnLLL)", out, i, nbytes, open_records, open_bytes);
+    PyMem_Free(chunk.buf.p);
+    return Py_BuildValue("(NnLLL)", out, i, nbytes, bg.open_records, bg.open_bytes);
 fail:
-    Py_XDECREF(chunk.bytes);
+    PyMem_Free(chunk.buf.p);
     Py_DECREF(out);
     return NULL;
 }
+
+/* ------------------------------------------------------------------------------------------------------
+   The LogEncoder type: LogEncoder(settings), built once; see the methods' docs. */
+
+/* settings.name as a C int / long long; -1 with an exception when absent or not an int */
+static int int_setting(PyObject *settings, const char *name, long long *out) {
+    PyObject *v = PyObject_GetAttrString(settings, name);
+    if (!v) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int obj_setting(PyObject *settings, const char *name, PyObject **out) {
+    *out = PyObject_GetAttrString(settings, name);
+    return *out ? 0 : -1;
+}
+
+static int encoder_settings(EncoderObject *enc, PyObject *settings) {
+    long long ip, ua, key;
+    if (int_setting(settings, "source_ip", &ip) || int_setting(settings, "user_agent", &ua) ||
+        int_setting(settings, "access_key_id", &key) || int_setting(settings, "batch_records", &enc->batch_records) ||
+        int_setting(settings, "batch_bytes", &enc->batch_bytes) || obj_setting(settings, "params", &enc->params) ||
+        obj_setting(settings, "hasher", &enc->hasher) || obj_setting(settings, "hash_key", &enc->hash_key) ||
+        obj_setting(settings, "decode", &enc->decode))
+        return -1;
+    enc->act_ip = (int)ip;
+    enc->act_ua = (int)ua;
+    enc->act_key = (int)key;
+    if (!PyTuple_Check(enc->params)) {
+        PyErr_SetString(PyExc_TypeError, "params must be a tuple");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(enc->params); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(enc->params, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyLong_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "params must be a tuple of (bytes, int) pairs");
+            return -1;
+        }
+    }
+    if (enc->hash_key != Py_None && !PyBytes_Check(enc->hash_key)) {
+        PyErr_SetString(PyExc_TypeError, "hash_key must be bytes or None");
+        return -1;
+    }
+    return 0;
+}
+
+static int encoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
+    EncoderObject *enc = (EncoderObject *)self;
+    PyObject *settings;
+    static char *kw[] = {"settings", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:LogEncoder", kw, &settings)) return -1;
+    if (enc->call_type) {
+        PyErr_SetString(PyExc_TypeError, "a LogEncoder is built once");
+        return -1;
+    }
+    State *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st) return -1;
+    enc->call_type = Py_NewRef(st->call_type);
+    memcpy(enc->call_off, st->call_off, sizeof(enc->call_off));
+    if (encoder_settings(enc, settings)) return -1;
+    enc->kinds = PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)65536);
+    enc->batch_sizes = enc->kinds ? PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)4096) : NULL;
+    enc->principals = enc->batch_sizes ? PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)65536) : NULL;
+    return enc->principals ? 0 : -1;
+}
+
+static int encoder_traverse(PyObject *self, visitproc visit, void *arg) {
+    EncoderObject *enc = (EncoderObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(enc->params);
+    Py_VISIT(enc->hasher);
+    Py_VISIT(enc->decode);
+    Py_VISIT(enc->kinds);
+    Py_VISIT(enc->batch_sizes);
+    Py_VISIT(enc->principals);
+    return 0;
+}
+
+static int encoder_clear(PyObject *self) {
+    EncoderObject *enc = (EncoderObject *)self;
+    Py_CLEAR(enc->params);
+    Py_CLEAR(enc->hasher);
+    Py_CLEAR(enc->hash_key);
+    Py_CLEAR(enc->decode);
+    Py_CLEAR(enc->kinds);
+    Py_CLEAR(enc->batch_sizes);
+    Py_CLEAR(enc->principals);
+    Py_CLEAR(enc->call_type);
+    return 0;
+}
+
+static void encoder_dealloc(PyObject *self) {
+    EncoderObject *enc = (EncoderObject *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    encoder_clear(self);
+    for (int i = 0; i < 3; i++) PyMem_Free(enc->spare[i].p);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* Every method needs __init__ to have run (a subclass could skip it). */
+static int encoder_ready(PyObject *self) {
+    if (((EncoderObject *)self)->call_type) return 1;
+    PyErr_SetString(PyExc_TypeError, "LogEncoder.__init__ was not called");
+    return 0;
+}
+
+static PyObject *encoder_body_m(PyObject *self, PyObject *raw) {
+    return encoder_ready(self) ? encoder_body(self, raw) : NULL;
+}
+
+static PyObject *encoder_record_m(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return encoder_ready(self) ? encoder_record(self, args, nargs) : NULL;
+}
+
+static PyObject *encoder_encode_m(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return encoder_ready(self) ? encoder_encode(self, args, nargs) : NULL;
+}
+
+static PyMethodDef ENCODER_METHODS[] = {
+    {"body", (PyCFunction)encoder_body_m, METH_O,
+     "body(raw) -> (KeyValueList bytes of the body, LogRecord.attributes elements of client.address,\n"
+     "user_agent.original, aws.cloudtrail.read_only, aws.cloudtrail.user_identity.type, aws.request_id,\n"
+     "aws.cloudtrail.event_id). Raises ValueError on input it does not handle."},
+    {"record", (PyCFunction)(void (*)(void))encoder_record_m, METH_FASTCALL,
+     "record(raw, time_ns, observed_ns, (head, attrs, tail)) -> the LogRecord as a ScopeLogs.log_records\n"
+     "element (tag and length included). Raises ValueError on input it does not handle."},
+    {"encode", (PyCFunction)(void (*)(void))encoder_encode_m, METH_FASTCALL,
+     "encode(calls, raws, kept, start, observed_ns, (room_records, room_bytes, open_records, open_bytes))\n"
+     "-> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)\n"
+     "LogSink.emit_calls's loop, up to the first call it leaves to Python (see the comment in _native.c)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ENCODER_MEMBERS[] = {
+    {"kinds", T_OBJECT, offsetof(EncoderObject, kinds), READONLY,
+     "BoundedCache: (labels, error, queue) → (attrs, head, tail, is_batch)"},
+    {"batch_sizes", T_OBJECT, offsetof(EncoderObject, batch_sizes), READONLY,
+     "BoundedCache: batch entries → messaging.batch.message_count attribute"},
+    {"principals", T_OBJECT, offsetof(EncoderObject, principals), READONLY,
+     "BoundedCache: principal → user.id and enduser.id attributes"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot ENCODER_SLOTS[] = {
+    {Py_tp_doc, "LogEncoder(settings): CloudTrail records → OTLP LogRecord bytes, with the redaction and batch\n"
+                "limits of settings (source_ip, user_agent, access_key_id: 0 keep, 1 drop, 2 hash; params: ((name,\n"
+                "action), ...); hasher; hash_key; decode; batch_records; batch_bytes)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, encoder_init},
+    {Py_tp_dealloc, encoder_dealloc},
+    {Py_tp_traverse, encoder_traverse},
+    {Py_tp_clear, encoder_clear},
+    {Py_tp_methods, ENCODER_METHODS},
+    {Py_tp_members, ENCODER_MEMBERS},
+    {0, NULL},
+};
+
+static PyType_Spec ENCODER_SPEC = {
+    "exporter._native.LogEncoder", sizeof(EncoderObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE, ENCODER_SLOTS,
+};
 
 /* ------------------------------------------------------------------------------------------------------
    The Scanner type: Scanner(derive, principals_of, parse_time), built once; see the methods' docs. */
@@ -2050,23 +2194,6 @@ static PyType_Spec SCANNER_SPEC = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE, SCANNER_SLOTS,
 };
 
-static PyMethodDef METHODS[] = {
-    {"encode_body", (PyCFunction)(void (*)(void))encode_body, METH_FASTCALL,
-     "encode_body(raw, source_ip, user_agent, access_key_id, params, hasher, decode)\n"
-     "-> (KeyValueList bytes of the body, LogRecord.attributes elements of client.address,\n"
-     "user_agent.original, aws.cloudtrail.read_only, aws.cloudtrail.user_identity.type, aws.request_id,\n"
-     "aws.cloudtrail.event_id)\n"
-     "Actions: 0 keep, 1 drop, 2 hash. Raises ValueError on input it does not handle."},
-    {"encode_record", (PyCFunction)(void (*)(void))encode_record, METH_FASTCALL,
-     "encode_record(raw, source_ip, user_agent, access_key_id, params, hasher, decode, time_ns, observed_ns,\n"
-     "head, attrs, tail) -> the LogRecord as a ScopeLogs.log_records element (tag and length included)."},
-    {"encode_calls", (PyCFunction)(void (*)(void))encode_calls, METH_FASTCALL,
-     "encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records,\n"
-     "room_bytes, batch_records, batch_bytes, open_records, open_bytes, source_ip, user_agent, access_key_id,\n"
-     "params, hasher, decode) -> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)\n"
-     "LogSink.emit_calls's loop, up to the first call it leaves to Python."},
-    {NULL, NULL, 0, NULL},
-};
 
 /* exporter.model.Call and the offsets of its fields (T_OBJECT_EX slots of a msgspec Struct). */
 static int load_call_type(State *st) {
@@ -2114,7 +2241,10 @@ static int module_exec(PyObject *module) {
     if (!st->cache_type) return -1;
     st->scanner_type = PyType_FromModuleAndSpec(module, &SCANNER_SPEC, NULL);
     if (!st->scanner_type) return -1;
-    return PyModule_AddObjectRef(module, "Scanner", st->scanner_type);
+    if (PyModule_AddObjectRef(module, "Scanner", st->scanner_type)) return -1;
+    st->encoder_type = PyType_FromModuleAndSpec(module, &ENCODER_SPEC, NULL);
+    if (!st->encoder_type) return -1;
+    return PyModule_AddObjectRef(module, "LogEncoder", st->encoder_type);
 }
 
 static int module_traverse(PyObject *module, visitproc visit, void *arg) {
@@ -2122,6 +2252,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->call_type);
     Py_VISIT(st->cache_type);
     Py_VISIT(st->scanner_type);
+    Py_VISIT(st->encoder_type);
     return 0;
 }
 
@@ -2130,6 +2261,7 @@ static int module_clear(PyObject *module) {
     Py_CLEAR(st->call_type);
     Py_CLEAR(st->cache_type);
     Py_CLEAR(st->scanner_type);
+    Py_CLEAR(st->encoder_type);
     return 0;
 }
 
@@ -2144,7 +2276,7 @@ static PyModuleDef_Slot SLOTS[] = {
 
 static struct PyModuleDef MODULE = {
     PyModuleDef_HEAD_INIT, "_native", "The exporter's hot loops in C (see _native.c).", sizeof(State),
-    METHODS, SLOTS, module_traverse, module_clear, module_free,
+    NULL, SLOTS, module_traverse, module_clear, module_free,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {

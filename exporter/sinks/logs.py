@@ -30,16 +30,17 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 from .. import __version__
+from ..cache import BoundedCache
 from ..config import LogsConfig
 from ..decode.record import SqsEvent, call_event
 from ..model import NO_QUEUE, Call
 from . import otlp
 from .metrics import Aggregate
 
-try:  # the C accelerator of body(); optional (built when a compiler is present)
-    from .. import _native
+try:  # the C log encoder; optional (built when a compiler and libcrypto's headers are present)
+    from .._native import LogEncoder
 except ImportError:  # pragma: no cover - depends on the build
-    _native = None  # type: ignore[assignment]
+    LogEncoder = None
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +391,38 @@ _CONSTANT_ATTRS = b"".join(
 )
 
 
+class EncoderSettings(msgspec.Struct, frozen=True):
+    """What the C log encoder is built from: the redaction rules and the export batch limits."""
+
+    source_ip: int  # 0 keep, 1 drop, 2 hash
+    user_agent: int
+    access_key_id: int
+    params: tuple[tuple[bytes, int], ...]  # requestParameters / responseElements keys and their action
+    hasher: Callable[[Any], str]  # for redacted values that are not strings (strings are hashed in C)
+    hash_key: bytes | None  # HMAC-SHA256 key; None: plain SHA-256
+    decode: Callable[[bytes], Any]
+    batch_records: int
+    batch_bytes: int
+
+
+_ACTION = {"keep": 0, "drop": 1, "hash": 2}
+
+
+def encoder_settings(cfg: LogsConfig, redact: Redactor, batch_records: int, batch_bytes: int) -> EncoderSettings:
+    r = cfg.redact
+    return EncoderSettings(
+        source_ip=_ACTION[r.source_ip],
+        user_agent=_ACTION[r.user_agent],
+        access_key_id=_ACTION[r.access_key_id],
+        params=tuple((k.encode(), _ACTION[v]) for k, v in redact.params.items()),
+        hasher=redact.hash,
+        hash_key=redact.native_key,
+        decode=_decode,
+        batch_records=batch_records,
+        batch_bytes=batch_bytes,
+    )
+
+
 class LogSink:
     def __init__(
         self,
@@ -406,17 +439,25 @@ class LogSink:
         self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
         self.redact = Redactor(cfg.redact)
         self.record_field = self.builder.record_field
-        self.native: Callable[[bytes], tuple[bytes, bytes]] | None = None
-        self.native_record: Callable[..., bytes] | None = None
-        self.native_args: tuple[Any, ...] = ()
-        if _native is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
-            self.native, self.native_record = self._native_encoders(cfg)
+        self.batch_size = cfg.batch_size
+        self.batch_bytes = cfg.batch_max_bytes - self.builder.overhead()
+        # the C encoder (exporter._native.LogEncoder) when built and not turned off with CTSQS_NATIVE=0
+        self.encoder: Any = None
+        if LogEncoder is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
+            self.encoder = LogEncoder(encoder_settings(cfg, self.redact, self.batch_size, self.batch_bytes))
+        self.native: Callable[[bytes], tuple[bytes, bytes]] | None = self.encoder.body if self.encoder else None
+        self.native_record: Callable[..., bytes] | None = self.encoder.record if self.encoder else None
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
-        # (labels, error, (url, arn)) → (attributes up to the error type, severity, event name, is a batch call)
-        self._kind_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}
-        self._batch_attrs: dict[int, bytes] = {}  # messaging.batch.message_count by value
-        self._principal_cache: dict[str, bytes] = {}
+        # (labels, error, queue) → (attributes up to the error type, severity, event name, is a batch call);
+        # batch size → messaging.batch.message_count; principal → user.id and enduser.id. The encoder's
+        # own caches when it is built: its encode() reads them.
+        enc = self.encoder
+        self._kind_cache: BoundedCache[Any, tuple[bytes, bytes, bytes, bool]] = (
+            enc.kinds if enc else BoundedCache(65_536)
+        )
+        self._batch_attrs: BoundedCache[int, bytes] = enc.batch_sizes if enc else BoundedCache(4096)
+        self._principal_cache: BoundedCache[str, bytes] = enc.principals if enc else BoundedCache(65_536)
         self._part_cache: dict[tuple[Any, ...], Any] = {}  # see _call_kind
         self.rng = rng
         # filters
@@ -441,8 +482,6 @@ class LogSink:
         # wait for room instead of dropping when the queue is full (replay); see _wait_for_room
         self.block = False
         self.room = threading.Event()
-        self.batch_size = cfg.batch_size
-        self.batch_bytes = cfg.batch_max_bytes - self.builder.overhead()
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.deadline = float("inf")  # monotonic; set by shutdown
@@ -516,29 +555,18 @@ class LogSink:
                     self.emit(raw, call_event(call), observed)
             return
         o_ns = int(observed * 1e9)
-        encode_calls = _native.encode_calls
-        settings = self.native_args
+        encode = self.encoder.encode
         q = self.queue
         i, n = 0, len(calls)
         while i < n:
             if not self.stopping.is_set():
-                chunks, i, size, self.open_records, self.open_bytes = encode_calls(
-                    calls,
-                    raws,
-                    kept,
-                    i,
-                    self._kind_cache,
-                    self._principal_cache,
-                    self._batch_attrs,
-                    o_ns,
+                budget = (
                     self.max_records - self.queued(),
                     self.max_bytes - (self.bytes_in - self.bytes_out),
-                    self.batch_size,
-                    self.batch_bytes,
                     self.open_records,
                     self.open_bytes,
-                    *settings,
                 )
+                chunks, i, size, self.open_records, self.open_bytes = encode(calls, raws, kept, i, o_ns, budget)
                 if chunks:
                     self.records_in += sum(c[1] for c in chunks)
                     self.bytes_in += size
@@ -555,11 +583,10 @@ class LogSink:
             self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
             return
         attrs, head, tail = self._attributes((call.labels, call.error, call.queue), call.entries, call.principal_arn)
-        ip, ua, key, params, hasher, decode = self.native_args
         t = call.time
         try:
             t_ns = int(t * 1e9) if t is not None else 0
-            f = _native.encode_record(raw, ip, ua, key, params, hasher, decode, t_ns, o_ns, head, attrs, tail)
+            f = self.encoder.record(raw, t_ns, o_ns, (head, attrs, tail))
         except ValueError:  # input the C encoder does not handle exactly: encode() decides
             self.emit(raw, call_event(call), observed)
             return
@@ -699,24 +726,6 @@ class LogSink:
                     vals[k] = hit[1]
         return b"".join(parts), vals
 
-    def _native_encoders(self, cfg: LogsConfig) -> tuple[Callable[[bytes], tuple[bytes, bytes]], Callable[..., bytes]]:
-        """exporter._native's encode_body and encode_record bound to this sink's redaction."""
-        action = {"keep": 0, "drop": 1, "hash": 2}
-        r = cfg.redact
-        params = tuple((k.encode(), action[v]) for k, v in self.redact.params.items())
-        hasher = (self.redact.hash, self.redact.native_key)  # strings hashed in C, other values by Python
-        args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, hasher, _decode)
-        self.native_args = args  # emit_calls calls encode_record itself: no Python frame per record
-        encode_body, encode_record = _native.encode_body, _native.encode_record
-
-        def body(raw: bytes) -> tuple[bytes, bytes]:
-            return encode_body(raw, *args)
-
-        def record(raw: bytes, t_ns: int, o_ns: int, head: bytes, attrs: bytes, tail: bytes) -> bytes:
-            return encode_record(raw, *args, t_ns, o_ns, head, attrs, tail)
-
-        return body, record
-
     def fields(self, raw: bytes, use_native: bool = True) -> tuple[bytes, bytes]:
         """(body KeyValueList bytes, the attributes read from the record: client.address,
         user_agent.original, aws.cloudtrail.read_only, aws.cloudtrail.user_identity.type,
@@ -754,7 +763,7 @@ class LogSink:
         o_ns = int(observed * 1e9)
         if self.native_record is not None:
             try:
-                return self.native_record(raw, t_ns, o_ns, head, attrs, tail)
+                return self.native_record(raw, t_ns, o_ns, (head, attrs, tail))
             except ValueError:
                 pass  # the Python encoder decides (fields() below does not try C again)
         body, extra = self.fields(raw, use_native=False)
@@ -766,20 +775,16 @@ class LogSink:
         """(attributes, severity fields, event-name field) of a call: the part that repeats for every call
         of one kind on a queue, the batch size and the principal, each cached (encode_calls reads the same
         caches). `kind` is (labels, error, queue) of a Call."""
-        kinds = self._kind_cache
-        hit = kinds.get(kind)
+        hit = self._kind_cache.get(kind)
         if hit is None:
-            hit = self._call_kind(*kind)
-            if len(kinds) >= 65_536:
-                kinds.clear()
-            kinds[kind] = hit
+            hit = self._kind_cache.put(kind, self._call_kind(*kind))
         attrs, head, tail, batch = hit
         if batch:
             b = self._batch_attrs.get(entries)
             if b is None:
                 b = otlp.attribute("messaging.batch.message_count", entries)
-                if type(entries) is int and len(self._batch_attrs) < 4096:
-                    self._batch_attrs[entries] = b
+                if type(entries) is int:
+                    self._batch_attrs.put(entries, b)
             attrs += b
         if principal:
             p = self._principal_cache.get(principal)
@@ -789,9 +794,7 @@ class LogSink:
     def _principal_attributes(self, principal: str) -> bytes:
         p = otlp.attribute("user.id", principal, False) + otlp.attribute("enduser.id", principal, False)
         if len(principal) <= 256:
-            if len(self._principal_cache) >= 65_536:
-                self._principal_cache.clear()
-            self._principal_cache[principal] = p
+            self._principal_cache.put(principal, p)
         return p
 
     def _call_kind(
