@@ -1,11 +1,20 @@
-/* The exporter's two hot loops in C, both accelerators with a pure-Python twin that decides whenever
-   this code declines an input (tests/test_native.py and tests/test_fastpath.py compare the two):
+/* The exporter's two hot components in C. Both are optional accelerators: when this module is not built
+   (no compiler, no Python or libcrypto headers, CTSQS_NATIVE=0) or declines an input, the plain Python
+   path decides (exporter.decode.delivery record by record, exporter.sinks.logs's Python encoder);
+   tests/test_native*.py and tests/test_fastpath.py compare the two, with tests/reference.py as oracle.
 
-   1. scan_calls: a `{"Records": [...]}` delivery → the fields the metrics read of each SQS API call
-      (exporter.decode.record.SqsRecord), without building the other records at all.
-   2. encode_body / encode_record: one CloudTrail record → its OTLP log record.
+   1. Scanner(derive, principals_of, parse_time): a `{"Records": [...]}` delivery → exporter.model.Call
+      objects for its SQS API calls, without building the other records at all. It owns its tables of
+      handed-out strings and key tuples and its caches of what the Python functions derived from them.
+   2. LogEncoder(settings): one CloudTrail record → its OTLP log record, and a run of calls → export-batch
+      chunks. It owns its redaction and batch settings, its buffers and its attribute caches.
 
-   --- 2. One CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries, in one pass.
+   Module state (multi-phase init) holds exporter.model.Call with the offsets of its fields, the
+   BoundedCache type and the two types. The only file-level tables are constants (written once at
+   import: the key-name slot tables below, identical in every interpreter).
+
+   --- The encoder: one CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries,
+   in one pass.
 
    The pure-Python encoder (exporter/sinks/otlp.py + LogSink.body) decodes the record into ~100 Python
    objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
@@ -1028,7 +1037,8 @@ static PyObject *encoder_record(PyObject *self, PyObject *const *args, Py_ssize_
 
 
 /* ------------------------------------------------------------------------------------------------------
-   1. scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None
+   The scanner: Scanner.rows(data, keep_raw)
+       -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None
 
    dkey = (recipientAccountId, awsRegion, eventName, eventCategory, managementEvent, queueUrl, queueName,
            sourceArn, (resources[].ARN, ...) | None)      everything the queue/category derivation reads

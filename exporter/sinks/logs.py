@@ -1,7 +1,7 @@
 """OTel log record per SQS event, exported over OTLP (gRPC or HTTP/protobuf).
 
 `emit` (processing thread, under the pipeline lock) filters, encodes the LogRecord protobuf itself
-(exporter.sinks.otlp, with the body from the C encoder exporter._native when it is built) and appends
+(exporter.sinks.otlp, or the C encoder exporter._native.LogEncoder when it is built) and appends
 it to a bounded queue; when the queue is full the record is dropped and counted, so the metrics path
 never waits on the collector. One export thread drains the queue in batches and sends them, retrying
 transient failures with backoff for up to `retry_max_elapsed`.
@@ -527,7 +527,7 @@ class LogSink:
     def _enqueue(self, f: bytes) -> None:
         n = len(f)
         if self.open_records and (self.open_records >= self.batch_size or self.open_bytes + n > self.batch_bytes):
-            self.open_records = self.open_bytes = 0  # this record starts the next batch (as in encode_calls)
+            self.open_records = self.open_bytes = 0  # this record starts the next batch (as in LogEncoder.encode)
         self.open_records += 1
         self.open_bytes += n
         self.records_in += 1
@@ -544,7 +544,7 @@ class LogSink:
 
     def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None:
         """emit() for the calls of one object (exporter.model.Call), where the
-        metrics `kept` them. Without event filters or sampling, and with the C module, its encode_calls
+        metrics `kept` them. Without event filters or sampling, and with the C module, LogEncoder.encode
         writes the records of a run of calls at once, with the attribute blocks cached here per kind of
         call, batch size and principal; the call where it stops (a cache miss, a full queue, a record it
         leaves to the Python encoder) goes through _emit_call, then it goes on. tests/test_native.py
@@ -578,7 +578,7 @@ class LogSink:
                 i += 1
 
     def _emit_call(self, call: Call, raw: Any, o_ns: int, observed: float) -> None:
-        """One call of emit_calls, in Python: fills the caches encode_calls reads."""
+        """One call of emit_calls, in Python: fills the caches LogEncoder.encode reads."""
         if self._full() or self.stopping.is_set():
             self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
             return
@@ -773,7 +773,7 @@ class LogSink:
 
     def _attributes(self, kind: tuple[Any, ...], entries: int, principal: str | None) -> tuple[bytes, bytes, bytes]:
         """(attributes, severity fields, event-name field) of a call: the part that repeats for every call
-        of one kind on a queue, the batch size and the principal, each cached (encode_calls reads the same
+        of one kind on a queue, the batch size and the principal, each cached (LogEncoder.encode reads the same
         caches). `kind` is (labels, error, queue) of a Call."""
         hit = self._kind_cache.get(kind)
         if hit is None:
