@@ -8,7 +8,7 @@ from typing import Any
 
 from . import scan
 from .reader import DECODE_ERRORS, inflate, read_delivery
-from .record import INSIGHT, SQS_SOURCE, Call, SqsEvent, decode_record, decode_source, to_event
+from .record import INSIGHT, SQS_SOURCE, Call, SqsEvent, call_event, decode_record, decode_source, to_call
 
 _NEEDLE = SQS_SOURCE.encode()
 
@@ -22,13 +22,14 @@ class ObjectResult:
     reason: str | None = None
 
 
-def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
-    """Decode one delivery, record by record, into its SQS events (and the raw JSON of each, for the log
-    sink). The plain path: it takes every input and decides `other` / `invalid`."""
+def records(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list[Any]]:
+    """Decode one delivery record by record into its SQS calls (and the raw JSON of each with `keep_raw`,
+    for the log sink). The plain path: it takes every input and decides `other` / `invalid`."""
     # records may point into a reused inflate buffer: what outlives this call is copied to bytes
     delivery = read_delivery(data, scratch=True)
     res = ObjectResult(delivery.outcome, invalid=delivery.invalid, reason=delivery.reason)
-    events: list[tuple[Any, SqsEvent]] = []
+    calls: list[Call] = []
+    raws: list[Any] = []
     other = 0
     parsed = delivery.parsed
     for raw in delivery.records:
@@ -54,14 +55,22 @@ def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tupl
             other += 1
             continue
         try:
-            ev = to_event(rec)
+            call = to_call(rec)
         except DECODE_ERRORS:
             res.invalid += 1
             continue
-        events.append((b if keep_raw else None, ev))
+        calls.append(call)
+        if keep_raw:
+            raws.append(b)
     res.other = other
-    res.sqs = len(events)
-    return res, events
+    res.sqs = len(calls)
+    return res, calls, raws
+
+
+def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tuple[Any, SqsEvent]]]:
+    """records(), as (raw JSON or None, SqsEvent) pairs."""
+    res, calls, raws = records(data, True)
+    return res, [(raw if keep_raw else None, call_event(c)) for raw, c in zip(raws, calls, strict=True)]
 
 
 def scanned(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list[Any]] | None:
@@ -96,8 +105,8 @@ def _classify(b: bytes) -> str:
 
 @dataclass(slots=True)
 class Decoded:
-    """One delivery, decoded: its outcome and counts, and its SQS calls either as calls (with the raw
-    JSON of each when asked) or as (raw, event) pairs from the record-by-record path."""
+    """One delivery, decoded: its outcome and counts, and its SQS calls (with the raw JSON of each when
+    asked). `events` is always empty: every path now gives calls."""
 
     result: ObjectResult
     calls: list[Call] = field(default_factory=list)
@@ -111,5 +120,4 @@ def decode(data: bytes, keep_raw: bool) -> Decoded:
     fast = scanned(data, keep_raw)
     if fast is not None:
         return Decoded(*fast)
-    res, events = extract(data, keep_raw=keep_raw)
-    return Decoded(res, events=events)
+    return Decoded(*records(data, keep_raw))
