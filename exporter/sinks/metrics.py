@@ -129,22 +129,22 @@ class Aggregate:
 
     def add_calls(self, calls: Iterable[Call], now: float, source: str, kept_flags: list[bool] | None = None) -> int:
         """Count SQS calls; returns how many the filters kept, and appends to `kept_flags` whether each one was."""
-        slots = self._slots
+        slots_get = self._slots.get
         table = self.calls
-        batch_table = self.batch
-        errors = self.errors
+        table_get = table.get
         newest = self.newest
+        newest_get = newest.get
         principals = self.principals
         by_arn = self.by_arn
         shared = self.shared
+        buckets = LAG_BUCKETS
         lag_counts = self.lag.get(source)
         flag = kept_flags.append if kept_flags is not None else None
         kept = 0
         for call in calls:
-            labels = call.labels
-            slot = slots.get(labels)
+            slot = slots_get(call.labels)
             if slot is None:
-                slot = self._slot(labels)
+                slot = self._slot(call.labels)
             if slot is False:
                 if flag is not None:
                     flag(False)
@@ -153,19 +153,17 @@ class Aggregate:
             if flag is not None:
                 flag(True)
             key, qkey, akey = slot
-            table[key] = table.get(key, 0) + 1
-            error = call.error
-            if error is not None:
-                ekey = (*qkey, key[3], error)
-                errors[ekey] = errors.get(ekey, 0) + 1
-            entries = call.entries
-            if entries:
+            table[key] = table_get(key, 0) + 1
+            if call.error is not None:
+                ekey = (*qkey, key[3], call.error)
+                self.errors[ekey] = self.errors.get(ekey, 0) + 1
+            if call.entries:
                 bkey = key[:4]
-                batch_table[bkey] = batch_table.get(bkey, 0) + entries
+                self.batch[bkey] = self.batch.get(bkey, 0) + call.entries
             t = call.time
             if t is None:
                 continue
-            if t > newest.get(akey, 0.0):
+            if t > newest_get(akey, 0.0):
                 newest[akey] = t
             principal = call.principal_arn if by_arn else call.principal_role
             if principal is not None:
@@ -184,8 +182,8 @@ class Aggregate:
             # observe_lag, inlined: this runs once per event
             lag = now - t
             if lag_counts is None:
-                lag_counts = self.lag[source] = [0.0] * (len(LAG_BUCKETS) + 2)
-            lag_counts[_bisect_left(LAG_BUCKETS, lag)] += 1
+                lag_counts = self.lag[source] = [0.0] * (len(buckets) + 2)
+            lag_counts[_bisect_left(buckets, lag)] += 1
             lag_counts[-1] += lag
         return kept
 
