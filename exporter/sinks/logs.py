@@ -39,6 +39,9 @@ from .metrics import Aggregate
 
 try:  # the C log encoder; optional (built when a compiler and libcrypto's headers are present)
     from .._native import LogEncoder
+
+    if os.environ.get("CTSQS_NATIVE", "1") == "0":
+        LogEncoder = None
 except ImportError:  # pragma: no cover - depends on the build
     LogEncoder = None
 
@@ -441,9 +444,9 @@ class LogSink:
         self.record_field = self.builder.record_field
         self.batch_size = cfg.batch_size
         self.batch_bytes = cfg.batch_max_bytes - self.builder.overhead()
-        # the C encoder (exporter._native.LogEncoder) when built and not turned off with CTSQS_NATIVE=0
+        # the C encoder (exporter._native.LogEncoder) when built and not turned off (CTSQS_NATIVE=0)
         self.encoder: Any = None
-        if LogEncoder is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
+        if LogEncoder is not None:
             self.encoder = LogEncoder(encoder_settings(cfg, self.redact, self.batch_size, self.batch_bytes))
         self.native: Callable[[bytes], tuple[bytes, bytes]] | None = self.encoder.body if self.encoder else None
         self.native_record: Callable[..., bytes] | None = self.encoder.record if self.encoder else None
