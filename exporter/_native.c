@@ -935,18 +935,27 @@ static PyObject *encoder_body(PyObject *self, PyObject *raw_obj) {
     return result;
 }
 
-/* The whole ScopeLogs.log_records (= 2) element: what otlp.RequestBuilder.record_field(otlp.log_record(
-   time_ns, observed_ns, severity..., body, attributes, event_name)) writes, with `head` the encoded
-   severity fields, `attrs` the attributes that precede the captured ones and `tail` the event_name field. */
-/* One record onto ps->out (taken buffers, len 0): the LogRecord element, starting at *start. `attrs` are
-   the parts of the attributes that precede the captured ones. Releases raw. 0, or the encoder's error. */
 typedef struct {
     const char *p;
     Py_ssize_t n;
 } Part;
 
-static int record_into(P *ps, Py_buffer *raw, uint64_t t, uint64_t o, Part head, const Part *attrs, int nattrs,
-                       Part tail, Py_ssize_t *start) {
+/* What a LogRecord holds besides the record's own fields: its times, `head` the encoded severity fields,
+   `attrs` the attributes that precede the captured ones and `tail` the event_name field. */
+typedef struct {
+    uint64_t t_ns, o_ns;
+    Part head, tail, attrs[3];
+    int nattrs;
+} RecordParts;
+
+/* The whole ScopeLogs.log_records (= 2) element onto ps->out (taken buffers, len 0), starting at *start:
+   what otlp.RequestBuilder.record_field(otlp.log_record(time_ns, observed_ns, severity..., body,
+   attributes, event_name)) writes. Releases raw. 0, or the encoder's error. */
+static int record_into(P *ps, Py_buffer *raw, const RecordParts *rp, Py_ssize_t *start) {
+    Part head = rp->head, tail = rp->tail;
+    const Part *attrs = rp->attrs;
+    int nattrs = rp->nattrs;
+    uint64_t t = rp->t_ns, o = rp->o_ns;
     Buf *b = &ps->out;
     int r = 0;
     /* The members are written after a gap, and the record's, body's and kvlist's tags and lengths are
@@ -1013,11 +1022,16 @@ static PyObject *encoder_record(PyObject *self, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "record(raw, time_ns, observed_ns, (head, attrs, tail))");
         return NULL;
     }
-    unsigned long long t = PyLong_AsUnsignedLongLong(args[1]);
-    unsigned long long o = t == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(args[2]);
+    RecordParts rp;
+    rp.t_ns = PyLong_AsUnsignedLongLong(args[1]);
+    rp.o_ns = rp.t_ns == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(args[2]);
     if (PyErr_Occurred()) return NULL;
     Part parts[3];
     if (parts_of(args[3], parts)) return NULL;
+    rp.head = parts[0];
+    rp.attrs[0] = parts[1];
+    rp.nattrs = 1;
+    rp.tail = parts[2];
     Py_buffer raw;
     P ps;
     settings_into(&ps, enc);
@@ -1025,7 +1039,7 @@ static PyObject *encoder_record(PyObject *self, PyObject *const *args, Py_ssize_
     int mine;
     take_buffers(enc, &ps, &mine);
     Py_ssize_t start;
-    int r = record_into(&ps, &raw, t, o, parts[0], &parts[1], 1, parts[2], &start);
+    int r = record_into(&ps, &raw, &rp, &start);
     PyObject *result = NULL;
     if (!r)
         result = PyBytes_FromStringAndSize(ps.out.p + start, ps.out.len - start);
@@ -1444,9 +1458,9 @@ static int on_top_field(P *ps, int field, void *ctx) {
     return skip_any(ps, 1);
 }
 
-/* The row of an SQS record whose fields are in rc (reading those found before eventSource). */
-static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned char *to, int keep_raw,
-                   PyObject **row) {
+/* The row of an SQS record whose fields are in rc (reading those found before eventSource); `raw` is
+   the record's JSON when it is kept, else NULL. */
+static int sqs_row(P *ps, Rec *rc, const Part *raw_text, PyObject **row) {
     int r = 0;
     for (int f = F_NAME; f < NF && !r; f++) {
         if (!rc->at[f]) continue;
@@ -1458,7 +1472,7 @@ static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned cha
                       rc->params.v[0],    rc->params.v[1], rc->params.v[2], rc->resources};
     PyObject *dkey = intern_tuple(ps->sc, d, 9);
     PyObject *ikey = rc->has_ident ? intern_tuple(ps->sc, rc->ident.v, NI) : Py_NewRef(Py_None);
-    PyObject *raw = keep_raw ? PyBytes_FromStringAndSize((const char *)from, to - from) : Py_NewRef(Py_None);
+    PyObject *raw = raw_text ? PyBytes_FromStringAndSize(raw_text->p, raw_text->n) : Py_NewRef(Py_None);
     PyObject *entries = PyLong_FromSsize_t(rc->params.count);
     if (dkey && ikey && raw && entries) {
         PyObject *row_v[6] = {dkey, ikey, rc->v[F_ERROR], entries, rc->v[F_TIME], raw};
@@ -1485,7 +1499,8 @@ static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) 
         const unsigned char *to = ps->s;
         if (!r && rc.sqs == 1 && !rc.insight) {
             PyObject *row = NULL;
-            r = sqs_row(ps, &rc, from, to, keep_raw, &row);
+            Part text = {(const char *)from, to - from};
+            r = sqs_row(ps, &rc, keep_raw ? &text : NULL, &row);
             if (!r) {
                 r = PyList_Append(rows, row) ? -2 : 0;
                 Py_DECREF(row);
@@ -1622,8 +1637,16 @@ static int short_key(PyObject *key) {
     return total <= 1024;
 }
 
-/* The cached answer for key, or fn(key[, arg2]), remembered in cache (BoundedCache.put) when `keep`. */
-static PyObject *get_or_call(IdEntry *ids, PyObject *cache, PyObject *key, PyObject *fn, PyObject *arg2, int keep) {
+/* A cache of the scanner: its identity table, the BoundedCache behind it, and the function of a miss. */
+typedef struct {
+    IdEntry *ids;
+    PyObject *cache, *fn;
+} Memo;
+
+/* The cached answer for key, or fn(key[, arg2]), remembered in the cache (BoundedCache.put) when `keep`. */
+static PyObject *get_or_call(Memo m, PyObject *key, PyObject *arg2, int keep) {
+    IdEntry *ids = m.ids;
+    PyObject *cache = m.cache, *fn = m.fn;
     IdEntry *e = id_entry(ids, key);
     if (e->key == key) return Py_NewRef(e->val);
     PyObject *hit = PyDict_GetItemWithError(cache, key); /* borrowed */
@@ -1660,9 +1683,9 @@ static PyObject *calls_of(ScannerObject *sc, PyObject *rows) {
         PyObject *etime = PyTuple_GET_ITEM(row, 4);
         /* without recipientAccountId the account may come from the caller: not a function of dkey alone */
         int named = PyTuple_Check(dkey) && PyTuple_GET_SIZE(dkey) > 0 && PyObject_IsTrue(PyTuple_GET_ITEM(dkey, 0)) > 0;
-        PyObject *d = get_or_call(sc->id_derived, sc->derived, dkey, sc->derive, ikey, named);
+        PyObject *d = get_or_call((Memo){sc->id_derived, sc->derived, sc->derive}, dkey, ikey, named);
         if (!d) goto fail;
-        PyObject *who = get_or_call(sc->id_who, sc->principals, ikey, sc->principals_of, NULL, 1);
+        PyObject *who = get_or_call((Memo){sc->id_who, sc->principals, sc->principals_of}, ikey, NULL, 1);
         if (!who) {
             Py_DECREF(d);
             goto fail;
@@ -1745,13 +1768,7 @@ static int chunk_seal(Chunk *c, PyObject *out) {
 
 /* What encode() needs of one call besides its raw record: its time and the attribute parts cached for
    its kind, batch size and principal. 1: found; 0: leave this call to Python; -1: a Python error. */
-typedef struct {
-    uint64_t t_ns;
-    Part head, tail, attrs[3];
-    int nattrs;
-} CallParts;
-
-static int call_parts(const EncoderObject *enc, PyObject *call, CallParts *cp) {
+static int call_parts(const EncoderObject *enc, PyObject *call, RecordParts *cp) {
     if (Py_TYPE(call) != (PyTypeObject *)enc->call_type) return 0;
     PyObject *labels = call_field(enc->call_off, call, C_LABELS), *error = call_field(enc->call_off, call, C_ERROR);
     PyObject *entries = call_field(enc->call_off, call, C_ENTRIES), *t = call_field(enc->call_off, call, C_TIME);
@@ -1837,7 +1854,8 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
         PyObject *keep = PyList_GET_ITEM(kept, i);
         if (keep == Py_False) continue;
         if (keep != Py_True || made >= bg.room_records || nbytes > bg.room_bytes) break;
-        CallParts cp;
+        RecordParts cp;
+        cp.o_ns = o;
         int found = call_parts(enc, PyList_GET_ITEM(calls, i), &cp);
         if (found < 0) goto fail;
         if (!found) break;
@@ -1851,7 +1869,7 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
         int mine;
         take_buffers(enc, &ps, &mine);
         Py_ssize_t at;
-        int r = record_into(&ps, &raw, cp.t_ns, o, cp.head, cp.attrs, cp.nattrs, cp.tail, &at);
+        int r = record_into(&ps, &raw, &cp, &at);
         if (r) {
             give_buffers(enc, &ps, mine);
             PyErr_Clear(); /* Python encodes this one again and reports whatever it finds */
