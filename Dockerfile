@@ -27,7 +27,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 # it stays in this stage. Without it the wheel still builds, with the pure-Python encoder.
 # hadolint ignore=DL3008 # the compiler's version does not change the wheel's behaviour: unpinned on purpose
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

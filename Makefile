@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-APT_PKGS = prometheus redis-server
+APT_PKGS = prometheus redis-server libssl-dev
 
 .PHONY: run test setup setup-test peers lint bench clean
 
@@ -31,6 +31,7 @@ setup-test: $(VENV)/.installed-test
 # Debian packages the tests use as real peers (needs root or sudo once).
 peers:
 	@missing=""; for c in prometheus promtool redis-server; do command -v $$c >/dev/null || missing=1; done; \
+	[ -e /usr/include/openssl/hmac.h ] || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS); \
@@ -39,7 +40,7 @@ peers:
 run: setup
 	$(BIN)/cloudtrail-sqs-exporter run
 
-test: setup-test peers
+test: peers setup-test
 	$(BIN)/ruff check exporter tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

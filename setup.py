@@ -33,7 +33,14 @@ class BuildPy(build_py):
 setup(
     cmdclass={"build_py": BuildPy},
     ext_modules=[
-        # optional: without a compiler the wheel still builds and the pure-Python encoder is used
-        Extension("exporter._native", ["exporter/_native.c"], optional=True, extra_compile_args=["-O2"]),
+        # optional: without a compiler (or libcrypto's headers) the wheel still builds and the pure-Python
+        # paths are used; redaction hashes with libcrypto (Debian: libssl-dev)
+        Extension(
+            "exporter._native",
+            ["exporter/_native.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+            libraries=["crypto"],
+        ),
     ],
 )

@@ -1,11 +1,20 @@
-/* The exporter's two hot loops in C, both accelerators with a pure-Python twin that decides whenever
-   this code declines an input (tests/test_native.py and tests/test_fastpath.py compare the two):
+/* The exporter's two hot components in C. Both are optional accelerators: when this module is not built
+   (no compiler, no Python or libcrypto headers, CTSQS_NATIVE=0) or declines an input, the plain Python
+   path decides (exporter.decode.delivery record by record, exporter.sinks.logs's Python encoder);
+   tests/test_native*.py and tests/test_fastpath.py compare the two, with tests/reference.py as oracle.
 
-   1. scan_calls: a `{"Records": [...]}` delivery → the fields the metrics read of each SQS API call
-      (exporter.decode.record.SqsRecord), without building the other records at all.
-   2. encode_body / encode_record: one CloudTrail record → its OTLP log record.
+   1. Scanner(derive, principals_of, parse_time): a `{"Records": [...]}` delivery → exporter.model.Call
+      objects for its SQS API calls, without building the other records at all. It owns its tables of
+      handed-out strings and key tuples and its caches of what the Python functions derived from them.
+   2. LogEncoder(settings): one CloudTrail record → its OTLP log record, and a run of calls → export-batch
+      chunks. It owns its redaction and batch settings, its buffers and its attribute caches.
 
-   --- 2. One CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries, in one pass.
+   Module state (multi-phase init) holds exporter.model.Call with the offsets of its fields, the
+   BoundedCache type and the two types. The only file-level tables are constants (written once at
+   import: the key-name slot tables below, identical in every interpreter).
+
+   --- The encoder: one CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries,
+   in one pass.
 
    The pure-Python encoder (exporter/sinks/otlp.py + LogSink.body) decodes the record into ~100 Python
    objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
@@ -25,6 +34,10 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +46,27 @@
 #endif
 
 #define MAX_DEPTH 128
+
+/* exporter.model.Call, read and built by field name: the offsets of its slots, found at import */
+enum { C_LABELS, C_ERROR, C_ENTRIES, C_TIME, C_ROLE, C_ARN, C_QUEUE, NCALL };
+static const char *CALL_FIELD[NCALL] = {"labels", "error", "entries", "time", "principal_role", "principal_arn",
+                                        "queue"};
+
+typedef struct {
+    PyObject *call_type;  /* exporter.model.Call */
+    Py_ssize_t call_off[NCALL];
+    PyObject *cache_type; /* exporter.cache.BoundedCache */
+    PyObject *scanner_type, *encoder_type;
+} State;
+
+static inline State *state_of(PyObject *module) {
+    return (State *)PyModule_GetState(module);
+}
+
+/* A field of a Call (borrowed), by its slot: a frozen Struct's slots are always set. */
+static inline PyObject *call_field(const Py_ssize_t *off, PyObject *call, int f) {
+    return *(PyObject **)((char *)call + off[f]);
+}
 
 enum { KEEP = 0, DROP = 1, HASH = 2 };
 enum { CTX_NONE = 0, CTX_PARAMS = 1 };
@@ -55,13 +89,13 @@ typedef struct {
     int act_ip, act_ua, act_key;
     PyObject *params;  /* tuple of (bytes name, int action) */
     PyObject *hasher;  /* callable(value) -> str, for values that are not strings */
-    int native_hash;   /* strings are hashed here, with hkey (HMAC) or without (plain SHA-256) */
-    const unsigned char *hkey;
+    const unsigned char *hkey; /* strings are hashed here: HMAC with hkey, or plain SHA-256 without */
     Py_ssize_t hkeylen;
     PyObject *decode;  /* callable(bytes) -> object */
     Buf capv;          /* the AnyValue bytes of captured values */
     Py_ssize_t cap_off[NCAP], cap_len[NCAP];
     int pyerr;         /* a Python exception is set (not a parse failure) */
+    struct ScannerObject *sc; /* the scanner reading (its intern tables), or NULL */
 } P;
 
 static int grow_slow(Buf *b, Py_ssize_t need) {
@@ -195,11 +229,8 @@ static int utf8_len(const unsigned char *p, const unsigned char *end) {
 }
 
 /* Bytes a string run stops at: quote, backslash, control characters, and non-ASCII (validated). */
-static unsigned char STOP[256];
+static const unsigned char STOP[256] = {[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1};
 
-static void init_stop(void) {
-    for (int c = 0; c < 256; c++) STOP[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
-}
 
 /* The first byte at or after q that ends a plain run of a string (see STOP). */
 static inline const unsigned char *plain_run(const unsigned char *q, const unsigned char *end) {
@@ -512,184 +543,16 @@ static int enc_pyvalue(P *ps, PyObject *v) {
     return enc_string_value(&ps->out, d, n);
 }
 
-/* SHA-256 (FIPS 180-4) for redaction: `sha256:` + the first 16 bytes of SHA-256(value), or of
-   HMAC-SHA256(key, value) (RFC 2104), in hex, as exporter.sinks.logs.Redactor.hash writes it for a
-   string. Calling back into Python's hashlib cost more than the rest of a record's encoding. */
-typedef struct {
-    uint32_t h[8];
-    uint64_t n; /* bytes absorbed */
-    unsigned char buf[64];
-    size_t used;
-} Sha;
-
-static const uint32_t K256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-/* The same compression function with the x86 SHA extensions (Intel's published sequence: four rounds
-   per pair of sha256rnds2, the message schedule by sha256msg1/msg2); chosen at run time when the CPU
-   has them. tests/test_native.py compares the digests with hashlib's at every padding length. */
-__attribute__((target("sha,sse4.1"))) static void sha_block_ni(Sha *c, const unsigned char *p) {
-    const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-    __m128i tmp = _mm_loadu_si128((const __m128i *)&c->h[0]);   /* a b c d */
-    __m128i st1 = _mm_loadu_si128((const __m128i *)&c->h[4]);   /* e f g h */
-    tmp = _mm_shuffle_epi32(tmp, 0xB1);                          /* c d a b -> cdab */
-    st1 = _mm_shuffle_epi32(st1, 0x1B);                          /* h g f e */
-    __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);                  /* ABEF */
-    st1 = _mm_blend_epi16(st1, tmp, 0xF0);                       /* CDGH */
-    __m128i abef = st0, cdgh = st1, msg, m[4];
-#define RND4(mi, k)                                                                                  \
-    msg = _mm_add_epi32(mi, _mm_loadu_si128((const __m128i *)&K256[k]));                             \
-    st1 = _mm_sha256rnds2_epu32(st1, st0, msg);                                                      \
-    st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(msg, 0x0E));
-    for (int i = 0; i < 4; i++) m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), MASK);
-    RND4(m[0], 0)
-    RND4(m[1], 4)
-    m[0] = _mm_sha256msg1_epu32(m[0], m[1]);
-    RND4(m[2], 8)
-    m[1] = _mm_sha256msg1_epu32(m[1], m[2]);
-    /* each group of four rounds, then the schedule: the next group's words (msg2) and a later one's
-       first half (msg1); the last groups compute a few words nobody reads */
-    for (int g = 3; g < 16; g++) {
-        __m128i *cur = &m[g & 3], *prev = &m[(g + 3) & 3], *next = &m[(g + 1) & 3];
-        RND4(*cur, 4 * g)
-        *next = _mm_sha256msg2_epu32(_mm_add_epi32(*next, _mm_alignr_epi8(*cur, *prev, 4)), *cur);
-        *prev = _mm_sha256msg1_epu32(*prev, *cur);
-    }
-#undef RND4
-    st0 = _mm_add_epi32(st0, abef);
-    st1 = _mm_add_epi32(st1, cdgh);
-    tmp = _mm_shuffle_epi32(st0, 0x1B);                          /* FEBA */
-    st1 = _mm_shuffle_epi32(st1, 0xB1);                          /* DCHG */
-    st0 = _mm_blend_epi16(tmp, st1, 0xF0);                       /* DCBA */
-    st1 = _mm_alignr_epi8(st1, tmp, 8);                          /* ABEF -> HGFE */
-    _mm_storeu_si128((__m128i *)&c->h[0], st0);
-    _mm_storeu_si128((__m128i *)&c->h[4], st1);
-}
-static int HAVE_SHA_NI = -1;
-#endif
-
-static void sha_block_c(Sha *c, const unsigned char *p);
-
-static void sha_block(Sha *c, const unsigned char *p) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (HAVE_SHA_NI < 0) {
-        __builtin_cpu_init();
-        HAVE_SHA_NI = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && !getenv("CTSQS_NO_SHA_NI");
-    }
-    if (HAVE_SHA_NI) {
-        sha_block_ni(c, p);
-        return;
-    }
-#endif
-    sha_block_c(c, p);
-}
-
-static void sha_block_c(Sha *c, const unsigned char *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4], f = c->h[5], g = c->h[6], h = c->h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
-        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & cc) ^ (b & cc));
-        h = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = cc;
-        cc = b;
-        b = a;
-        a = t1 + t2;
-    }
-    c->h[0] += a;
-    c->h[1] += b;
-    c->h[2] += cc;
-    c->h[3] += d;
-    c->h[4] += e;
-    c->h[5] += f;
-    c->h[6] += g;
-    c->h[7] += h;
-}
-
-static void sha_init(Sha *c) {
-    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->h, H0, sizeof(H0));
-    c->n = 0;
-    c->used = 0;
-}
-
-static void sha_update(Sha *c, const unsigned char *p, size_t n) {
-    if (!n) return; /* p may be NULL then */
-    c->n += n;
-    if (c->used) {
-        size_t take = 64 - c->used < n ? 64 - c->used : n;
-        memcpy(c->buf + c->used, p, take);
-        c->used += take;
-        p += take;
-        n -= take;
-        if (c->used < 64) return;
-        sha_block(c, c->buf);
-        c->used = 0;
-    }
-    for (; n >= 64; p += 64, n -= 64) sha_block(c, p);
-    memcpy(c->buf, p, n);
-    c->used = n;
-}
-
-static void sha_final(Sha *c, unsigned char out[32]) {
-    uint64_t bits = c->n * 8;
-    unsigned char pad[72] = {0x80};
-    size_t padn = (c->used < 56 ? 56 : 120) - c->used;
-    for (int i = 0; i < 8; i++) pad[padn + i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha_update(c, pad, padn + 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (unsigned char)(c->h[i] >> 24);
-        out[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
-        out[4 * i + 2] = (unsigned char)(c->h[i] >> 8);
-        out[4 * i + 3] = (unsigned char)c->h[i];
-    }
-}
-
-/* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string. */
+/* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string: the first 16 bytes of
+   SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.Redactor.hash writes it for a
+   string. libcrypto's one-shot functions: calling back into Python's hashlib cost more than the rest of a
+   record's encoding. */
 static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const char *d, Py_ssize_t n) {
-    unsigned char digest[32];
-    Sha c;
-    if (key) {
-        unsigned char block[64] = {0};
-        if (keylen) memcpy(block, key, (size_t)keylen); /* <= 64 bytes: Python hashes longer keys first */
-        for (int i = 0; i < 64; i++) block[i] ^= 0x36;
-        sha_init(&c);
-        sha_update(&c, block, 64);
-        sha_update(&c, (const unsigned char *)d, (size_t)n);
-        sha_final(&c, digest);
-        for (int i = 0; i < 64; i++) block[i] ^= 0x36 ^ 0x5c;
-        sha_init(&c);
-        sha_update(&c, block, 64);
-        sha_update(&c, digest, 32);
-        sha_final(&c, digest);
-    } else {
-        sha_init(&c);
-        sha_update(&c, (const unsigned char *)d, (size_t)n);
-        sha_final(&c, digest);
-    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    int ok = key ? HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)d, (size_t)n, digest, &len) != NULL
+                 : SHA256((const unsigned char *)d, (size_t)n, digest) != NULL;
+    if (!ok) return -2;
     static const char HEX[] = "0123456789abcdef";
     char text[39] = "sha256:";
     for (int i = 0; i < 16; i++) {
@@ -810,7 +673,7 @@ static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
             Py_ssize_t val = open_field(b, 0x12); /* KeyValue.value */
             if (val < 0) return -2;
             int is_null = ps->s < ps->end && *ps->s == 'n';
-            if (action == HASH && ps->s < ps->end && *ps->s == '"' && ps->native_hash) {
+            if (action == HASH && ps->s < ps->end && *ps->s == '"') {
                 Py_ssize_t mark = ps->tmp.len;
                 r = read_string(ps, &ps->tmp);
                 if (!r) r = put_hashed(b, ps->hkey, ps->hkeylen, ps->tmp.p + mark, ps->tmp.len - mark);
@@ -945,73 +808,64 @@ static int enc_value(P *ps, int depth, int ctx) {
     }
 }
 
-/* Buffers kept between calls (fresh multi-KB buffers per record cost page faults and cache misses).
-   Callbacks (hasher, decode) may let another thread in: a call that finds them taken uses its own. */
-static Buf SPARE[3];
-static int spare_busy;
+/* The log encoder: its redaction and batch settings, read once from typed settings, its caches of
+   attribute bytes (filled by exporter.sinks.logs on a miss) and its buffers. */
+typedef struct {
+    PyObject_HEAD
+    int act_ip, act_ua, act_key;
+    PyObject *params;   /* tuple of (bytes name, int action) */
+    PyObject *hasher;   /* callable(value) -> str, for redacted values that are not strings */
+    PyObject *hash_key; /* bytes (HMAC key) or None (plain SHA-256) */
+    PyObject *decode;   /* callable(bytes) -> object */
+    long long batch_records, batch_bytes;
+    /* (labels, error, queue) → (attrs, head, tail, is_batch); entries → bytes; principal → bytes */
+    PyObject *kinds, *batch_sizes, *principals;
+    PyObject *call_type;
+    Py_ssize_t call_off[NCALL];
+    /* Buffers kept between calls (fresh multi-KB buffers per record cost page faults and cache misses).
+       Callbacks (hasher, decode) may let another thread in: a call that finds them taken uses its own. */
+    Buf spare[3];
+    int spare_busy;
+} EncoderObject;
 
-static void take_buffers(P *ps, int *mine) {
-    *mine = !spare_busy;
+static void take_buffers(EncoderObject *enc, P *ps, int *mine) {
+    *mine = !enc->spare_busy;
     if (*mine) {
-        spare_busy = 1;
-        ps->out = SPARE[0];
-        ps->tmp = SPARE[1];
-        ps->capv = SPARE[2];
+        enc->spare_busy = 1;
+        ps->out = enc->spare[0];
+        ps->tmp = enc->spare[1];
+        ps->capv = enc->spare[2];
         ps->out.len = ps->tmp.len = ps->capv.len = 0;
     }
 }
 
-static void give_buffers(P *ps, int mine) {
+static void give_buffers(EncoderObject *enc, P *ps, int mine) {
     Buf *mine_bufs[3] = {&ps->out, &ps->tmp, &ps->capv};
     for (int i = 0; i < 3; i++) {
         Buf *b = mine_bufs[i];
         if (mine && b->cap <= (1 << 20)) { /* an odd huge record does not pin its buffer */
-            SPARE[i] = *b;
+            enc->spare[i] = *b;
         } else {
             PyMem_Free(b->p);
-            if (mine) SPARE[i] = (Buf){NULL, 0, 0};
+            if (mine) enc->spare[i] = (Buf){NULL, 0, 0};
         }
     }
-    if (mine) spare_busy = 0;
+    if (mine) enc->spare_busy = 0;
 }
 
-/* Arguments 1-6 of both functions: source_ip, user_agent, access_key_id, params, hasher, decode (args[0] is raw). */
-static int parse_settings(P *ps, PyObject *const *args) {
-    ps->act_ip = (int)PyLong_AsLong(args[1]);
-    ps->act_ua = (int)PyLong_AsLong(args[2]);
-    ps->act_key = (int)PyLong_AsLong(args[3]);
-    if (PyErr_Occurred()) return -1;
-    if (!PyTuple_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "params must be a tuple");
-        return -1;
+/* A parser state with the encoder's redaction settings. */
+static void settings_into(P *ps, const EncoderObject *enc) {
+    memset(ps, 0, sizeof(*ps));
+    ps->act_ip = enc->act_ip;
+    ps->act_ua = enc->act_ua;
+    ps->act_key = enc->act_key;
+    ps->params = enc->params;
+    ps->hasher = enc->hasher;
+    ps->decode = enc->decode;
+    if (enc->hash_key != Py_None) {
+        ps->hkey = (const unsigned char *)PyBytes_AS_STRING(enc->hash_key);
+        ps->hkeylen = PyBytes_GET_SIZE(enc->hash_key);
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[4]); i++) {
-        PyObject *pair = PyTuple_GET_ITEM(args[4], i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyLong_Check(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError, "params must be a tuple of (bytes, int) pairs");
-            return -1;
-        }
-    }
-    ps->params = args[4];
-    /* hasher, or (hasher, key): strings are then hashed here (key: HMAC key of <= 64 bytes, or None) */
-    PyObject *h = args[5];
-    ps->hasher = h;
-    if (PyTuple_Check(h) && PyTuple_GET_SIZE(h) == 2) {
-        PyObject *key = PyTuple_GET_ITEM(h, 1);
-        ps->hasher = PyTuple_GET_ITEM(h, 0);
-        ps->native_hash = 1;
-        if (key != Py_None) {
-            if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) > 64) {
-                PyErr_SetString(PyExc_TypeError, "the HMAC key must be bytes of at most 64");
-                return -1;
-            }
-            ps->hkey = (const unsigned char *)PyBytes_AS_STRING(key);
-            ps->hkeylen = PyBytes_GET_SIZE(key);
-        }
-    }
-    ps->decode = args[6];
-    return 0;
 }
 
 static int open_raw(P *ps, PyObject *obj, Py_buffer *raw) {
@@ -1019,11 +873,6 @@ static int open_raw(P *ps, PyObject *obj, Py_buffer *raw) {
     ps->start = ps->s = (const unsigned char *)raw->buf;
     ps->end = ps->s + raw->len;
     return 0;
-}
-
-/* The first 7 arguments of both functions: raw, source_ip, user_agent, access_key_id, params, hasher, decode. */
-static int parse_common(P *ps, PyObject *const *args, Py_buffer *raw) {
-    return parse_settings(ps, args) ? -1 : open_raw(ps, args[0], raw);
 }
 
 /* The record's members onto ps->out, as KeyValueList elements. */
@@ -1059,19 +908,14 @@ static void set_error(P *ps, int r) {
                      (Py_ssize_t)(ps->s - ps->start));
 }
 
-static PyObject *encode_body(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
+static PyObject *encoder_body(PyObject *self, PyObject *raw_obj) {
+    EncoderObject *enc = (EncoderObject *)self;
     Py_buffer raw;
     P ps;
-    memset(&ps, 0, sizeof(ps));
-    /* positional only (METH_FASTCALL: argument parsing is a visible share of a 1 KB record) */
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "encode_body takes 7 arguments");
-        return NULL;
-    }
-    if (parse_common(&ps, args, &raw)) return NULL;
+    settings_into(&ps, enc);
+    if (open_raw(&ps, raw_obj, &raw)) return NULL;
     int mine;
-    take_buffers(&ps, &mine);
+    take_buffers(enc, &ps, &mine);
     int r = encode_members(&ps);
     PyBuffer_Release(&raw);
     PyObject *result = NULL;
@@ -1087,22 +931,31 @@ static PyObject *encode_body(PyObject *self, PyObject *const *args, Py_ssize_t n
         set_error(&ps, r);
     }
     PyMem_Free(attrs.p);
-    give_buffers(&ps, mine);
+    give_buffers(enc, &ps, mine);
     return result;
 }
 
-/* The whole ScopeLogs.log_records (= 2) element: what otlp.RequestBuilder.record_field(otlp.log_record(
-   time_ns, observed_ns, severity..., body, attributes, event_name)) writes, with `head` the encoded
-   severity fields, `attrs` the attributes that precede the captured ones and `tail` the event_name field. */
-/* One record onto ps->out (taken buffers, len 0): the LogRecord element, starting at *start. `attrs` are
-   the parts of the attributes that precede the captured ones. Releases raw. 0, or the encoder's error. */
 typedef struct {
     const char *p;
     Py_ssize_t n;
 } Part;
 
-static int record_into(P *ps, Py_buffer *raw, uint64_t t, uint64_t o, Part head, const Part *attrs, int nattrs,
-                       Part tail, Py_ssize_t *start) {
+/* What a LogRecord holds besides the record's own fields: its times, `head` the encoded severity fields,
+   `attrs` the attributes that precede the captured ones and `tail` the event_name field. */
+typedef struct {
+    uint64_t t_ns, o_ns;
+    Part head, tail, attrs[3];
+    int nattrs;
+} RecordParts;
+
+/* The whole ScopeLogs.log_records (= 2) element onto ps->out (taken buffers, len 0), starting at *start:
+   what otlp.RequestBuilder.record_field(otlp.log_record(time_ns, observed_ns, severity..., body,
+   attributes, event_name)) writes. Releases raw. 0, or the encoder's error. */
+static int record_into(P *ps, Py_buffer *raw, const RecordParts *rp, Py_ssize_t *start) {
+    Part head = rp->head, tail = rp->tail;
+    const Part *attrs = rp->attrs;
+    int nattrs = rp->nattrs;
+    uint64_t t = rp->t_ns, o = rp->o_ns;
     Buf *b = &ps->out;
     int r = 0;
     /* The members are written after a gap, and the record's, body's and kvlist's tags and lengths are
@@ -1147,42 +1000,59 @@ static Part part_of(PyObject *bytes) {
     return (Part){PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes)};
 }
 
-static PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    Py_buffer raw;
-    P ps;
-    memset(&ps, 0, sizeof(ps));
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "encode_record takes 12 arguments");
+/* (head, attrs, tail): three bytes objects → parts; 0, or -1 with TypeError */
+static int parts_of(PyObject *parts, Part out[3]) {
+    if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 3) {
+        PyErr_SetString(PyExc_TypeError, "parts is (head, attrs, tail)");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(parts, i))) {
+            PyErr_SetString(PyExc_TypeError, "head, attrs and tail must be bytes");
+            return -1;
+        }
+        out[i] = part_of(PyTuple_GET_ITEM(parts, i));
+    }
+    return 0;
+}
+
+static PyObject *encoder_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    EncoderObject *enc = (EncoderObject *)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "record(raw, time_ns, observed_ns, (head, attrs, tail))");
         return NULL;
     }
-    unsigned long long t = PyLong_AsUnsignedLongLong(args[7]);
-    unsigned long long o = t == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(args[8]);
+    RecordParts rp;
+    rp.t_ns = PyLong_AsUnsignedLongLong(args[1]);
+    rp.o_ns = rp.t_ns == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(args[2]);
     if (PyErr_Occurred()) return NULL;
-    for (int i = 9; i < 12; i++) {
-        if (!PyBytes_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "head, attrs and tail must be bytes");
-            return NULL;
-        }
-    }
-    if (parse_common(&ps, args, &raw)) return NULL;
+    Part parts[3];
+    if (parts_of(args[3], parts)) return NULL;
+    rp.head = parts[0];
+    rp.attrs[0] = parts[1];
+    rp.nattrs = 1;
+    rp.tail = parts[2];
+    Py_buffer raw;
+    P ps;
+    settings_into(&ps, enc);
+    if (open_raw(&ps, args[0], &raw)) return NULL;
     int mine;
-    take_buffers(&ps, &mine);
+    take_buffers(enc, &ps, &mine);
     Py_ssize_t start;
-    Part attrs = part_of(args[10]);
-    int r = record_into(&ps, &raw, t, o, part_of(args[9]), &attrs, 1, part_of(args[11]), &start);
+    int r = record_into(&ps, &raw, &rp, &start);
     PyObject *result = NULL;
     if (!r)
         result = PyBytes_FromStringAndSize(ps.out.p + start, ps.out.len - start);
     else
         set_error(&ps, r);
-    give_buffers(&ps, mine);
+    give_buffers(enc, &ps, mine);
     return result;
 }
 
 
 /* ------------------------------------------------------------------------------------------------------
-   1. scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None
+   The scanner: Scanner.rows(data, keep_raw)
+       -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None
 
    dkey = (recipientAccountId, awsRegion, eventName, eventCategory, managementEvent, queueUrl, queueName,
            sourceArn, (resources[].ARN, ...) | None)      everything the queue/category derivation reads
@@ -1200,7 +1070,31 @@ static const char *FNAME[NF] = {"eventSource", "eventName", "eventTime", "eventT
                                 "userIdentity", "requestParameters", "resources"};
 
 #define INTERN_SLOTS 16384
-static PyObject *INTERN[INTERN_SLOTS];
+#define TUPLE_SLOTS 4096
+#define ID_SLOTS 4096
+#define SCANNER_CACHED 20000 /* entries per cache: a deployment has a few thousand queues × event names, callers */
+
+/* Identity caches in front of the scanner's caches: key object → the value the cache held for it. An
+   entry holds strong references to both, so its key cannot be freed and its address reused while it is
+   there. Only values read from the caches (or computed from the key's text alone) go in: the same answers. */
+typedef struct {
+    PyObject *key, *val;
+} IdEntry;
+
+/* The scanner: its tables of handed-out strings and key tuples, its caches of what Python derived from
+   them, and the Python functions that derive it on a miss. */
+typedef struct ScannerObject {
+    PyObject_HEAD
+    PyObject *derive;        /* derive(dkey, ikey) -> (Labels, QueueRef, is_batch) */
+    PyObject *principals_of; /* principals_of(ikey) -> (role, arn) */
+    PyObject *parse_time;    /* parse_time(str) -> float | None */
+    PyObject *derived, *principals; /* BoundedCache: dkey → derive's answer, ikey → principals_of's */
+    PyObject *call_type;
+    Py_ssize_t call_off[NCALL];
+    PyObject *intern[INTERN_SLOTS];
+    PyObject *tuples[TUPLE_SLOTS];
+    IdEntry id_derived[ID_SLOTS], id_who[ID_SLOTS], id_time[ID_SLOTS];
+} ScannerObject;
 
 static inline uint64_t bytes_hash(const char *d, Py_ssize_t n) {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
@@ -1222,9 +1116,9 @@ static inline uint64_t bytes_hash(const char *d, Py_ssize_t n) {
 /* A str for UTF-8 bytes. Short values repeat (accounts, regions, names, URLs, ARNs, times): the same
    object comes back, with its hash already computed, so the Python caches keyed by them stay cheap.
    Bounded: one object per slot. */
-static PyObject *intern_str(const char *d, Py_ssize_t n) {
+static PyObject *intern_str(ScannerObject *sc, const char *d, Py_ssize_t n) {
     if (n > 256) return PyUnicode_DecodeUTF8(d, n, "strict");
-    PyObject **slot = &INTERN[bytes_hash(d, n) & (INTERN_SLOTS - 1)];
+    PyObject **slot = &sc->intern[bytes_hash(d, n) & (INTERN_SLOTS - 1)];
     PyObject *o = *slot;
     if (o) {
         Py_ssize_t len;
@@ -1263,7 +1157,7 @@ static int opt_str(P *ps, PyObject **out) {
         ps->tmp.len = mark;
         return r;
     }
-    *out = intern_str(ps->tmp.p + mark, ps->tmp.len - mark);
+    *out = intern_str(ps->sc, ps->tmp.p + mark, ps->tmp.len - mark);
     ps->tmp.len = mark;
     return *out ? 0 : -2;
 }
@@ -1432,7 +1326,7 @@ static int on_resource(P *ps, int field, void *ctx) {
 }
 
 /* resources: null → None; [null | {ARN: str|null}, ...] → tuple of the ARNs (None where absent) */
-static PyObject *intern_tuple(PyObject **v, int n);
+static PyObject *intern_tuple(ScannerObject *sc, PyObject **v, int n);
 
 static int read_resources(P *ps, PyObject **out) {
     int isnull;
@@ -1466,7 +1360,9 @@ static int read_resources(P *ps, PyObject **out) {
     }
     if (!r) {
         Py_ssize_t n = PyList_GET_SIZE(list);
-        *out = n > 0 && n <= 16 ? intern_tuple(((PyListObject *)list)->ob_item, (int)n) : PyList_AsTuple(list);
+        PyObject *items[16];
+        for (Py_ssize_t i = 0; i < n && i < 16; i++) items[i] = PyList_GET_ITEM(list, i);
+        *out = n > 0 && n <= 16 ? intern_tuple(ps->sc, items, (int)n) : PyList_AsTuple(list);
     }
     Py_DECREF(list);
     if (!r && !*out) r = -2;
@@ -1483,17 +1379,14 @@ static PyObject *tuple_of(PyObject **v, int n) {
 /* A tuple of these items: the one handed out before when it holds the very same objects, else a new one
    (remembered in a slot, replacing what was there). Repeated keys of the rows are then one object, which
    calls_of's identity caches recognise without hashing them. */
-#define TUPLE_SLOTS 4096
-static PyObject *TUPLES[TUPLE_SLOTS];
-
-static PyObject *intern_tuple(PyObject **v, int n) {
+static PyObject *intern_tuple(ScannerObject *sc, PyObject **v, int n) {
     uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
     for (int i = 0; i < n; i++) {
         h ^= (uint64_t)(uintptr_t)(v[i] ? v[i] : Py_None);
         h *= 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
     }
-    PyObject **slot = &TUPLES[h & (TUPLE_SLOTS - 1)];
+    PyObject **slot = &sc->tuples[h & (TUPLE_SLOTS - 1)];
     PyObject *t = *slot;
     if (t && PyTuple_GET_SIZE(t) == n) {
         int same = 1;
@@ -1565,9 +1458,9 @@ static int on_top_field(P *ps, int field, void *ctx) {
     return skip_any(ps, 1);
 }
 
-/* The row of an SQS record whose fields are in rc (reading those found before eventSource). */
-static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned char *to, int keep_raw,
-                   PyObject **row) {
+/* The row of an SQS record whose fields are in rc (reading those found before eventSource); `raw` is
+   the record's JSON when it is kept, else NULL. */
+static int sqs_row(P *ps, Rec *rc, const Part *raw_text, PyObject **row) {
     int r = 0;
     for (int f = F_NAME; f < NF && !r; f++) {
         if (!rc->at[f]) continue;
@@ -1577,9 +1470,9 @@ static int sqs_row(P *ps, Rec *rc, const unsigned char *from, const unsigned cha
     if (r) return r;
     PyObject *d[9] = {rc->v[F_RECIPIENT], rc->v[F_REGION], rc->v[F_NAME], rc->v[F_CATEGORY], rc->v[F_MGMT],
                       rc->params.v[0],    rc->params.v[1], rc->params.v[2], rc->resources};
-    PyObject *dkey = intern_tuple(d, 9);
-    PyObject *ikey = rc->has_ident ? intern_tuple(rc->ident.v, NI) : Py_NewRef(Py_None);
-    PyObject *raw = keep_raw ? PyBytes_FromStringAndSize((const char *)from, to - from) : Py_NewRef(Py_None);
+    PyObject *dkey = intern_tuple(ps->sc, d, 9);
+    PyObject *ikey = rc->has_ident ? intern_tuple(ps->sc, rc->ident.v, NI) : Py_NewRef(Py_None);
+    PyObject *raw = raw_text ? PyBytes_FromStringAndSize(raw_text->p, raw_text->n) : Py_NewRef(Py_None);
     PyObject *entries = PyLong_FromSsize_t(rc->params.count);
     if (dkey && ikey && raw && entries) {
         PyObject *row_v[6] = {dkey, ikey, rc->v[F_ERROR], entries, rc->v[F_TIME], raw};
@@ -1606,7 +1499,8 @@ static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) 
         const unsigned char *to = ps->s;
         if (!r && rc.sqs == 1 && !rc.insight) {
             PyObject *row = NULL;
-            r = sqs_row(ps, &rc, from, to, keep_raw, &row);
+            Part text = {(const char *)from, to - from};
+            r = sqs_row(ps, &rc, keep_raw ? &text : NULL, &row);
             if (!r) {
                 r = PyList_Append(rows, row) ? -2 : 0;
                 Py_DECREF(row);
@@ -1638,18 +1532,13 @@ static int on_records(P *ps, int field, void *ctx) {
     return scan_records(ps, t->rows, &t->other, t->keep_raw);
 }
 
-static PyObject *scan_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "scan_calls takes 2 arguments");
-        return NULL;
-    }
-    int keep_raw = PyObject_IsTrue(args[1]);
-    if (keep_raw < 0) return NULL;
+/* The rows of a delivery and its count of other records, or Py_None when declined. */
+static PyObject *rows_of(ScannerObject *sc, PyObject *data_obj, int keep_raw, Py_ssize_t *other) {
     Py_buffer data;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(data_obj, &data, PyBUF_SIMPLE) < 0) return NULL;
     P ps;
     memset(&ps, 0, sizeof(ps));
+    ps.sc = sc;
     ps.start = ps.s = (const unsigned char *)data.buf;
     ps.end = ps.s + data.len;
     Top top = {PyList_New(0), 0, keep_raw, 0};
@@ -1660,25 +1549,21 @@ static PyObject *scan_calls(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     PyBuffer_Release(&data);
     PyMem_Free(ps.tmp.p);
-    PyObject *result = NULL;
     if (!r) {
-        result = Py_BuildValue("(On)", top.rows, top.other);
-    } else if (r == -1) {
-        PyErr_Clear(); /* declined: the general path decides */
-        result = Py_NewRef(Py_None);
-    } else if (!PyErr_Occurred()) {
-        PyErr_NoMemory();
+        *other = top.other;
+        return top.rows;
     }
     Py_XDECREF(top.rows);
-    return result;
+    if (r == -1) {
+        PyErr_Clear(); /* declined: the general path decides */
+        return Py_NewRef(Py_None);
+    }
+    if (!PyErr_Occurred()) PyErr_NoMemory();
+    return NULL;
 }
 
-/* ------------------------------------------------------------------------------------------------------
-   2. The per-call Python of the metrics path, as C API calls on the same objects (see scan.calls_of and
-   metrics.Aggregate.add_calls, whose loops these are; the Python versions stay as the reference and
-   decide whatever these hand back).
-
-   calls_of(rows, derived, principals, times, derive, principals_of, parse_time) -> [Call, ...] */
+/* Rows → exporter.model.Call objects, with the scanner's caches in front of its Python functions
+   (tests/reference.py holds the plain Python loop this is). */
 
 /* eventTime in CloudTrail's own form, YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z, as epoch seconds: the float
    datetime.fromisoformat(value).timestamp() gives (an int count of microseconds over 10**6, correctly
@@ -1722,15 +1607,6 @@ static int iso_z_seconds(const char *s, Py_ssize_t n, double *out) {
     return 1;
 }
 
-/* Identity caches in front of the dicts: key object → the value the dict held for it. An entry holds
-   strong references to both, so its key cannot be freed and its address reused while it is there.
-   Only values read from the dicts (or computed from the key's text alone) go in: the same answers. */
-#define ID_SLOTS 4096
-typedef struct {
-    PyObject *key, *val;
-} IdEntry;
-static IdEntry ID_DERIVED[ID_SLOTS], ID_WHO[ID_SLOTS], ID_TIME[ID_SLOTS];
-
 static inline IdEntry *id_entry(IdEntry *table, PyObject *key) {
     uint64_t x = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15ULL;
     return &table[(x >> 40) & (ID_SLOTS - 1)];
@@ -1744,27 +1620,55 @@ static void id_put(IdEntry *e, PyObject *key, PyObject *val) {
     Py_XDECREF(v);
 }
 
-static PyObject *get_or_call(IdEntry *ids, PyObject *cache, PyObject *key, PyObject *fn, PyObject *arg2) {
+/* Whether a key is short enough to remember: hostile input must not fill memory (strings of a tuple,
+   one level of nested tuples, at most 1 KiB in all). */
+static int short_key(PyObject *key) {
+    Py_ssize_t total = 0;
+    if (!PyTuple_Check(key)) return 1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); i++) {
+        PyObject *v = PyTuple_GET_ITEM(key, i);
+        if (PyTuple_Check(v)) {
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(v); k++)
+                if (PyUnicode_Check(PyTuple_GET_ITEM(v, k))) total += PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(v, k)) + 8;
+        } else if (PyUnicode_Check(v)) {
+            total += PyUnicode_GET_LENGTH(v) + 3;
+        }
+    }
+    return total <= 1024;
+}
+
+/* A cache of the scanner: its identity table, the BoundedCache behind it, and the function of a miss. */
+typedef struct {
+    IdEntry *ids;
+    PyObject *cache, *fn;
+} Memo;
+
+/* The cached answer for key, or fn(key[, arg2]), remembered in the cache (BoundedCache.put) when `keep`. */
+static PyObject *get_or_call(Memo m, PyObject *key, PyObject *arg2, int keep) {
+    IdEntry *ids = m.ids;
+    PyObject *cache = m.cache, *fn = m.fn;
     IdEntry *e = id_entry(ids, key);
     if (e->key == key) return Py_NewRef(e->val);
     PyObject *hit = PyDict_GetItemWithError(cache, key); /* borrowed */
-    if (hit && PyObject_IsTrue(hit) > 0) {
+    if (hit) {
         id_put(e, key, hit);
         return Py_NewRef(hit);
     }
     if (PyErr_Occurred()) return NULL;
-    return arg2 ? PyObject_CallFunctionObjArgs(fn, key, arg2, NULL) : PyObject_CallOneArg(fn, key);
+    PyObject *made = arg2 ? PyObject_CallFunctionObjArgs(fn, key, arg2, NULL) : PyObject_CallOneArg(fn, key);
+    if (made && keep && short_key(key)) {
+        PyObject *r = PyObject_CallMethod(cache, "put", "OO", key, made);
+        if (!r) Py_CLEAR(made);
+        Py_XDECREF(r);
+    }
+    return made;
 }
 
-static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 7 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) ||
-        !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "calls_of(rows, derived, principals, times, derive, principals_of, parse_time)");
+static PyObject *calls_of(ScannerObject *sc, PyObject *rows) {
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be a list");
         return NULL;
     }
-    PyObject *rows = args[0], *derived = args[1], *principals = args[2], *times = args[3];
-    PyObject *derive = args[4], *principals_of = args[5], *parse_time = args[6];
     Py_ssize_t n = PyList_GET_SIZE(rows);
     PyObject *out = PyList_New(n);
     if (!out) return NULL;
@@ -1777,9 +1681,11 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
         PyObject *dkey = PyTuple_GET_ITEM(row, 0), *ikey = PyTuple_GET_ITEM(row, 1);
         PyObject *error = PyTuple_GET_ITEM(row, 2), *entries = PyTuple_GET_ITEM(row, 3);
         PyObject *etime = PyTuple_GET_ITEM(row, 4);
-        PyObject *d = get_or_call(ID_DERIVED, derived, dkey, derive, ikey);
+        /* without recipientAccountId the account may come from the caller: not a function of dkey alone */
+        int named = PyTuple_Check(dkey) && PyTuple_GET_SIZE(dkey) > 0 && PyObject_IsTrue(PyTuple_GET_ITEM(dkey, 0)) > 0;
+        PyObject *d = get_or_call((Memo){sc->id_derived, sc->derived, sc->derive}, dkey, ikey, named);
         if (!d) goto fail;
-        PyObject *who = get_or_call(ID_WHO, principals, ikey, principals_of, NULL);
+        PyObject *who = get_or_call((Memo){sc->id_who, sc->principals, sc->principals_of}, ikey, NULL, 1);
         if (!who) {
             Py_DECREF(d);
             goto fail;
@@ -1788,7 +1694,7 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
         int etrue = PyObject_IsTrue(etime);
         double secs;
         Py_ssize_t tn;
-        IdEntry *te = id_entry(ID_TIME, etime);
+        IdEntry *te = id_entry(sc->id_time, etime);
         const char *ts = NULL;
         if (te->key == etime) {
             t = Py_NewRef(te->val);
@@ -1799,11 +1705,8 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
             else id_put(te, etime, t);
         } else if (etrue > 0) {
             PyErr_Clear(); /* (a str that is not UTF-8 only takes the slow path) */
-            t = PyDict_GetItemWithError(times, etime);
-            if (t == Py_None) t = NULL;
-            Py_XINCREF(t);
         }
-        if (!t && !PyErr_Occurred() && etrue >= 0) t = PyObject_CallOneArg(parse_time, etime);
+        if (!t && !PyErr_Occurred() && etrue >= 0) t = PyObject_CallOneArg(sc->parse_time, etime);
         if (!t || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 3 || !PyTuple_Check(who) || PyTuple_GET_SIZE(who) < 2) {
             if (t && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "derived / principals are tuples");
             Py_XDECREF(t);
@@ -1819,18 +1722,20 @@ static PyObject *calls_of(PyObject *self, PyObject *const *args, Py_ssize_t narg
             goto fail;
         }
         PyObject *zero = batch ? NULL : PyLong_FromLong(0);
-        PyObject *call = (batch || zero) ? PyTuple_New(7) : NULL;
-        if (call) {
-            PyTuple_SET_ITEM(call, 0, Py_NewRef(PyTuple_GET_ITEM(d, 0)));
-            PyTuple_SET_ITEM(call, 1, Py_NewRef(err_true ? error : Py_None));
-            PyTuple_SET_ITEM(call, 2, batch ? Py_NewRef(entries) : zero);
-            PyTuple_SET_ITEM(call, 3, t);
-            PyTuple_SET_ITEM(call, 4, Py_NewRef(PyTuple_GET_ITEM(who, 0)));
-            PyTuple_SET_ITEM(call, 5, Py_NewRef(PyTuple_GET_ITEM(who, 1)));
-            PyTuple_SET_ITEM(call, 6, Py_NewRef(PyTuple_GET_ITEM(d, 1)));
-        } else {
-            Py_DECREF(t);
+        PyObject *call = NULL;
+        if (batch || zero) {
+            PyObject *f[NCALL];
+            f[C_LABELS] = PyTuple_GET_ITEM(d, 0);
+            f[C_ERROR] = err_true ? error : Py_None;
+            f[C_ENTRIES] = batch ? entries : zero;
+            f[C_TIME] = t;
+            f[C_ROLE] = PyTuple_GET_ITEM(who, 0);
+            f[C_ARN] = PyTuple_GET_ITEM(who, 1);
+            f[C_QUEUE] = PyTuple_GET_ITEM(d, 1);
+            call = PyObject_Vectorcall(sc->call_type, f, NCALL, NULL);
         }
+        Py_XDECREF(zero);
+        Py_DECREF(t);
         Py_DECREF(d);
         Py_DECREF(who);
         if (!call) goto fail;
@@ -1842,252 +1747,99 @@ fail:
     return NULL;
 }
 
-/* add_calls(calls, start, slots, slot, table, errors, batch, newest, principals, prune, max_principals,
-             lag_counts, buckets, now, by_arn, kept_flags) -> (kept, stop)
-   Counts calls[start:] as Aggregate.add_calls does (without shared state). It stops at the first call
-   it would not count exactly as Python does (a time that is not a float): `stop` is that index, or
-   len(calls); Python counts from there. */
-
-static int bump(PyObject *d, PyObject *key, PyObject *by) {
-    PyObject *old = PyDict_GetItemWithError(d, key);
-    if (!old && PyErr_Occurred()) return -1;
-    PyObject *v = old ? PyNumber_Add(old, by) : Py_NewRef(by);
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, key, v);
-    Py_DECREF(v);
-    return r;
-}
-
-static PyObject *add_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 16 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyDict_Check(args[4]) ||
-        !PyDict_Check(args[5]) || !PyDict_Check(args[6]) || !PyDict_Check(args[7]) || !PyDict_Check(args[8]) ||
-        !PyList_Check(args[11]) || !PyTuple_Check(args[12]) || !PyFloat_Check(args[13]) ||
-        (args[15] != Py_None && !PyList_Check(args[15]))) {
-        PyErr_SetString(PyExc_TypeError, "add_calls: see the comment in _native.c");
-        return NULL;
-    }
-    PyObject *calls = args[0], *slots = args[2], *slot_fn = args[3], *table = args[4], *errors = args[5];
-    PyObject *batch = args[6], *newest = args[7], *principals = args[8], *prune = args[9];
-    PyObject *lag = args[11], *buckets = args[12], *flags = args[15];
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), max_p = PyLong_AsSsize_t(args[10]);
-    int by_arn = PyObject_IsTrue(args[14]);
-    double now = PyFloat_AS_DOUBLE(args[13]);
-    if (PyErr_Occurred() || by_arn < 0) return NULL;
-    Py_ssize_t nb = PyTuple_GET_SIZE(buckets);
-    if (PyList_GET_SIZE(lag) != nb + 2) {
-        PyErr_SetString(PyExc_ValueError, "lag_counts has len(buckets) + 2 items");
-        return NULL;
-    }
-    double bound[64];
-    if (nb > 64) {
-        PyErr_SetString(PyExc_ValueError, "at most 64 lag buckets");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nb; i++) {
-        bound[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(buckets, i));
-        if (bound[i] == -1.0 && PyErr_Occurred()) return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nb + 2; i++) {
-        if (!PyFloat_CheckExact(PyList_GET_ITEM(lag, i))) { /* Python keeps them floats */
-            PyErr_SetString(PyExc_TypeError, "lag_counts holds floats");
-            return NULL;
-        }
-    }
-    PyObject *one = PyLong_FromLong(1);
-    if (!one) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(calls), kept = 0, i;
-    for (i = start; i < n; i++) {
-        PyObject *call = PyList_GET_ITEM(calls, i);
-        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 7) break;
-        PyObject *labels = PyTuple_GET_ITEM(call, 0), *error = PyTuple_GET_ITEM(call, 1);
-        PyObject *entries = PyTuple_GET_ITEM(call, 2), *t = PyTuple_GET_ITEM(call, 3);
-        PyObject *principal = PyTuple_GET_ITEM(call, by_arn ? 5 : 4);
-        if (t != Py_None && !PyFloat_CheckExact(t)) break; /* Python compares and subtracts other kinds */
-        PyObject *slot = PyDict_GetItemWithError(slots, labels);
-        if (slot) {
-            Py_INCREF(slot);
-        } else {
-            if (PyErr_Occurred()) goto fail;
-            slot = PyObject_CallOneArg(slot_fn, labels);
-            if (!slot) goto fail;
-        }
-        if (slot == Py_False) {
-            Py_DECREF(slot);
-            if (flags != Py_None && PyList_Append(flags, Py_False)) goto fail;
-            continue;
-        }
-        if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 3) {
-            Py_DECREF(slot);
-            PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey)");
-            goto fail;
-        }
-        kept++;
-        if (flags != Py_None && PyList_Append(flags, Py_True)) goto fail_slot;
-        PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1), *akey = PyTuple_GET_ITEM(slot, 2);
-        if (bump(table, key, one)) goto fail_slot;
-        if (error != Py_None) {
-            if (!PyTuple_Check(qkey) || !PyTuple_Check(key) || PyTuple_GET_SIZE(key) < 5) goto bad_slot;
-            Py_ssize_t nq = PyTuple_GET_SIZE(qkey);
-            PyObject *ekey = PyTuple_New(nq + 2);
-            if (!ekey) goto fail_slot;
-            for (Py_ssize_t j = 0; j < nq; j++) PyTuple_SET_ITEM(ekey, j, Py_NewRef(PyTuple_GET_ITEM(qkey, j)));
-            PyTuple_SET_ITEM(ekey, nq, Py_NewRef(PyTuple_GET_ITEM(key, 3)));
-            PyTuple_SET_ITEM(ekey, nq + 1, Py_NewRef(error));
-            int r = bump(errors, ekey, one);
-            Py_DECREF(ekey);
-            if (r) goto fail_slot;
-        }
-        int has_entries = PyObject_IsTrue(entries);
-        if (has_entries < 0) goto fail_slot;
-        if (has_entries) {
-            if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) < 4) goto bad_slot;
-            PyObject *bkey = PyTuple_GetSlice(key, 0, 4);
-            if (!bkey) goto fail_slot;
-            int r = bump(batch, bkey, entries);
-            Py_DECREF(bkey);
-            if (r) goto fail_slot;
-        }
-        if (t == Py_None) {
-            Py_DECREF(slot);
-            continue;
-        }
-        double tv = PyFloat_AS_DOUBLE(t);
-        PyObject *old = PyDict_GetItemWithError(newest, akey);
-        if (!old && PyErr_Occurred()) goto fail_slot;
-        int later = old ? PyObject_RichCompareBool(t, old, Py_GT) : tv > 0.0;
-        if (later < 0 || (later && PyDict_SetItem(newest, akey, t))) goto fail_slot;
-        if (principal != Py_None) {
-            PyObject *seen = PyDict_GetItemWithError(principals, qkey);
-            if (!seen) {
-                if (PyErr_Occurred()) goto fail_slot;
-                seen = PyDict_New();
-                if (!seen) goto fail_slot;
-                int r = PyDict_SetItem(principals, qkey, seen);
-                Py_DECREF(seen); /* the table holds it */
-                if (r) goto fail_slot;
-            }
-            if (!PyDict_Check(seen)) goto bad_slot;
-            PyObject *was = PyDict_GetItemWithError(seen, principal);
-            if (!was) {
-                if (PyErr_Occurred()) goto fail_slot;
-                if (PyDict_GET_SIZE(seen) >= max_p) {
-                    Py_INCREF(seen);
-                    PyObject *r = PyObject_CallFunctionObjArgs(prune, qkey, seen, NULL);
-                    Py_DECREF(seen);
-                    if (!r) goto fail_slot;
-                    Py_DECREF(r);
-                }
-                if (PyDict_SetItem(seen, principal, t)) goto fail_slot;
-            } else {
-                int gt = PyObject_RichCompareBool(t, was, Py_GT);
-                if (gt < 0 || (gt && PyDict_SetItem(seen, principal, t))) goto fail_slot;
-            }
-        }
-        /* observe_lag: bisect_left(buckets, lag), then the count and the sum */
-        double l = now - tv;
-        Py_ssize_t lo = 0, hi = nb;
-        while (lo < hi) {
-            Py_ssize_t mid = (lo + hi) / 2;
-            if (bound[mid] < l) lo = mid + 1;
-            else hi = mid;
-        }
-        PyObject *c = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(lag, lo)) + 1.0);
-        PyObject *sum = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(lag, nb + 1)) + l);
-        if (!c || !sum) {
-            Py_XDECREF(c);
-            Py_XDECREF(sum);
-            goto fail_slot;
-        }
-        PyList_SetItem(lag, lo, c); /* steals */
-        PyList_SetItem(lag, nb + 1, sum);
-        Py_DECREF(slot);
-        continue;
-    bad_slot:
-        PyErr_SetString(PyExc_TypeError, "unexpected slot or table shape");
-    fail_slot:
-        Py_DECREF(slot);
-        goto fail;
-    }
-    Py_DECREF(one);
-    return Py_BuildValue("(nn)", kept, i);
-fail:
-    Py_DECREF(one);
-    return NULL;
-}
-
-/* Records of one export batch, written straight into the bytes object the queue will hold (grown by
-   doubling, shrunk to size when sealed): no bytes object per record, and no list of them to join. */
+/* Records of one export batch, concatenated in a buffer of our own (grown by doubling) and copied into
+   one bytes object when sealed: no bytes object per record, and no list of them to join. */
 typedef struct {
-    PyObject *bytes;
-    Py_ssize_t len, cap;
+    Buf buf;
     Py_ssize_t n; /* records */
 } Chunk;
 
-static int chunk_put(Chunk *c, const char *p, Py_ssize_t n, Py_ssize_t hint) {
-    if (c->len + n > c->cap) {
-        Py_ssize_t cap = c->cap ? 2 * c->cap : (hint > 4096 ? hint : 4096);
-        while (cap < c->len + n) cap *= 2;
-        if (!c->bytes)
-            c->bytes = PyBytes_FromStringAndSize(NULL, cap);
-        else if (_PyBytes_Resize(&c->bytes, cap))
-            c->bytes = NULL; /* (freed by _PyBytes_Resize) */
-        if (!c->bytes) return -1;
-        c->cap = cap;
-    }
-    memcpy(PyBytes_AS_STRING(c->bytes) + c->len, p, (size_t)n);
-    c->len += n;
-    c->n++;
-    return 0;
-}
-
-/* Append (bytes, records) to out and start an empty chunk. */
+/* Append (bytes, records) to out and start an empty chunk (its buffer is kept for the next one). */
 static int chunk_seal(Chunk *c, PyObject *out) {
     if (!c->n) return 0;
-    if (_PyBytes_Resize(&c->bytes, c->len)) {
-        c->bytes = NULL;
-        return -1;
-    }
-    PyObject *item = Py_BuildValue("(Nn)", c->bytes, c->n); /* steals the bytes */
-    *c = (Chunk){NULL, 0, 0, 0};
+    PyObject *item = Py_BuildValue("(y#n)", c->buf.p, c->buf.len, c->n);
+    c->buf.len = 0;
+    c->n = 0;
     if (!item) return -1;
     int r = PyList_Append(out, item);
     Py_DECREF(item);
     return r;
 }
 
-/* encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records, room_bytes,
-                batch_records, batch_bytes, open_records, open_bytes,
-                source_ip, user_agent, access_key_id, params, hasher, decode)
+/* What encode() needs of one call besides its raw record: its time and the attribute parts cached for
+   its kind, batch size and principal. 1: found; 0: leave this call to Python; -1: a Python error. */
+static int call_parts(const EncoderObject *enc, PyObject *call, RecordParts *cp) {
+    if (Py_TYPE(call) != (PyTypeObject *)enc->call_type) return 0;
+    PyObject *labels = call_field(enc->call_off, call, C_LABELS), *error = call_field(enc->call_off, call, C_ERROR);
+    PyObject *entries = call_field(enc->call_off, call, C_ENTRIES), *t = call_field(enc->call_off, call, C_TIME);
+    PyObject *principal = call_field(enc->call_off, call, C_ARN), *queue = call_field(enc->call_off, call, C_QUEUE);
+    cp->t_ns = 0;
+    if (t != Py_None) {
+        if (!PyFloat_CheckExact(t)) return 0;
+        double ns = PyFloat_AS_DOUBLE(t) * 1e9; /* int(t * 1e9): truncation, in range only */
+        if (!(ns >= 0.0 && ns < 18446744073709551616.0)) return 0;
+        cp->t_ns = (uint64_t)ns;
+    }
+    PyObject *key = PyTuple_Pack(3, labels, error, queue);
+    if (!key) return -1;
+    PyObject *kind = PyDict_GetItemWithError(enc->kinds, key); /* borrowed */
+    Py_DECREF(key);
+    if (!kind) return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
+        !PyBytes_Check(PyTuple_GET_ITEM(kind, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 2)))
+        return 0;
+    cp->nattrs = 0;
+    cp->attrs[cp->nattrs++] = part_of(PyTuple_GET_ITEM(kind, 0));
+    cp->head = part_of(PyTuple_GET_ITEM(kind, 1));
+    cp->tail = part_of(PyTuple_GET_ITEM(kind, 2));
+    int batch = PyObject_IsTrue(PyTuple_GET_ITEM(kind, 3));
+    if (batch < 0) return -1;
+    if (batch) {
+        PyObject *a = PyDict_GetItemWithError(enc->batch_sizes, entries);
+        if (!a || !PyBytes_Check(a)) return PyErr_Occurred() ? -1 : 0;
+        cp->attrs[cp->nattrs++] = part_of(a);
+    }
+    if (principal != Py_None) {
+        if (!PyUnicode_Check(principal)) return 0;
+        if (PyUnicode_GET_LENGTH(principal)) {
+            PyObject *a = PyDict_GetItemWithError(enc->principals, principal);
+            if (!a || !PyBytes_Check(a)) return PyErr_Occurred() ? -1 : 0;
+            cp->attrs[cp->nattrs++] = part_of(a);
+        }
+    }
+    return 1;
+}
+
+/* The queue's room and the export batch open on entry: (room_records, room_bytes, open_records, open_bytes) */
+typedef struct {
+    long long room_records, room_bytes, open_records, open_bytes;
+} Budget;
+
+/* encode(calls, raws, kept, start, observed_ns, (room_records, room_bytes, open_records, open_bytes))
        -> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)
 
-   LogSink.emit_calls's loop: for calls[start:] that the metrics kept, the LogRecord elements encode_record
-   writes, with the attributes the sink caches per kind of call (kinds[(labels, error, urls)] = (attrs,
-   head, tail, is_batch)), per batch size (batch_attrs[entries]) and per principal (principals[arn]).
-   It stops at `stop` (len(calls) when done) before a call it leaves to Python: a cache miss, a time
-   that is not a float in range, the queue's room used up (room_records records, room_bytes bytes), or
-   a record the encoder declines or fails on. Python then handles that one call as before.
+   LogSink.emit_calls's loop: for calls[start:] that the metrics kept, the LogRecord elements record()
+   writes, with the attributes cached in this encoder per kind of call (kinds[(labels, error, queue)] =
+   (attrs, head, tail, is_batch)), per batch size (batch_sizes[entries]) and per principal
+   (principals[arn]). It stops at `stop` (len(calls) when done) before a call it leaves to Python: a cache
+   miss, a time that is not a float in range, the queue's room used up, or a record the encoder declines
+   or fails on. Python then handles that one call (and fills the caches).
    The records come concatenated in chunks cut where an export batch ends: the batch open on entry holds
-   open_records records of open_bytes bytes, and a batch takes at most batch_records records and
-   batch_bytes bytes (a larger record goes alone). The open batch's fill is returned for the next call. */
-static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 20 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
-        !PyDict_Check(args[4]) || !PyDict_Check(args[5]) || !PyDict_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "encode_calls: see the comment in _native.c");
+   open_records records of open_bytes bytes, and a batch takes at most the encoder's batch_records records
+   and batch_bytes bytes (a larger record goes alone). The open batch's fill is returned for the next call. */
+static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    EncoderObject *enc = (EncoderObject *)self;
+    Budget bg;
+    if (nargs != 6 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2]) ||
+        !PyArg_ParseTuple(args[5], "LLLL", &bg.room_records, &bg.room_bytes, &bg.open_records, &bg.open_bytes)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "encode(calls, raws, kept, start, observed_ns, budget)");
         return NULL;
     }
-    PyObject *calls = args[0], *raws = args[1], *kept = args[2], *kinds = args[4], *principals = args[5];
-    PyObject *batch_attrs = args[6];
+    PyObject *calls = args[0], *raws = args[1], *kept = args[2];
     Py_ssize_t start = PyLong_AsSsize_t(args[3]);
-    unsigned long long o = PyLong_AsUnsignedLongLong(args[7]);
-    long long room_records = PyLong_AsLongLong(args[8]), room_bytes = PyLong_AsLongLong(args[9]);
-    long long batch_records = PyLong_AsLongLong(args[10]), batch_bytes = PyLong_AsLongLong(args[11]);
-    long long open_records = PyLong_AsLongLong(args[12]), open_bytes = PyLong_AsLongLong(args[13]);
+    unsigned long long o = PyLong_AsUnsignedLongLong(args[4]);
     if (PyErr_Occurred()) return NULL;
-    P base;
-    memset(&base, 0, sizeof(base));
-    if (parse_settings(&base, args + 13)) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(calls);
     if (PyList_GET_SIZE(raws) != n || PyList_GET_SIZE(kept) != n) {
         PyErr_SetString(PyExc_ValueError, "calls, raws and kept differ in length");
@@ -2095,146 +1847,466 @@ static PyObject *encode_calls(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
-    Chunk chunk = {NULL, 0, 0, 0};
+    Chunk chunk = {{NULL, 0, 0}, 0};
     long long made = 0, nbytes = 0;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < n; i++) {
         PyObject *keep = PyList_GET_ITEM(kept, i);
         if (keep == Py_False) continue;
-        if (keep != Py_True || made >= room_records || nbytes > room_bytes) break;
-        PyObject *call = PyList_GET_ITEM(calls, i);
-        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 7) break;
-        PyObject *labels = PyTuple_GET_ITEM(call, 0), *error = PyTuple_GET_ITEM(call, 1);
-        PyObject *entries = PyTuple_GET_ITEM(call, 2), *t = PyTuple_GET_ITEM(call, 3);
-        PyObject *principal = PyTuple_GET_ITEM(call, 5), *urls = PyTuple_GET_ITEM(call, 6);
-        uint64_t t_ns = 0;
-        if (t != Py_None) {
-            if (!PyFloat_CheckExact(t)) break;
-            double ns = PyFloat_AS_DOUBLE(t) * 1e9; /* int(t * 1e9): truncation, in range only */
-            if (!(ns >= 0.0 && ns < 18446744073709551616.0)) break;
-            t_ns = (uint64_t)ns;
-        }
-        PyObject *key = PyTuple_Pack(3, labels, error, urls);
-        if (!key) goto fail;
-        PyObject *kind = PyDict_GetItemWithError(kinds, key); /* borrowed */
-        Py_DECREF(key);
-        if (!kind) {
-            if (PyErr_Occurred()) goto fail;
-            break;
-        }
-        if (!PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
-            !PyBytes_Check(PyTuple_GET_ITEM(kind, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 2)))
-            break;
-        Part attrs[3];
-        int nattrs = 0;
-        attrs[nattrs++] = part_of(PyTuple_GET_ITEM(kind, 0));
-        int batch = PyObject_IsTrue(PyTuple_GET_ITEM(kind, 3));
-        if (batch < 0) goto fail;
-        if (batch) {
-            PyObject *a = PyDict_GetItemWithError(batch_attrs, entries);
-            if (!a || !PyBytes_Check(a)) {
-                if (PyErr_Occurred()) goto fail;
-                break;
-            }
-            attrs[nattrs++] = part_of(a);
-        }
-        if (principal != Py_None) {
-            if (!PyUnicode_Check(principal)) break;
-            if (PyUnicode_GET_LENGTH(principal)) {
-                PyObject *a = PyDict_GetItemWithError(principals, principal);
-                if (!a || !PyBytes_Check(a)) {
-                    if (PyErr_Occurred()) goto fail;
-                    break;
-                }
-                attrs[nattrs++] = part_of(a);
-            }
-        }
-        P ps = base;
+        if (keep != Py_True || made >= bg.room_records || nbytes > bg.room_bytes) break;
+        RecordParts cp;
+        cp.o_ns = o;
+        int found = call_parts(enc, PyList_GET_ITEM(calls, i), &cp);
+        if (found < 0) goto fail;
+        if (!found) break;
+        P ps;
+        settings_into(&ps, enc);
         Py_buffer raw;
         if (open_raw(&ps, PyList_GET_ITEM(raws, i), &raw)) {
             PyErr_Clear();
             break;
         }
         int mine;
-        take_buffers(&ps, &mine);
+        take_buffers(enc, &ps, &mine);
         Py_ssize_t at;
-        int r = record_into(&ps, &raw, t_ns, o, part_of(PyTuple_GET_ITEM(kind, 1)), attrs, nattrs,
-                            part_of(PyTuple_GET_ITEM(kind, 2)), &at);
+        int r = record_into(&ps, &raw, &cp, &at);
         if (r) {
-            give_buffers(&ps, mine);
+            give_buffers(enc, &ps, mine);
             PyErr_Clear(); /* Python encodes this one again and reports whatever it finds */
             break;
         }
         Py_ssize_t size = ps.out.len - at;
-        if (open_records > 0 && (open_records >= batch_records || open_bytes + size > batch_bytes)) {
-            open_records = open_bytes = 0; /* this record starts the next batch */
+        if (bg.open_records > 0 &&
+            (bg.open_records >= enc->batch_records || bg.open_bytes + size > enc->batch_bytes)) {
+            bg.open_records = bg.open_bytes = 0; /* this record starts the next batch */
             if (chunk_seal(&chunk, out)) {
-                give_buffers(&ps, mine);
+                give_buffers(enc, &ps, mine);
                 goto fail;
             }
         }
-        /* sized for the rest of the batch (up to 8 MiB), so a chunk is allocated about once */
-        long long hint = batch_bytes - open_bytes < room_bytes ? batch_bytes - open_bytes : room_bytes;
-        int bad = chunk_put(&chunk, ps.out.p + at, size, (Py_ssize_t)(hint < (8 << 20) ? hint : (8 << 20)) + 4096);
-        give_buffers(&ps, mine);
-        if (bad) goto fail;
-        open_records++;
-        open_bytes += size;
+        int bad = put(&chunk.buf, ps.out.p + at, size);
+        give_buffers(enc, &ps, mine);
+        if (bad) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        chunk.n++;
+        bg.open_records++;
+        bg.open_bytes += size;
         nbytes += size;
         made++;
     }
     if (chunk_seal(&chunk, out)) goto fail;
-    return Py_BuildValue("(NnLLL)", out, i, nbytes, open_records, open_bytes);
+    PyMem_Free(chunk.buf.p);
+    return Py_BuildValue("(NnLLL)", out, i, nbytes, bg.open_records, bg.open_bytes);
 fail:
-    Py_XDECREF(chunk.bytes);
+    PyMem_Free(chunk.buf.p);
     Py_DECREF(out);
     return NULL;
 }
 
-static PyMethodDef METHODS[] = {
-    {"scan_calls", (PyCFunction)(void (*)(void))scan_calls, METH_FASTCALL,
-     "scan_calls(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) or None\n"
-     "for a {\"Records\": [...]} delivery (see the comment in _native.c)."},
-    {"encode_body", (PyCFunction)(void (*)(void))encode_body, METH_FASTCALL,
-     "encode_body(raw, source_ip, user_agent, access_key_id, params, hasher, decode)\n"
-     "-> (KeyValueList bytes of the body, LogRecord.attributes elements of client.address,\n"
+/* ------------------------------------------------------------------------------------------------------
+   The LogEncoder type: LogEncoder(settings), built once; see the methods' docs. */
+
+/* settings.name as a C int / long long; -1 with an exception when absent or not an int */
+static int int_setting(PyObject *settings, const char *name, long long *out) {
+    PyObject *v = PyObject_GetAttrString(settings, name);
+    if (!v) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int obj_setting(PyObject *settings, const char *name, PyObject **out) {
+    *out = PyObject_GetAttrString(settings, name);
+    return *out ? 0 : -1;
+}
+
+static int encoder_settings(EncoderObject *enc, PyObject *settings) {
+    long long ip, ua, key;
+    if (int_setting(settings, "source_ip", &ip) || int_setting(settings, "user_agent", &ua) ||
+        int_setting(settings, "access_key_id", &key) || int_setting(settings, "batch_records", &enc->batch_records) ||
+        int_setting(settings, "batch_bytes", &enc->batch_bytes) || obj_setting(settings, "params", &enc->params) ||
+        obj_setting(settings, "hasher", &enc->hasher) || obj_setting(settings, "hash_key", &enc->hash_key) ||
+        obj_setting(settings, "decode", &enc->decode))
+        return -1;
+    enc->act_ip = (int)ip;
+    enc->act_ua = (int)ua;
+    enc->act_key = (int)key;
+    if (!PyTuple_Check(enc->params)) {
+        PyErr_SetString(PyExc_TypeError, "params must be a tuple");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(enc->params); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(enc->params, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyLong_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "params must be a tuple of (bytes, int) pairs");
+            return -1;
+        }
+    }
+    if (enc->hash_key != Py_None && !PyBytes_Check(enc->hash_key)) {
+        PyErr_SetString(PyExc_TypeError, "hash_key must be bytes or None");
+        return -1;
+    }
+    return 0;
+}
+
+static int encoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
+    EncoderObject *enc = (EncoderObject *)self;
+    PyObject *settings;
+    static char *kw[] = {"settings", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:LogEncoder", kw, &settings)) return -1;
+    if (enc->call_type) {
+        PyErr_SetString(PyExc_TypeError, "a LogEncoder is built once");
+        return -1;
+    }
+    State *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st) return -1;
+    enc->call_type = Py_NewRef(st->call_type);
+    memcpy(enc->call_off, st->call_off, sizeof(enc->call_off));
+    if (encoder_settings(enc, settings)) return -1;
+    enc->kinds = PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)65536);
+    enc->batch_sizes = enc->kinds ? PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)4096) : NULL;
+    enc->principals = enc->batch_sizes ? PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)65536) : NULL;
+    return enc->principals ? 0 : -1;
+}
+
+static int encoder_traverse(PyObject *self, visitproc visit, void *arg) {
+    EncoderObject *enc = (EncoderObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(enc->params);
+    Py_VISIT(enc->hasher);
+    Py_VISIT(enc->decode);
+    Py_VISIT(enc->kinds);
+    Py_VISIT(enc->batch_sizes);
+    Py_VISIT(enc->principals);
+    return 0;
+}
+
+static int encoder_clear(PyObject *self) {
+    EncoderObject *enc = (EncoderObject *)self;
+    Py_CLEAR(enc->params);
+    Py_CLEAR(enc->hasher);
+    Py_CLEAR(enc->hash_key);
+    Py_CLEAR(enc->decode);
+    Py_CLEAR(enc->kinds);
+    Py_CLEAR(enc->batch_sizes);
+    Py_CLEAR(enc->principals);
+    Py_CLEAR(enc->call_type);
+    return 0;
+}
+
+static void encoder_dealloc(PyObject *self) {
+    EncoderObject *enc = (EncoderObject *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    encoder_clear(self);
+    for (int i = 0; i < 3; i++) PyMem_Free(enc->spare[i].p);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* Every method needs __init__ to have run (a subclass could skip it). */
+static int encoder_ready(PyObject *self) {
+    if (((EncoderObject *)self)->call_type) return 1;
+    PyErr_SetString(PyExc_TypeError, "LogEncoder.__init__ was not called");
+    return 0;
+}
+
+static PyObject *encoder_body_m(PyObject *self, PyObject *raw) {
+    return encoder_ready(self) ? encoder_body(self, raw) : NULL;
+}
+
+static PyObject *encoder_record_m(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return encoder_ready(self) ? encoder_record(self, args, nargs) : NULL;
+}
+
+static PyObject *encoder_encode_m(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return encoder_ready(self) ? encoder_encode(self, args, nargs) : NULL;
+}
+
+static PyMethodDef ENCODER_METHODS[] = {
+    {"body", (PyCFunction)encoder_body_m, METH_O,
+     "body(raw) -> (KeyValueList bytes of the body, LogRecord.attributes elements of client.address,\n"
      "user_agent.original, aws.cloudtrail.read_only, aws.cloudtrail.user_identity.type, aws.request_id,\n"
-     "aws.cloudtrail.event_id)\n"
-     "Actions: 0 keep, 1 drop, 2 hash. Raises ValueError on input it does not handle."},
-    {"encode_record", (PyCFunction)(void (*)(void))encode_record, METH_FASTCALL,
-     "encode_record(raw, source_ip, user_agent, access_key_id, params, hasher, decode, time_ns, observed_ns,\n"
-     "head, attrs, tail) -> the LogRecord as a ScopeLogs.log_records element (tag and length included)."},
-    {"calls_of", (PyCFunction)(void (*)(void))calls_of, METH_FASTCALL,
-     "calls_of(rows, derived, principals, times, derive, principals_of, parse_time) -> [Call, ...]\n"
-     "exporter.decode.scan.calls_of's loop."},
-    {"add_calls", (PyCFunction)(void (*)(void))add_calls, METH_FASTCALL,
-     "add_calls(calls, start, slots, slot, table, errors, batch, newest, principals, prune, max_principals,\n"
-     "lag_counts, buckets, now, by_arn, kept_flags) -> (kept, stop)\n"
-     "exporter.sinks.metrics.Aggregate.add_calls's loop, up to the first call it leaves to Python."},
-    {"encode_calls", (PyCFunction)(void (*)(void))encode_calls, METH_FASTCALL,
-     "encode_calls(calls, raws, kept, start, kinds, principals, batch_attrs, observed_ns, room_records,\n"
-     "room_bytes, batch_records, batch_bytes, open_records, open_bytes, source_ip, user_agent, access_key_id,\n"
-     "params, hasher, decode) -> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)\n"
-     "LogSink.emit_calls's loop, up to the first call it leaves to Python."},
+     "aws.cloudtrail.event_id). Raises ValueError on input it does not handle."},
+    {"record", (PyCFunction)(void (*)(void))encoder_record_m, METH_FASTCALL,
+     "record(raw, time_ns, observed_ns, (head, attrs, tail)) -> the LogRecord as a ScopeLogs.log_records\n"
+     "element (tag and length included). Raises ValueError on input it does not handle."},
+    {"encode", (PyCFunction)(void (*)(void))encoder_encode_m, METH_FASTCALL,
+     "encode(calls, raws, kept, start, observed_ns, (room_records, room_bytes, open_records, open_bytes))\n"
+     "-> ([(chunk, records), ...], stop, nbytes, open_records, open_bytes)\n"
+     "LogSink.emit_calls's loop, up to the first call it leaves to Python (see the comment in _native.c)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_native", "The exporter's hot loops in C (see _native.c).", -1,
-                                    METHODS};
+static PyMemberDef ENCODER_MEMBERS[] = {
+    {"kinds", T_OBJECT, offsetof(EncoderObject, kinds), READONLY,
+     "BoundedCache: (labels, error, queue) → (attrs, head, tail, is_batch)"},
+    {"batch_sizes", T_OBJECT, offsetof(EncoderObject, batch_sizes), READONLY,
+     "BoundedCache: batch entries → messaging.batch.message_count attribute"},
+    {"principals", T_OBJECT, offsetof(EncoderObject, principals), READONLY,
+     "BoundedCache: principal → user.id and enduser.id attributes"},
+    {NULL, 0, 0, 0, NULL},
+};
 
-PyMODINIT_FUNC PyInit__native(void) {
+static PyType_Slot ENCODER_SLOTS[] = {
+    {Py_tp_doc, "LogEncoder(settings): CloudTrail records → OTLP LogRecord bytes, with the redaction and batch\n"
+                "limits of settings (source_ip, user_agent, access_key_id: 0 keep, 1 drop, 2 hash; params: ((name,\n"
+                "action), ...); hasher; hash_key; decode; batch_records; batch_bytes)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, encoder_init},
+    {Py_tp_dealloc, encoder_dealloc},
+    {Py_tp_traverse, encoder_traverse},
+    {Py_tp_clear, encoder_clear},
+    {Py_tp_methods, ENCODER_METHODS},
+    {Py_tp_members, ENCODER_MEMBERS},
+    {0, NULL},
+};
+
+static PyType_Spec ENCODER_SPEC = {
+    "exporter._native.LogEncoder", sizeof(EncoderObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE, ENCODER_SLOTS,
+};
+
+/* ------------------------------------------------------------------------------------------------------
+   The Scanner type: Scanner(derive, principals_of, parse_time), built once; see the methods' docs. */
+
+static int scanner_init(PyObject *self, PyObject *args, PyObject *kwds) {
+    ScannerObject *sc = (ScannerObject *)self;
+    PyObject *derive, *principals_of, *parse_time;
+    static char *kw[] = {"derive", "principals_of", "parse_time", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Scanner", kw, &derive, &principals_of, &parse_time))
+        return -1;
+    if (sc->derive) {
+        PyErr_SetString(PyExc_TypeError, "a Scanner is built once");
+        return -1;
+    }
+    State *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st) return -1;
+    sc->derive = Py_NewRef(derive);
+    sc->principals_of = Py_NewRef(principals_of);
+    sc->parse_time = Py_NewRef(parse_time);
+    sc->call_type = Py_NewRef(st->call_type);
+    memcpy(sc->call_off, st->call_off, sizeof(sc->call_off));
+    sc->derived = PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)SCANNER_CACHED);
+    sc->principals = sc->derived ? PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)SCANNER_CACHED) : NULL;
+    if (!sc->principals) return -1;
+    if (!PyDict_Check(sc->derived) || !PyDict_Check(sc->principals)) {
+        PyErr_SetString(PyExc_TypeError, "exporter.cache.BoundedCache is a dict");
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything the tables hold is str, tuples of str and None, floats, or derive's answers (named tuples
+   of those): none can refer back to the scanner, so only the Python functions and caches are visited. */
+static int scanner_traverse(PyObject *self, visitproc visit, void *arg) {
+    ScannerObject *sc = (ScannerObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(sc->derive);
+    Py_VISIT(sc->principals_of);
+    Py_VISIT(sc->parse_time);
+    Py_VISIT(sc->derived);
+    Py_VISIT(sc->principals);
+    return 0;
+}
+
+static int scanner_clear(PyObject *self) {
+    ScannerObject *sc = (ScannerObject *)self;
+    Py_CLEAR(sc->derive);
+    Py_CLEAR(sc->principals_of);
+    Py_CLEAR(sc->parse_time);
+    Py_CLEAR(sc->derived);
+    Py_CLEAR(sc->principals);
+    Py_CLEAR(sc->call_type);
+    for (int i = 0; i < INTERN_SLOTS; i++) Py_CLEAR(sc->intern[i]);
+    for (int i = 0; i < TUPLE_SLOTS; i++) Py_CLEAR(sc->tuples[i]);
+    IdEntry *tables[3] = {sc->id_derived, sc->id_who, sc->id_time};
+    for (int t = 0; t < 3; t++) {
+        for (int i = 0; i < ID_SLOTS; i++) {
+            Py_CLEAR(tables[t][i].key);
+            Py_CLEAR(tables[t][i].val);
+        }
+    }
+    return 0;
+}
+
+static void scanner_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    scanner_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static int ready(ScannerObject *sc) {
+    if (sc->derive) return 1;
+    PyErr_SetString(PyExc_TypeError, "Scanner.__init__ was not called");
+    return 0;
+}
+
+static PyObject *scanner_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    ScannerObject *sc = (ScannerObject *)self;
+    if (!ready(sc)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "rows(data, keep_raw)");
+        return NULL;
+    }
+    int keep_raw = PyObject_IsTrue(args[1]);
+    if (keep_raw < 0) return NULL;
+    Py_ssize_t other = 0;
+    PyObject *rows = rows_of(sc, args[0], keep_raw, &other);
+    if (!rows || rows == Py_None) return rows;
+    return Py_BuildValue("(Nn)", rows, other);
+}
+
+static PyObject *scanner_calls(PyObject *self, PyObject *rows) {
+    ScannerObject *sc = (ScannerObject *)self;
+    return ready(sc) ? calls_of(sc, rows) : NULL;
+}
+
+static PyObject *scanner_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    ScannerObject *sc = (ScannerObject *)self;
+    if (!ready(sc)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, keep_raw)");
+        return NULL;
+    }
+    int keep_raw = PyObject_IsTrue(args[1]);
+    if (keep_raw < 0) return NULL;
+    Py_ssize_t other = 0;
+    PyObject *rows = rows_of(sc, args[0], keep_raw, &other);
+    if (!rows || rows == Py_None) return rows;
+    PyObject *calls = calls_of(sc, rows), *raws = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (calls) raws = PyList_New(keep_raw ? n : 0);
+    for (Py_ssize_t i = 0; raws && keep_raw && i < n; i++)
+        PyList_SET_ITEM(raws, i, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 5)));
+    Py_DECREF(rows);
+    if (!raws) {
+        Py_XDECREF(calls);
+        return NULL;
+    }
+    return Py_BuildValue("(NnN)", calls, other, raws);
+}
+
+static PyMethodDef SCANNER_METHODS[] = {
+    {"scan", (PyCFunction)(void (*)(void))scanner_scan, METH_FASTCALL,
+     "scan(data, keep_raw) -> (calls, other, raws) | None\n"
+     "A {\"Records\": [...]} delivery's SQS calls (exporter.model.Call), its count of other records, and the\n"
+     "raw JSON of each call with keep_raw (else []). None: declined, the record-by-record path decides."},
+    {"rows", (PyCFunction)(void (*)(void))scanner_rows, METH_FASTCALL,
+     "rows(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None\n"
+     "The first half of scan(): the fields of each SQS call as read (see the comment in _native.c)."},
+    {"calls", (PyCFunction)scanner_calls, METH_O, "calls(rows) -> [Call, ...]: the second half of scan()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot SCANNER_SLOTS[] = {
+    {Py_tp_doc, "Scanner(derive, principals_of, parse_time): reads CloudTrail deliveries into calls.\n"
+                "derive(dkey, ikey) -> (Labels, QueueRef, is_batch), principals_of(ikey) -> (role, arn) and\n"
+                "parse_time(str) -> float | None answer what the scanner's caches do not hold."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, scanner_init},
+    {Py_tp_dealloc, scanner_dealloc},
+    {Py_tp_traverse, scanner_traverse},
+    {Py_tp_clear, scanner_clear},
+    {Py_tp_methods, SCANNER_METHODS},
+    {0, NULL},
+};
+
+static PyType_Spec SCANNER_SPEC = {
+    "exporter._native.Scanner", sizeof(ScannerObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE, SCANNER_SLOTS,
+};
+
+
+/* exporter.model.Call and the offsets of its fields (T_OBJECT_EX slots of a msgspec Struct). */
+static int load_call_type(State *st) {
+    PyObject *model = PyImport_ImportModule("exporter.model");
+    if (!model) return -1;
+    st->call_type = PyObject_GetAttrString(model, "Call");
+    Py_DECREF(model);
+    if (!st->call_type) return -1;
+    if (!PyType_Check(st->call_type)) {
+        PyErr_SetString(PyExc_ImportError, "_native: exporter.model.Call is not a type");
+        return -1;
+    }
+    PyMemberDef *m = PyType_GetSlot((PyTypeObject *)st->call_type, Py_tp_members);
+    for (int f = 0; f < NCALL; f++) {
+        st->call_off[f] = -1;
+        for (PyMemberDef *d = m; d && d->name; d++)
+            if (strcmp(d->name, CALL_FIELD[f]) == 0 && d->type == T_OBJECT_EX) st->call_off[f] = d->offset;
+        if (st->call_off[f] < 0) {
+            PyErr_Format(PyExc_ImportError, "_native: exporter.model.Call has no slot %s", CALL_FIELD[f]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int module_exec(PyObject *module) {
     const uint16_t one = 1;
     if (*(const unsigned char *)&one != 1) {
         PyErr_SetString(PyExc_ImportError, "_native: big-endian hosts use the Python encoder");
-        return NULL;
+        return -1;
     }
-    init_stop();
     Names *tables[] = {&N_ARN, &N_ISSUER, &N_PARAMS, &N_RESOURCE, &N_IDENT, &N_TOP, &N_DOC};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         if (names_init(tables[i])) {
             PyErr_SetString(PyExc_ImportError, "_native: two key names share a slot");
-            return NULL;
+            return -1;
         }
     }
-    return PyModule_Create(&MODULE);
+    State *st = state_of(module);
+    if (load_call_type(st)) return -1;
+    PyObject *cache = PyImport_ImportModule("exporter.cache");
+    if (!cache) return -1;
+    st->cache_type = PyObject_GetAttrString(cache, "BoundedCache");
+    Py_DECREF(cache);
+    if (!st->cache_type) return -1;
+    st->scanner_type = PyType_FromModuleAndSpec(module, &SCANNER_SPEC, NULL);
+    if (!st->scanner_type) return -1;
+    if (PyModule_AddObjectRef(module, "Scanner", st->scanner_type)) return -1;
+    st->encoder_type = PyType_FromModuleAndSpec(module, &ENCODER_SPEC, NULL);
+    if (!st->encoder_type) return -1;
+    return PyModule_AddObjectRef(module, "LogEncoder", st->encoder_type);
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg) {
+    State *st = state_of(module);
+    Py_VISIT(st->call_type);
+    Py_VISIT(st->cache_type);
+    Py_VISIT(st->scanner_type);
+    Py_VISIT(st->encoder_type);
+    return 0;
+}
+
+static int module_clear(PyObject *module) {
+    State *st = state_of(module);
+    Py_CLEAR(st->call_type);
+    Py_CLEAR(st->cache_type);
+    Py_CLEAR(st->scanner_type);
+    Py_CLEAR(st->encoder_type);
+    return 0;
+}
+
+static void module_free(void *module) {
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot SLOTS[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef MODULE = {
+    PyModuleDef_HEAD_INIT, "_native", "The exporter's hot loops in C (see _native.c).", sizeof(State),
+    NULL, SLOTS, module_traverse, module_clear, module_free,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    return PyModuleDef_Init(&MODULE);
 }

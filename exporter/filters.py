@@ -40,7 +40,7 @@ class Filters:
     def select(self, calls: list[Call], raws: list[Any]) -> tuple[list[Call], list[Any]]:
         """The calls these filters keep (and their raw records, when there are any)."""
         keep = self.keep
-        flags = [keep(c[0][0], c[0][2]) for c in calls]  # labels: account_id, …, queue
+        flags = [keep(c.labels.account_id, c.labels.queue) for c in calls]
         if all(flags):
             return calls, raws
         kept = [c for c, k in zip(calls, flags, strict=True) if k]

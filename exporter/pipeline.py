@@ -10,10 +10,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from .decode.delivery import Decoded, ObjectResult, decode, decode_records
-from .decode.record import Call, SqsEvent
 from .filters import Filters
 from .interfaces import After, ExtraCount, Persistent, Progress, Sink
 from .selfmetrics import SelfMetrics
@@ -82,7 +80,7 @@ class Pipeline:
         after: After | None = None,
         extra: Iterable[ExtraCount] = (),
     ) -> ObjectResult:
-        return self._apply(decode_records(records), source, progress, after, extra)
+        return self._apply(decode_records(records, self.keep_raw), source, progress, after, extra)
 
     def count_object(self, source: str, outcome: str, progress: Progress = (), after: After | None = None) -> None:
         """Count an object that was not decoded: skipped by its key, or failed to download."""
@@ -126,8 +124,6 @@ class Pipeline:
         self, d: Decoded, source: str, progress: Progress, after: After | None, extra: Iterable[ExtraCount]
     ) -> ObjectResult:
         res, calls, raws = d.result, d.calls, d.raws
-        if d.events:
-            calls, raws = _as_calls(d.events)
         if self.filters is not None and calls:
             calls, raws = self.filters.select(calls, raws)
         now = self.clock()
@@ -155,14 +151,3 @@ class Pipeline:
         if after is not None:
             self._after.append(after)
 
-
-def _as_calls(events: list[tuple[Any, SqsEvent]]) -> tuple[list[Call], list[Any]]:
-    """The record-by-record path's (raw, event) pairs as calls (the inverse of decode.record.call_event)."""
-    calls: list[Call] = []
-    raws: list[Any] = []
-    for raw, ev in events:
-        labels = (ev.account_id, ev.region, ev.queue, ev.event_name, ev.category)
-        url = (ev.queue_url, ev.queue_arn)
-        calls.append((labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, url))
-        raws.append(raw)
-    return calls, raws

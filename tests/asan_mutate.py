@@ -10,10 +10,12 @@ import contextlib
 import gzip
 import random
 import sys
+from types import SimpleNamespace
 
 import msgspec
 
 from exporter import _native
+from exporter.decode import scan
 
 MARKS = [b'"', b"\\", b"{", b"[", b"]", b"\\u", b"\\ud83d", b"\xff", b"\xc3", b",", b":", b"null", b"}", b"1e999"]
 
@@ -43,16 +45,28 @@ def main() -> int:
     for p in paths:
         data = open(p, "rb").read()  # noqa: SIM115
         docs.append((gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)[:200_000])
-    hasher = (lambda v: "sha256:x", b"key")
-    args = (2, 2, 2, ((b"receiptHandle", 2), (b"entries", 1)), hasher, msgspec.json.decode)
+    scanner = _native.Scanner(scan.derived, scan.principals_of, scan.parse_time)
+    encoder = _native.LogEncoder(
+        SimpleNamespace(
+            source_ip=2,
+            user_agent=2,
+            access_key_id=2,
+            params=((b"receiptHandle", 2), (b"entries", 1)),
+            hasher=lambda v: "sha256:x",
+            hash_key=b"key",
+            decode=msgspec.json.decode,
+            batch_records=100,
+            batch_bytes=1 << 20,
+        )
+    )
     for _ in range(iterations):
         b = mutate(rng, rng.choice(docs))
         for keep in (True, False):
-            _native.scan_calls(b, keep)
+            scanner.scan(b, keep)
         with contextlib.suppress(ValueError, TypeError, OverflowError):
-            _native.encode_body(b, *args)
+            encoder.body(b)
         with contextlib.suppress(ValueError, TypeError, OverflowError):
-            _native.encode_record(b, *args, 1, 2, b"", b"", b"")
+            encoder.record(b, 1, 2, (b"", b"", b""))
     print("ok", iterations, _native.__file__)
     return 0
 

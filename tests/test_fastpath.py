@@ -26,8 +26,8 @@ def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     from exporter.decode import scan
 
     if request.param == "msgspec":
-        monkeypatch.setattr(scan, "scan_calls", None)
-    elif scan.scan_calls is None:
+        monkeypatch.setattr(scan, "scanner", None)
+    elif scan.scanner is None:
         pytest.skip("the C scanner is not built")
     return str(request.param)
 
@@ -96,7 +96,7 @@ def test_c_scanner_takes_the_sample_and_agrees_with_raw_records() -> None:
     from exporter.decode.delivery import scanned
     from exporter.decode.record import call_event
 
-    if scan.scan_calls is None:
+    if scan.scanner is None:
         pytest.skip("the C scanner is not built, or this run is the msgspec one")
     files = [p for p in sorted(SAMPLE.rglob("*.json.gz")) if "CloudTrail-Digest" not in p.parts]
     assert files

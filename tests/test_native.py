@@ -28,7 +28,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = Path(__file__).parents[1] / "exporter" / "sample"
 
 SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-native_only = pytest.mark.skipif(logs._native is None, reason="the C accelerator is not built")
+native_only = pytest.mark.skipif(logs.LogEncoder is None, reason="the C accelerator is not built")
 
 
 class NullTransport:
@@ -41,9 +41,12 @@ class NullTransport:
         pass
 
 
+def make_sink_cfg(**redact: Any) -> config.LogsConfig:
+    return config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact))
+
+
 def make_sink(**redact: Any) -> logs.LogSink:
-    cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact))
-    return logs.LogSink(cfg, SelfMetrics(), transport=NullTransport())
+    return logs.LogSink(make_sink_cfg(**redact), SelfMetrics(), transport=NullTransport())
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +287,7 @@ def test_numbers_and_escapes(sinks: list[logs.LogSink]) -> None:
 @native_only
 @pytest.mark.parametrize("key", [None, "k", "x" * 64, "y" * 65, "ключ"])
 def test_hashing_in_c_matches_python_at_every_length(key: str | None) -> None:
-    """Strings are hashed by the C SHA-256 / HMAC: every padding boundary, UTF-8, empty."""
+    """Strings are hashed in C (libcrypto SHA-256 / HMAC): every padding boundary, UTF-8, empty."""
     sink = make_sink(source_ip="hash", user_agent="hash", hash_key=key)
     try:
         for n in [*range(0, 140), 200, 1000]:
@@ -401,24 +404,6 @@ def test_emit_calls_sends_what_emit_sends(tmp_path: Path, redact: dict[str, Any]
     assert a and a == b
 
 
-@native_only
-def test_hashing_without_the_cpu_sha_extensions() -> None:
-    """The portable SHA-256 block function (CPUs without SHA-NI), in a process that is told not to use them."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "CTSQS_NO_SHA_NI": "1"}
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "hashing_in_c"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0 and " passed" in r.stdout, (r.stdout + r.stderr)[-3000:]
-
-
 def split(chunk: bytes, n: int) -> list[bytes]:
     """A chunk of concatenated ScopeLogs.log_records elements → the elements, tag and length included."""
     from exporter.sinks.otlp import read_varint
@@ -435,7 +420,7 @@ def split(chunk: bytes, n: int) -> list[bytes]:
 
 @native_only
 def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
-    """encode_calls (the C loop of emit_calls) stops before a call whose attributes are not cached yet,
+    """LogEncoder.encode (the C loop of emit_calls) stops before a call whose attributes are not cached yet,
     and when the queue's room (records or bytes) is used up; what it wrote is what _emit_call writes."""
     from exporter.decode.delivery import scanned
 
@@ -447,15 +432,27 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
     kept = [True] * len(calls)
     sink = make_sink()
     try:
-        enc = logs._native.encode_calls
         huge = 1 << 40
+        encoders: dict[tuple[int, int], Any] = {}
+
+        def enc(calls: Any, raws: Any, kept: Any, start: int, o_ns: int, *limits: int) -> Any:
+            """encode() of an encoder with these batch limits (rooms, batch, fill), sharing the sink's caches."""
+            room_records, room_bytes, batch_records, batch_bytes, open_records, open_bytes = limits
+            e = encoders.get((batch_records, batch_bytes))
+            if e is None:
+                cfg = make_sink_cfg()
+                e = logs.LogEncoder(logs.encoder_settings(cfg, sink.redact, batch_records, batch_bytes))
+                encoders[(batch_records, batch_bytes)] = e
+            for mine, theirs in ((e.kinds, sink._kind_cache), (e.batch_sizes, sink._batch_attrs)):
+                mine.update(theirs)
+            e.principals.update(sink._principal_cache)
+            return e.encode(calls, raws, kept, start, o_ns, (room_records, room_bytes, open_records, open_bytes))
 
         def run(
             start: int, rooms: tuple[int, int], batch: tuple[int, int] = (huge, huge), fill: tuple[int, int] = (0, 0)
         ) -> tuple[list[bytes], int, int]:
             """→ (the records written, where it stopped, the bytes), checking the chunks' framing."""
-            caches = (sink._kind_cache, sink._principal_cache, sink._batch_attrs)
-            chunks, stop, size, *_ = enc(calls, raws, kept, start, *caches, 7, *rooms, *batch, *fill, *sink.native_args)
+            chunks, stop, size, *_ = enc(calls, raws, kept, start, 7, *rooms, *batch, *fill)
             assert size == sum(len(c) for c, _ in chunks)
             return [r for c, n in chunks for r in split(c, n)], stop, size
 
@@ -490,18 +487,17 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
         assert done == [want[0], want[1], want[3]] and stop == 4
         kept[2] = True
         # chunks end where a batch of 4 records, or of the bytes of 3, ends; the open batch carries over
-        caches = (sink._kind_cache, sink._principal_cache, sink._batch_attrs)
-        chunks, stop, _, *fill = enc(calls, raws, kept, 0, *caches, 7, *big, 4, huge, 1, 10, *sink.native_args)
+        chunks, stop, _, *fill = enc(calls, raws, kept, 0, 7, *big, 4, huge, 1, 10)
         assert [n for _, n in chunks] == [3] + [4] * ((len(calls) - 3) // 4) + [(len(calls) - 3) % 4] * bool(
             (len(calls) - 3) % 4
         )
         assert fill == [chunks[-1][1], len(chunks[-1][0])] and stop == len(calls)
         cap = sum(map(len, want[:3]))
-        chunks, *_ = enc(calls, raws, kept, 0, *caches, 7, *big, huge, cap, 0, 0, *sink.native_args)
+        chunks, *_ = enc(calls, raws, kept, 0, 7, *big, huge, cap, 0, 0)
         assert all(len(c) <= cap for c, _ in chunks) and b"".join(c for c, _ in chunks) == b"".join(want)
         assert chunks[0][1] == 3 or len(want[0]) + len(want[1]) + len(want[2]) > cap
         # one record larger than a batch goes alone
-        chunks, *_ = enc(calls, raws, kept, 0, *caches, 7, *big, huge, 10, 0, 0, *sink.native_args)
+        chunks, *_ = enc(calls, raws, kept, 0, 7, *big, huge, 10, 0, 0)
         assert [n for _, n in chunks] == [1] * len(calls)
     finally:
         sink.shutdown(1.0)

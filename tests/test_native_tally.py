@@ -1,5 +1,6 @@
-"""The C loops of the metrics path (exporter._native.calls_of and add_calls) against their Python
-references (scan._calls_of, Aggregate._add_calls): the same rows and calls must leave the same state."""
+"""The metrics path against its plain Python references (tests/reference.py): the C calls_of against the
+reference loop over the scanner's rows, and Aggregate.add_calls against the table-by-table reference:
+the same rows and calls must leave the same state."""
 
 from __future__ import annotations
 
@@ -10,19 +11,18 @@ from typing import Any
 
 import msgspec
 import pytest
+import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.decode import scan
-from exporter.decode.record import Call
 from exporter.filters import Filters
 from exporter.generator import Generator
+from exporter.model import Call
 from exporter.sinks import metrics
 from exporter.sinks.metrics import Aggregate
 
-pytestmark = pytest.mark.skipif(
-    metrics._native_add_calls is None or scan._native_calls_of is None, reason="the C accelerator is not built"
-)
+pytestmark = pytest.mark.skipif(scan.scanner is None, reason="the C accelerator is not built")
 
 STATE = ("calls", "errors", "batch", "principals", "newest", "queues", "lag")
 
@@ -40,7 +40,7 @@ def rows_of(seed: int, n: int = 3000, queues: int = 12) -> list[Any]:
     recs[2]["eventTime"] = ""
     recs[3].pop("recipientAccountId")
     recs[4]["errorCode"] = ""  # no error, as for Python's `error or None`
-    out = scan.scan_calls(msgspec.json.encode({"Records": recs}), False)
+    out = scan.scanner.rows(msgspec.json.encode({"Records": recs}), False)
     assert out is not None
     return out[0]
 
@@ -50,13 +50,13 @@ def state(agg: Aggregate) -> dict[str, Any]:
 
 
 def both(calls: list[Call], now: Any, make: Any, kept_flags: bool = True) -> None:
-    """Count `calls` with the C loop and with the Python loop, in the same chunks; compare everything."""
+    """Count `calls` with Aggregate.add_calls and with the reference, in the same chunks; compare everything."""
     c, p = make(), make()
     fc: list[bool] | None = [] if kept_flags else None
     fp: list[bool] | None = [] if kept_flags else None
     for i in range(0, len(calls), 700):
         chunk = calls[i : i + 700]
-        assert c.add_calls(chunk, now, "file", fc) == p._add_calls(chunk, now, "file", fp)
+        assert c.add_calls(chunk, now, "file", fc) == reference.add_calls(p, chunk, now, "file", fp)
     assert fc == fp
     assert state(c) == state(p)
     assert c._slots == p._slots
@@ -65,9 +65,9 @@ def both(calls: list[Call], now: Any, make: Any, kept_flags: bool = True) -> Non
 def test_calls_of_matches_python() -> None:
     for seed in (1, 2, 3):
         rows = rows_of(seed)
-        assert scan.calls_of(rows) == scan._calls_of(rows)
+        assert scan.scanner.calls(rows) == reference.calls_of(rows)
         # and again from warm caches
-        assert scan.calls_of(rows) == scan._calls_of(rows)
+        assert scan.scanner.calls(rows) == reference.calls_of(rows)
 
 
 def with_times(rows: list[Any], times: list[Any]) -> list[Any]:
@@ -102,8 +102,8 @@ ODD_TIMES = [
 def test_event_times_parse_as_python_does() -> None:
     rows = rows_of(9, n=len(ODD_TIMES))
     odd = with_times(rows, ODD_TIMES)
-    c, p = scan.calls_of(odd), scan._calls_of(odd)
-    assert [x[3] for x in c] == [x[3] for x in p]
+    c, p = scan.scanner.calls(odd), reference.calls_of(odd)
+    assert [x.time for x in c] == [x.time for x in p]
     assert c == p
 
 
@@ -116,9 +116,9 @@ def test_event_times_hypothesis(t: datetime, digits: int) -> None:
     fraction = f"{t.microsecond:06d}{t.microsecond % 97:02d}"[:digits]
     text = t.strftime("%Y-%m-%dT%H:%M:%S") + ("." + fraction if digits else "") + "Z"
     rows = with_times(rows_of(9, n=5), [text])
-    c, p = scan.calls_of(rows[:1]), scan._calls_of(rows[:1])
-    assert c[0][3] == p[0][3], text
-    assert type(c[0][3]) is type(p[0][3])
+    c, p = scan.scanner.calls(rows[:1]), reference.calls_of(rows[:1])
+    assert c[0].time == p[0].time, text
+    assert type(c[0].time) is type(p[0].time)
 
 
 @pytest.mark.parametrize(
@@ -132,14 +132,14 @@ def test_event_times_hypothesis(t: datetime, digits: int) -> None:
     ids=["role", "arn", "max-queues", "max-principals"],
 )
 def test_add_calls_matches_python(make: Any) -> None:
-    calls = scan._calls_of(rows_of(7))
+    calls = reference.calls_of(rows_of(7))
     both(calls, 1.7925e9, make)
     both(calls, 1.7925e9, make, kept_flags=False)
 
 
 def test_filtered_calls_match_python() -> None:
     """The filters run before the aggregate (in the pipeline): what they keep counts alike in C and Python."""
-    calls = scan._calls_of(rows_of(7))
+    calls = reference.calls_of(rows_of(7))
     kept, _ = Filters(exclude_queues="^orders", include_accounts=["111122220000"]).select(calls, [])
     assert 0 < len(kept) < len(calls)
     both(kept, 1.7925e9, Aggregate)
@@ -147,9 +147,9 @@ def test_filtered_calls_match_python() -> None:
 
 
 def test_times_python_counts_differently_are_left_to_it() -> None:
-    """An int time (not from CloudTrail, but Aggregate.add accepts it) stops the C loop there."""
-    calls = scan._calls_of(rows_of(4, n=500))
-    odd = [c if i % 97 else (*c[:3], int(c[3] or 0), *c[4:]) for i, c in enumerate(calls)]
+    """An int time (not from CloudTrail, but Aggregate.add accepts it) is counted as Python compares it."""
+    calls = reference.calls_of(rows_of(4, n=500))
+    odd = [c if i % 97 else msgspec.structs.replace(c, time=int(c.time or 0)) for i, c in enumerate(calls)]
     both(odd, 1.7925e9, Aggregate)
     c = Aggregate()
     assert c.add_calls(odd, 1.7925e9, "file") == len(odd)
@@ -158,19 +158,19 @@ def test_times_python_counts_differently_are_left_to_it() -> None:
 
 def test_lags_on_bucket_bounds() -> None:
     """bisect_left: a lag equal to a bound falls in that bound's bucket."""
-    calls = scan._calls_of(rows_of(8, n=400))
-    newest = max(c[3] for c in calls if c[3] is not None)
+    calls = reference.calls_of(rows_of(8, n=400))
+    newest = max(c.time for c in calls if c.time is not None)
     for bound in metrics.LAG_BUCKETS[:4]:
         both(calls, newest + float(bound), Aggregate)
 
 
 def test_an_int_clock_takes_the_python_loop() -> None:
-    calls = scan._calls_of(rows_of(5, n=300))
+    calls = reference.calls_of(rows_of(5, n=300))
     both(calls, 1_792_500_000, Aggregate)
 
 
 def test_no_histogram_before_the_first_timed_call() -> None:
-    calls = [c for c in scan._calls_of(rows_of(6, n=300)) if c[3] is None]
+    calls = [c for c in reference.calls_of(rows_of(6, n=300)) if c.time is None]
     assert calls
     agg = Aggregate()
     agg.add_calls(calls, 1.7925e9, "file")
@@ -190,8 +190,8 @@ def test_add_calls_matches_python_hypothesis(
 ) -> None:
     rng = random.Random(seed)
     rows = rows_of(seed % 50, n=400, queues=rng.randint(1, 20))
-    calls = scan.calls_of(rows)
-    assert calls == scan._calls_of(rows)
+    calls = scan.scanner.calls(rows)
+    assert calls == reference.calls_of(rows)
     rng.shuffle(calls)
 
     def make() -> Aggregate:
@@ -202,7 +202,7 @@ def test_add_calls_matches_python_hypothesis(
 
 
 def test_a_whole_generated_delivery_counts_the_same_through_the_pipeline(tmp_path: Any) -> None:
-    """End to end through extract_calls: the C loops and the Python ones give the same Aggregate."""
+    """End to end through extract_calls: Aggregate.add_calls and the reference give the same Aggregate."""
     from exporter.decode.delivery import extract_calls
 
     g = Generator(seed=11, queues_per_account=20)
@@ -231,12 +231,12 @@ def test_repeated_keys_are_one_object_and_still_per_caller_where_they_must_be() 
     other["userIdentity"].pop("arn", None)
     for r in (*same, other):
         r.pop("recipientAccountId", None)
-    out = scan.scan_calls(msgspec.json.encode({"Records": [*same, other]}), False)
+    out = scan.scanner.rows(msgspec.json.encode({"Records": [*same, other]}), False)
     assert out is not None
     rows = out[0]
     assert rows[0][0] is rows[1][0] is rows[2][0] is rows[3][0]  # one dkey object
     assert rows[0][1] is rows[1][1] and rows[0][1] is not rows[3][1]
     for _ in range(2):  # cold, then warm caches
-        c, p = scan.calls_of(rows), scan._calls_of(rows)
+        c, p = scan.scanner.calls(rows), reference.calls_of(rows)
         assert c == p
-    assert c[0][0][0] != c[3][0][0]  # different accounts
+    assert c[0].labels.account_id != c[3].labels.account_id  # different accounts

@@ -16,7 +16,7 @@ from util import parse_metrics, series
 
 from exporter.decode import scan, shapes
 from exporter.decode.delivery import decode, extract, scanned
-from exporter.decode.reader import read_delivery, read_records
+from exporter.decode.reader import read_delivery
 from exporter.decode.record import NO_QUEUE, _Identity, _Issuer, _OnBehalfOf, _SessionContext, principals
 from exporter.sources.file import trail_files
 
@@ -156,7 +156,7 @@ def test_fast_paths_decline_or_agree(name: str, monkeypatch: pytest.MonkeyPatch)
     want = sorted((e.queue, e.event_name, e.principal_role, e.principal_arn) for _, e in events)
     for native in (True, False):
         if not native:
-            monkeypatch.setattr(scan, "scan_calls", None)
+            monkeypatch.setattr(scan, "scanner", None)
         fast = decode(data, keep_raw=False)
         assert (fast.result.outcome, fast.result.sqs, fast.result.other, fast.result.invalid) == (
             general.outcome,
@@ -164,15 +164,11 @@ def test_fast_paths_decline_or_agree(name: str, monkeypatch: pytest.MonkeyPatch)
             general.other,
             general.invalid,
         )
-        got = (
-            sorted((c[0][2], c[0][3], c[4], c[5]) for c in fast.calls)
-            if fast.calls
-            else sorted((e.queue, e.event_name, e.principal_role, e.principal_arn) for _, e in fast.events)
-        )
+        got = sorted((c.labels.queue, c.labels.event_name, c.principal_role, c.principal_arn) for c in fast.calls)
         assert got == want
 
 
-@pytest.mark.skipif(scan.scan_calls is None, reason="the C scanner is not built")
+@pytest.mark.skipif(scan.scanner is None, reason="the C scanner is not built")
 @pytest.mark.parametrize(
     "data",
     [
@@ -184,8 +180,7 @@ def test_fast_paths_decline_or_agree(name: str, monkeypatch: pytest.MonkeyPatch)
     ],
 )
 def test_scanner_declines_other_shapes(data: bytes) -> None:
-    assert scan.scan_calls is not None and scan.scan_calls(data, False) is None
-    assert read_records(data) is None
+    assert scan.scanner is not None and scan.scanner.scan(data, False) is None
 
 
 # -- identity ---------------------------------------------------------------------------------------------
@@ -203,11 +198,13 @@ def test_identity_center_users_are_told_apart() -> None:
     assert role == arn == want
 
 
-@pytest.mark.skipif(scan.scan_calls is None, reason="the C scanner is not built")
+@pytest.mark.skipif(scan.scanner is None, reason="the C scanner is not built")
 def test_scanner_rows_decline_identity_center_callers() -> None:
     """The scanner's identity tuple carries no onBehalfOf: such a file goes the msgspec way."""
     data = (SHAPES / "identity-center-users.json").read_bytes()
-    assert scan.scan_calls is not None and scan.scan_calls(data, False) is not None
+    assert scan.scanner is not None
+    with pytest.raises(scan.Declined):
+        scan.scanner.scan(data, False)
     assert scanned(data, False) is None
     assert decode(data, keep_raw=False).result.sqs == 3
 

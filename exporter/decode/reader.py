@@ -17,7 +17,6 @@ import msgspec
 from isal import igzip, isal_zlib
 
 from . import shapes
-from .record import SqsRecord
 
 GZIP_MAGIC = b"\x1f\x8b"
 # A decompression bomb must not take the process down; real trail files are far below this.
@@ -41,13 +40,6 @@ class _Top(msgspec.Struct):
 
 
 _decode_top = msgspec.json.Decoder(_Top).decode
-
-
-class _TypedTop(msgspec.Struct, gc=False):
-    Records: list[SqsRecord] | None = None
-
-
-_decode_typed = msgspec.json.Decoder(_TypedTop).decode
 
 
 @dataclass(slots=True)
@@ -135,19 +127,6 @@ def inflate(data: bytes) -> bytes | memoryview | None:
     try:
         return gunzip_scratch(data)
     except DecompressError:
-        return None
-
-
-def read_records(data: bytes) -> list[SqsRecord] | None:
-    """Every record of a plain `{"Records": [...]}` delivery decoded in one pass into SqsRecord (the
-    fields the metrics need). None for anything else, including a record of unexpected shape or
-    types: read_delivery then takes the delivery apart record by record."""
-    buf = inflate(data)
-    if buf is None:
-        return None
-    try:
-        return _decode_typed(buf).Records
-    except DECODE_ERRORS:
         return None
 
 

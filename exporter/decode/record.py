@@ -7,10 +7,10 @@ from typing import Any
 
 import msgspec
 
-SQS_SOURCE = "sqs.amazonaws.com"
-INSIGHT = "AwsCloudTrailInsight"
-NO_QUEUE = "(none)"
-UNKNOWN = "unknown"
+from ..cache import BoundedCache
+from ..model import INSIGHT, NO_QUEUE, NO_REF, SQS_SOURCE, UNKNOWN, Call, Labels, QueueRef
+
+__all__ = ["INSIGHT", "NO_QUEUE", "SQS_SOURCE", "UNKNOWN", "Call", "Labels", "QueueRef"]
 
 # Data events per the SQS developer guide; every other SQS API is a management event.
 DATA_EVENTS = frozenset(
@@ -29,43 +29,43 @@ DATA_EVENTS = frozenset(
 # gc=False: decoded records hold only strings, numbers and each other (no cycles); not tracking them
 # spares the cyclic collector from walking every record of a file.
 # frozen: an identity is hashable, so its principals are worked out once per caller, not per call.
-class _Issuer(msgspec.Struct, gc=False, frozen=True):
+class Issuer(msgspec.Struct, gc=False, frozen=True):
     arn: str | None = None
 
 
-class _SessionContext(msgspec.Struct, gc=False, frozen=True):
-    sessionIssuer: _Issuer | None = None
+class SessionContext(msgspec.Struct, gc=False, frozen=True):
+    sessionIssuer: Issuer | None = None
 
 
-class _OnBehalfOf(msgspec.Struct, gc=False, frozen=True):
+class OnBehalfOf(msgspec.Struct, gc=False, frozen=True):
     userId: str | None = None
     identityStoreArn: str | None = None
 
 
-class _Identity(msgspec.Struct, gc=False, frozen=True):
+class Identity(msgspec.Struct, gc=False, frozen=True):
     type: str | None = None
     arn: str | None = None
     principalId: str | None = None
     accountId: str | None = None
     userName: str | None = None
     invokedBy: str | None = None
-    sessionContext: _SessionContext | None = None
+    sessionContext: SessionContext | None = None
     # IdentityCenterUser: the user the call was made for (there is no arn)
-    onBehalfOf: _OnBehalfOf | None = None
+    onBehalfOf: OnBehalfOf | None = None
 
 
-class _Resource(msgspec.Struct, gc=False, frozen=True):
+class Resource(msgspec.Struct, gc=False, frozen=True):
     ARN: str | None = None
 
 
-class _Params(msgspec.Struct, gc=False):
+class Params(msgspec.Struct, gc=False):
     queueUrl: str | None = None
     queueName: str | None = None
     sourceArn: str | None = None
     entries: list[msgspec.Raw] | None = None
 
 
-class _Source(msgspec.Struct, gc=False):
+class Source(msgspec.Struct, gc=False):
     """The cheapest decode that tells an SQS record from the rest."""
 
     eventSource: str | None = None
@@ -82,10 +82,10 @@ class SqsRecord(msgspec.Struct, gc=False):
     errorCode: str | None = None
     eventCategory: str | None = None
     managementEvent: bool | None = None
-    userIdentity: _Identity | None = None
-    requestParameters: _Params | None = None
-    # a tuple of frozen structs: hashable, part of the key _derive's results are remembered by
-    resources: tuple[_Resource | None, ...] | None = None
+    userIdentity: Identity | None = None
+    requestParameters: Params | None = None
+    # a tuple of frozen structs: hashable, part of the key derive's results are remembered by
+    resources: tuple[Resource | None, ...] | None = None
 
 
 class SqsEvent(msgspec.Struct, gc=False):
@@ -105,18 +105,19 @@ class SqsEvent(msgspec.Struct, gc=False):
     queue_arn: str | None
 
 
-decode_source = msgspec.json.Decoder(_Source).decode
+decode_source = msgspec.json.Decoder(Source).decode
 decode_record = msgspec.json.Decoder(SqsRecord).decode
 
-_time_cache: dict[str, float | None] = {}
+# a file spans minutes: the cache only needs to hold its seconds
+TIMES: BoundedCache[str, float | None] = BoundedCache(100_000)
 
 
 def parse_time(value: str | None) -> float | None:
     """eventTime → epoch seconds. Accepts `…Z`, offsets, a space separator, fractions; None if unreadable."""
     if not value:
         return None
-    cached = _time_cache.get(value)
-    if cached is not None or value in _time_cache:
+    cached = TIMES.get(value)
+    if cached is not None or value in TIMES:
         return cached
     try:
         dt = datetime.fromisoformat(value)
@@ -127,22 +128,13 @@ def parse_time(value: str | None) -> float | None:
             dt = dt.replace(tzinfo=UTC)
         result = dt.timestamp()
     if len(value) <= 40:  # real eventTimes are short; hostile ones must not fill memory
-        if len(_time_cache) > 100_000:  # a file spans minutes; the cache only needs to hold its seconds
-            _time_cache.clear()
-        _time_cache[value] = result
+        TIMES.put(value, result)
     return result
 
 
-def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
-    """Store in a bounded memo: a full cache is emptied (recomputing an entry gives the same answer)."""
-    if len(cache) >= limit:
-        cache.clear()
-    cache[key] = value
-
-
-_url_cache: dict[str, tuple[str | None, str | None]] = {}
-_arn_cache: dict[str, tuple[str | None, str | None]] = {}
-_CACHEABLE = 256  # real queue URLs and ARNs are shorter; longer (hostile) strings are not remembered
+_url_cache: BoundedCache[str, tuple[str | None, str | None]] = BoundedCache(100_000)
+_arn_cache: BoundedCache[str, tuple[str | None, str | None]] = BoundedCache(100_000)
+CACHEABLE = 256  # real queue URLs and ARNs are shorter; longer (hostile) strings are not remembered
 
 
 def split_url(url: str) -> tuple[str | None, str | None]:
@@ -150,8 +142,8 @@ def split_url(url: str) -> tuple[str | None, str | None]:
     hit = _url_cache.get(url)
     if hit is None:
         hit = _split_url(url)
-        if len(url) <= _CACHEABLE:
-            remember(_url_cache, url, hit, 100_000)
+        if len(url) <= CACHEABLE:
+            _url_cache.put(url, hit)
     return hit
 
 
@@ -159,8 +151,8 @@ def split_arn(arn: str) -> tuple[str | None, str | None]:
     hit = _arn_cache.get(arn)
     if hit is None:
         hit = _split_arn(arn)
-        if len(arn) <= _CACHEABLE:
-            remember(_arn_cache, arn, hit, 100_000)
+        if len(arn) <= CACHEABLE:
+            _arn_cache.put(arn, hit)
     return hit
 
 
@@ -198,7 +190,7 @@ def _role_of(arn: str) -> str:
     return head.replace(":sts:", ":iam:", 1) + ":role/" + role
 
 
-def principals(ident: _Identity | None) -> tuple[str | None, str | None]:
+def principals(ident: Identity | None) -> tuple[str | None, str | None]:
     """(role-granularity principal, arn-granularity principal) of a caller (table: docs/identity.md)."""
     if ident is None:
         return None, None
@@ -226,20 +218,17 @@ def principals(ident: _Identity | None) -> tuple[str | None, str | None]:
     return arn, arn
 
 
-# What an SQS call is counted under: (account, region, queue, event name, category).
-Labels = tuple[str, str, str, str, str]
-# Labels, (queue URL, queue ARN), and whether the call is a *Batch one (its entries are counted).
-Derived = tuple[Labels, tuple[str | None, str | None], bool]
-# One counted call: labels, error code, batch entries, event time, principal (role, arn), (queue URL, ARN).
-Call = tuple[Labels, str | None, int, float | None, str | None, str | None, tuple[str | None, str | None]]
+# Labels, the queue as named, and whether the call is a *Batch one (its entries are counted).
+Derived = tuple[Labels, QueueRef, bool]
+Principals = tuple[str | None, str | None]  # the caller at role and at arn granularity
 
-_MAX_CACHED = 20_000  # entries per cache; a deployment has a few thousand queues × event names, callers
-_derived: dict[tuple[Any, ...], Derived] = {}
-_principals: dict[_Identity | None, tuple[str | None, str | None]] = {}
+MAX_CACHED = 20_000  # entries per cache; a deployment has a few thousand queues × event names, callers
+DERIVED: BoundedCache[tuple[Any, ...], Derived] = BoundedCache(MAX_CACHED)
+PRINCIPALS: BoundedCache[Identity | None, Principals] = BoundedCache(MAX_CACHED)
 
 
 def derive_key(rec: SqsRecord) -> tuple[Any, ...]:
-    """Everything `_derive` reads of a record (the identity's account only matters without these)."""
+    """Everything `derive` reads of a record (the identity's account only matters without these)."""
     p = rec.requestParameters
     if p is None:
         return (
@@ -267,19 +256,19 @@ def derive_key(rec: SqsRecord) -> tuple[Any, ...]:
 
 
 def derived(rec: SqsRecord, key: tuple[Any, ...]) -> Derived:
-    """_derive, remembered by `key` (= derive_key(rec)) when the record names its account and no string
+    """derive, remembered by `key` (= derive_key(rec)) when the record names its account and no string
     in it is long: hostile input must not fill memory."""
-    hit = _derive(rec)
+    hit = derive(rec)
     if (
         rec.recipientAccountId
-        and all(type(v) is not str or len(v) <= _CACHEABLE for v in key[:-1])
-        and (not rec.resources or len(msgspec.json.encode(rec.resources)) <= 4 * _CACHEABLE)
+        and all(type(v) is not str or len(v) <= CACHEABLE for v in key[:-1])
+        and (not rec.resources or len(msgspec.json.encode(rec.resources)) <= 4 * CACHEABLE)
     ):
-        remember(_derived, key, hit, _MAX_CACHED)
+        DERIVED.put(key, hit)
     return hit
 
 
-def _derive(rec: SqsRecord) -> Derived:
+def derive(rec: SqsRecord) -> Derived:
     params = rec.requestParameters
     url_account = queue = queue_url = queue_arn = None
     if params is not None and params.queueUrl:
@@ -312,59 +301,47 @@ def _derive(rec: SqsRecord) -> Derived:
         category = "Management" if rec.managementEvent else "Data"
     else:
         category = "Data" if name in DATA_EVENTS else "Management"
-    return (account, region, queue or NO_QUEUE, name, category), (queue_url, queue_arn), name.endswith("Batch")
+    ref = NO_REF if queue_url is None and queue_arn is None else QueueRef(queue_url, queue_arn)
+    return Labels(account, region, queue or NO_QUEUE, name, category), ref, name.endswith("Batch")
 
 
-def principals_of(ident: _Identity | None) -> tuple[str | None, str | None]:
+def principals_of(ident: Identity | None) -> Principals:
     """principals(), remembered per identity (sessions call many times); long strings are not kept."""
-    hit = _principals.get(ident)
+    hit = PRINCIPALS.get(ident)
     if hit is None:
         hit = principals(ident)
-        if ident is None or len(msgspec.json.encode(ident)) <= 4 * _CACHEABLE:
-            remember(_principals, ident, hit, _MAX_CACHED)
+        if ident is None or len(msgspec.json.encode(ident)) <= 4 * CACHEABLE:
+            PRINCIPALS.put(ident, hit)
     return hit
 
 
 def to_call(rec: SqsRecord) -> Call:
-    """What the metrics need of one SQS record (the fields of its SqsEvent, without building one)."""
+    """What every sink needs of one SQS API call record."""
     key = derive_key(rec)
-    d = _derived.get(key) or derived(rec, key)
-    entries = rec.requestParameters.entries if d[2] and rec.requestParameters is not None else None
+    labels, ref, batch = DERIVED.get(key) or derived(rec, key)
+    entries = rec.requestParameters.entries if batch and rec.requestParameters is not None else None
     role, arn = principals_of(rec.userIdentity)
-    return d[0], rec.errorCode or None, len(entries) if entries else 0, parse_time(rec.eventTime), role, arn, d[1]
-
-
-def to_calls(records: list[SqsRecord]) -> tuple[list[Call], int]:
-    """to_call of each SQS API call record, and how many other records there were. Raises the decode
-    errors of to_call."""
-    calls: list[Call] = []
-    other = 0
-    # to_call inlined, with its cache lookups: this loop runs once per record
-    derived_get = _derived.get
-    principals_get = _principals.get
-    times_get = _time_cache.get
-    for rec in records:
-        if rec.eventSource != SQS_SOURCE or rec.eventType == INSIGHT:
-            other += 1
-            continue
-        key = derive_key(rec)
-        d = derived_get(key) or derived(rec, key)
-        ident = rec.userIdentity
-        who = principals_get(ident) or principals_of(ident)
-        t = times_get(rec.eventTime) if rec.eventTime else None
-        if t is None:
-            t = parse_time(rec.eventTime)
-        n = 0
-        if d[2]:
-            entries = rec.requestParameters.entries if rec.requestParameters is not None else None
-            n = len(entries) if entries else 0
-        calls.append((d[0], rec.errorCode or None, n, t, who[0], who[1], d[1]))
-    return calls, other
+    n = len(entries) if entries else 0
+    return Call(labels, rec.errorCode or None, n, parse_time(rec.eventTime), role, arn, ref)
 
 
 def call_event(call: Call) -> SqsEvent:
-    (account, region, queue, name, category), error, batch, t, role, arn, (url, queue_arn) = call
-    return SqsEvent(account, region, queue, name, category, error, role, arn, t, batch, url, queue_arn)
+    account, region, queue, name, category = call.labels
+    url, queue_arn = call.queue
+    return SqsEvent(
+        account,
+        region,
+        queue,
+        name,
+        category,
+        call.error,
+        call.principal_role,
+        call.principal_arn,
+        call.time,
+        call.entries,
+        url,
+        queue_arn,
+    )
 
 
 def to_event(rec: SqsRecord) -> SqsEvent:

@@ -1,7 +1,7 @@
 """OTel log record per SQS event, exported over OTLP (gRPC or HTTP/protobuf).
 
 `emit` (processing thread, under the pipeline lock) filters, encodes the LogRecord protobuf itself
-(exporter.sinks.otlp, with the body from the C encoder exporter._native when it is built) and appends
+(exporter.sinks.otlp, or the C encoder exporter._native.LogEncoder when it is built) and appends
 it to a bounded queue; when the queue is full the record is dropped and counted, so the metrics path
 never waits on the collector. One export thread drains the queue in batches and sends them, retrying
 transient failures with backoff for up to `retry_max_elapsed`.
@@ -29,20 +29,25 @@ from typing import Any
 import msgspec
 
 from .. import __version__
+from ..cache import BoundedCache
 from ..config import LogsConfig
-from ..decode.record import NO_QUEUE, Call, SqsEvent, call_event
+from ..decode.record import SqsEvent, call_event
 from ..interfaces import After
 from ..masking import mask_url
+from ..model import NO_QUEUE, Call
 from ..selfmetrics import SelfMetrics
 from . import otel_env, otlp
 from .otel_env import ExportSettings, export_settings, parse_headers
 from .otlp_transport import GRPC_METHOD, SendResult, Transport, make_transport
 from .retry import Retrier
 
-try:  # the C accelerator of body(); optional (built when a compiler is present)
-    from .. import _native
+try:  # the C log encoder; optional (built when a compiler and libcrypto's headers are present)
+    from .._native import LogEncoder
+
+    if os.environ.get("CTSQS_NATIVE", "1") == "0":
+        LogEncoder = None
 except ImportError:  # pragma: no cover - depends on the build
-    _native = None  # type: ignore[assignment]
+    LogEncoder = None
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +196,38 @@ _CONSTANT_ATTRS = b"".join(
 )
 
 
+class EncoderSettings(msgspec.Struct, frozen=True):
+    """What the C log encoder is built from: the redaction rules and the export batch limits."""
+
+    source_ip: int  # 0 keep, 1 drop, 2 hash
+    user_agent: int
+    access_key_id: int
+    params: tuple[tuple[bytes, int], ...]  # requestParameters / responseElements keys and their action
+    hasher: Callable[[Any], str]  # for redacted values that are not strings (strings are hashed in C)
+    hash_key: bytes | None  # HMAC-SHA256 key; None: plain SHA-256
+    decode: Callable[[bytes], Any]
+    batch_records: int
+    batch_bytes: int
+
+
+_ACTION = {"keep": 0, "drop": 1, "hash": 2}
+
+
+def encoder_settings(cfg: LogsConfig, redact: Redactor, batch_records: int, batch_bytes: int) -> EncoderSettings:
+    r = cfg.redact
+    return EncoderSettings(
+        source_ip=_ACTION[r.source_ip],
+        user_agent=_ACTION[r.user_agent],
+        access_key_id=_ACTION[r.access_key_id],
+        params=tuple((k.encode(), _ACTION[v]) for k, v in redact.params.items()),
+        hasher=redact.hash,
+        hash_key=redact.native_key,
+        decode=_decode,
+        batch_records=batch_records,
+        batch_bytes=batch_bytes,
+    )
+
+
 class LogSink:
     def __init__(
         self,
@@ -209,17 +246,25 @@ class LogSink:
         self.builder = otlp.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
         self.redact = Redactor(cfg.redact)
         self.record_field = self.builder.record_field
-        self.native: Callable[[bytes], tuple[bytes, bytes]] | None = None
-        self.native_record: Callable[..., bytes] | None = None
-        self.native_args: tuple[Any, ...] = ()
-        if _native is not None and os.environ.get("CTSQS_NATIVE", "1") != "0":
-            self.native, self.native_record = self._native_encoders(cfg)
+        self.batch_size = cfg.batch_size
+        self.batch_bytes = cfg.batch_max_bytes - self.builder.overhead()
+        # the C encoder (exporter._native.LogEncoder) when built and not turned off (CTSQS_NATIVE=0)
+        self.encoder: Any = None
+        if LogEncoder is not None:
+            self.encoder = LogEncoder(encoder_settings(cfg, self.redact, self.batch_size, self.batch_bytes))
+        self.native: Callable[[bytes], tuple[bytes, bytes]] | None = self.encoder.body if self.encoder else None
+        self.native_record: Callable[..., bytes] | None = self.encoder.record if self.encoder else None
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
-        # (labels, error, (url, arn)) → (attributes up to the error type, severity, event name, is a batch call)
-        self._kind_cache: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bool]] = {}
-        self._batch_attrs: dict[int, bytes] = {}  # messaging.batch.message_count by value
-        self._principal_cache: dict[str, bytes] = {}
+        # (labels, error, queue) → (attributes up to the error type, severity, event name, is a batch call);
+        # batch size → messaging.batch.message_count; principal → user.id and enduser.id. The encoder's
+        # own caches when it is built: its encode() reads them.
+        enc = self.encoder
+        self._kind_cache: BoundedCache[Any, tuple[bytes, bytes, bytes, bool]] = (
+            enc.kinds if enc else BoundedCache(65_536)
+        )
+        self._batch_attrs: BoundedCache[int, bytes] = enc.batch_sizes if enc else BoundedCache(4096)
+        self._principal_cache: BoundedCache[str, bytes] = enc.principals if enc else BoundedCache(65_536)
         self._part_cache: dict[tuple[Any, ...], Any] = {}  # see _call_kind
         self.rng = rng
         # filters
@@ -244,8 +289,6 @@ class LogSink:
         # wait for room instead of dropping when the queue is full (replay); see _wait_for_room
         self.block = False
         self.room = threading.Event()
-        self.batch_size = cfg.batch_size
-        self.batch_bytes = cfg.batch_max_bytes - self.builder.overhead()
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.deadline = float("inf")  # monotonic; set by shutdown
@@ -296,7 +339,7 @@ class LogSink:
     def _enqueue(self, f: bytes) -> None:
         n = len(f)
         if self.open_records and (self.open_records >= self.batch_size or self.open_bytes + n > self.batch_bytes):
-            self.open_records = self.open_bytes = 0  # this record starts the next batch (as in encode_calls)
+            self.open_records = self.open_bytes = 0  # this record starts the next batch (as in LogEncoder.encode)
         self.open_records += 1
         self.open_bytes += n
         self.records_in += 1
@@ -312,8 +355,8 @@ class LogSink:
             self.wake.set()
 
     def emit_calls(self, calls: list[Call], raws: list[Any], kept: list[bool], observed: float) -> None:
-        """emit() for the calls of one object, as call tuples (exporter.decode.record.Call), where the
-        metrics `kept` them. Without event filters or sampling, and with the C module, its encode_calls
+        """emit() for the calls of one object (exporter.model.Call), where the
+        metrics `kept` them. Without event filters or sampling, and with the C module, LogEncoder.encode
         writes the records of a run of calls at once, with the attribute blocks cached here per kind of
         call, batch size and principal; the call where it stops (a cache miss, a full queue, a record it
         leaves to the Python encoder) goes through _emit_call, then it goes on. tests/test_native.py
@@ -324,29 +367,18 @@ class LogSink:
                     self.emit(raw, call_event(call), observed)
             return
         o_ns = int(observed * 1e9)
-        encode_calls = _native.encode_calls
-        settings = self.native_args
+        encode = self.encoder.encode
         q = self.queue
         i, n = 0, len(calls)
         while i < n:
             if not self.stopping.is_set():
-                chunks, i, size, self.open_records, self.open_bytes = encode_calls(
-                    calls,
-                    raws,
-                    kept,
-                    i,
-                    self._kind_cache,
-                    self._principal_cache,
-                    self._batch_attrs,
-                    o_ns,
+                budget = (
                     self.max_records - self.queued(),
                     self.max_bytes - (self.bytes_in - self.bytes_out),
-                    self.batch_size,
-                    self.batch_bytes,
                     self.open_records,
                     self.open_bytes,
-                    *settings,
                 )
+                chunks, i, size, self.open_records, self.open_bytes = encode(calls, raws, kept, i, o_ns, budget)
                 if chunks:
                     self.records_in += sum(c[1] for c in chunks)
                     self.bytes_in += size
@@ -358,21 +390,20 @@ class LogSink:
                 i += 1
 
     def _emit_call(self, call: Call, raw: Any, o_ns: int, observed: float) -> None:
-        """One call of emit_calls, in Python: fills the caches encode_calls reads."""
+        """One call of emit_calls, in Python: fills the caches LogEncoder.encode reads."""
         if self._full() or self.stopping.is_set():
             self.emit(raw, call_event(call), observed)  # waits for room, or counts the drop
             return
-        labels, error, entries, t, _, principal, urls = call
-        attrs, head, tail = self._attributes((labels, error, urls), entries, principal)
-        ip, ua, key, params, hasher, decode = self.native_args
+        attrs, head, tail = self._attributes((call.labels, call.error, call.queue), call.entries, call.principal_arn)
+        t = call.time
         try:
             t_ns = int(t * 1e9) if t is not None else 0
-            f = _native.encode_record(raw, ip, ua, key, params, hasher, decode, t_ns, o_ns, head, attrs, tail)
+            f = self.encoder.record(raw, t_ns, o_ns, (head, attrs, tail))
         except ValueError:  # input the C encoder does not handle exactly: encode() decides
             self.emit(raw, call_event(call), observed)
             return
         except Exception:
-            self._failed(labels[3])
+            self._failed(call.labels.event_name)
             return
         self._enqueue(f)
 
@@ -494,24 +525,6 @@ class LogSink:
                     vals[k] = hit[1]
         return b"".join(parts), vals
 
-    def _native_encoders(self, cfg: LogsConfig) -> tuple[Callable[[bytes], tuple[bytes, bytes]], Callable[..., bytes]]:
-        """exporter._native's encode_body and encode_record bound to this sink's redaction."""
-        action = {"keep": 0, "drop": 1, "hash": 2}
-        r = cfg.redact
-        params = tuple((k.encode(), action[v]) for k, v in self.redact.params.items())
-        hasher = (self.redact.hash, self.redact.native_key)  # strings hashed in C, other values by Python
-        args = (action[r.source_ip], action[r.user_agent], action[r.access_key_id], params, hasher, _decode)
-        self.native_args = args  # emit_calls calls encode_record itself: no Python frame per record
-        encode_body, encode_record = _native.encode_body, _native.encode_record
-
-        def body(raw: bytes) -> tuple[bytes, bytes]:
-            return encode_body(raw, *args)
-
-        def record(raw: bytes, t_ns: int, o_ns: int, head: bytes, attrs: bytes, tail: bytes) -> bytes:
-            return encode_record(raw, *args, t_ns, o_ns, head, attrs, tail)
-
-        return body, record
-
     def fields(self, raw: bytes, use_native: bool = True) -> tuple[bytes, bytes]:
         """(body KeyValueList bytes, the attributes read from the record: client.address,
         user_agent.original, aws.cloudtrail.read_only, aws.cloudtrail.user_identity.type,
@@ -549,7 +562,7 @@ class LogSink:
         o_ns = int(observed * 1e9)
         if self.native_record is not None:
             try:
-                return self.native_record(raw, t_ns, o_ns, head, attrs, tail)
+                return self.native_record(raw, t_ns, o_ns, (head, attrs, tail))
             except ValueError:
                 pass  # the Python encoder decides (fields() below does not try C again)
         body, extra = self.fields(raw, use_native=False)
@@ -559,22 +572,18 @@ class LogSink:
 
     def _attributes(self, kind: tuple[Any, ...], entries: int, principal: str | None) -> tuple[bytes, bytes, bytes]:
         """(attributes, severity fields, event-name field) of a call: the part that repeats for every call
-        of one kind on a queue, the batch size and the principal, each cached (encode_calls reads the same
-        caches). `kind` is (labels, error, (url, arn)) as in a call tuple."""
-        kinds = self._kind_cache
-        hit = kinds.get(kind)
+        of one kind on a queue, the batch size and the principal, each cached (LogEncoder.encode reads the same
+        caches). `kind` is (labels, error, queue) of a Call."""
+        hit = self._kind_cache.get(kind)
         if hit is None:
-            hit = self._call_kind(*kind)
-            if len(kinds) >= 65_536:
-                kinds.clear()
-            kinds[kind] = hit
+            hit = self._kind_cache.put(kind, self._call_kind(*kind))
         attrs, head, tail, batch = hit
         if batch:
             b = self._batch_attrs.get(entries)
             if b is None:
                 b = otlp.attribute("messaging.batch.message_count", entries)
-                if type(entries) is int and len(self._batch_attrs) < 4096:
-                    self._batch_attrs[entries] = b
+                if type(entries) is int:
+                    self._batch_attrs.put(entries, b)
             attrs += b
         if principal:
             p = self._principal_cache.get(principal)
@@ -584,9 +593,7 @@ class LogSink:
     def _principal_attributes(self, principal: str) -> bytes:
         p = otlp.attribute("user.id", principal, False) + otlp.attribute("enduser.id", principal, False)
         if len(principal) <= 256:
-            if len(self._principal_cache) >= 65_536:
-                self._principal_cache.clear()
-            self._principal_cache[principal] = p
+            self._principal_cache.put(principal, p)
         return p
 
     def _call_kind(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
@@ -17,16 +16,10 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from ..buildinfo import labels as build_labels
-from ..decode.record import NO_QUEUE, Call, Labels, SqsEvent
+from ..cache import BoundedCache
+from ..decode.record import SqsEvent
+from ..model import NO_QUEUE, NO_REF, Call, Labels
 from ..selfmetrics import SelfMetrics
-
-try:  # the loop of add_calls in C (exporter/_native.c); this module's loop stays the reference
-    from .._native import add_calls as _native_add_calls
-
-    if os.environ.get("CTSQS_NATIVE", "1") == "0":
-        _native_add_calls = None
-except ImportError:  # pragma: no cover - depends on the build
-    _native_add_calls = None
 
 _bisect_left = bisect.bisect_left
 OTHER_QUEUE = "(other)"
@@ -50,7 +43,6 @@ RECORD_OUTCOMES = ("sqs", "other", "invalid")
 OBJECT_OUTCOMES = ("ok", "skipped", "failed")
 LOG_OUTCOMES = ("exported", "dropped", "failed")
 _MAX_SLOTS = 50_000
-_NO_URL: tuple[str | None, str | None] = (None, None)
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
 _Slot = tuple[tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str]]
 
@@ -83,7 +75,7 @@ class Aggregate:
         # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
         self.shared: Any = None
         # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
-        self._slots: dict[Labels, _Slot | Literal[False]] = {}
+        self._slots: BoundedCache[Labels, _Slot | Literal[False]] = BoundedCache(_MAX_SLOTS)
 
     # -- as a sink ---------------------------------------------------------------------------------
     def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> Callable[[], None] | None:
@@ -99,78 +91,49 @@ class Aggregate:
     # -- per event ---------------------------------------------------------------------------------
     def add(self, ev: SqsEvent, now: float, source: str) -> bool:
         """Count one SQS event."""
-        labels = (ev.account_id, ev.region, ev.queue, ev.event_name, ev.category)
-        call = (labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, _NO_URL)
+        labels = Labels(ev.account_id, ev.region, ev.queue, ev.event_name, ev.category)
+        call = Call(labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, NO_REF)
         return self.add_calls((call,), now, source) == 1
 
     def add_calls(self, calls: Iterable[Call], now: float, source: str, kept_flags: list[bool] | None = None) -> int:
-        """Count SQS calls (exporter.decode.record.to_call); returns how many the filters kept, and
-        appends to `kept_flags` whether each one was."""
-        if _native_add_calls is None or self.shared is not None or type(calls) is not list or type(now) is not float:
-            return self._add_calls(calls, now, source, kept_flags)
-        lag = self.lag.get(source)
-        fresh = lag is None
-        if lag is None:
-            lag = [0.0] * (len(LAG_BUCKETS) + 2)
-        kept, stop = _native_add_calls(
-            calls,
-            0,
-            self._slots,
-            self._slot,
-            self.calls,
-            self.errors,
-            self.batch,
-            self.newest,
-            self.principals,
-            self._prune_principals,
-            self.max_principals,
-            lag,
-            LAG_BUCKETS,
-            now,
-            self.by_arn,
-            kept_flags,
-        )
-        if fresh and any(lag[:-1]):  # a source's histogram appears with its first observation
-            self.lag[source] = lag
-        if stop < len(calls):  # what the C loop leaves (a time that is not a float) is counted here
-            kept += self._add_calls(calls[stop:], now, source, kept_flags)
-        return kept
-
-    def _add_calls(self, calls: Iterable[Call], now: float, source: str, kept_flags: list[bool] | None) -> int:
-        slots = self._slots
+        """Count SQS calls; returns how many the filters kept, and appends to `kept_flags` whether each one was."""
+        slots_get = self._slots.get
         table = self.calls
-        batch_table = self.batch
-        errors = self.errors
+        table_get = table.get
         newest = self.newest
+        newest_get = newest.get
         principals = self.principals
         by_arn = self.by_arn
         shared = self.shared
+        buckets = LAG_BUCKETS
         lag_counts = self.lag.get(source)
+        flag = kept_flags.append if kept_flags is not None else None
         kept = 0
-        for labels, error, entries, t, role, arn, _ in calls:
-            slot = slots.get(labels)
+        for call in calls:
+            slot = slots_get(call.labels)
             if slot is None:
-                slot = self._slot(labels)
+                slot = self._slot(call.labels)
             if slot is False:
-                if kept_flags is not None:
-                    kept_flags.append(False)
+                if flag is not None:
+                    flag(False)
                 continue
             kept += 1
-            if kept_flags is not None:
-                kept_flags.append(True)
+            if flag is not None:
+                flag(True)
             key, qkey, akey = slot
-            table[key] = table.get(key, 0) + 1
-            if error is not None:
-                ekey = (*qkey, key[3], error)
-                errors[ekey] = errors.get(ekey, 0) + 1
-            if entries:
+            table[key] = table_get(key, 0) + 1
+            if call.error is not None:
+                ekey = (*qkey, key[3], call.error)
+                self.errors[ekey] = self.errors.get(ekey, 0) + 1
+            if call.entries:
                 bkey = key[:4]
-                batch_table[bkey] = batch_table.get(bkey, 0) + entries
+                self.batch[bkey] = self.batch.get(bkey, 0) + call.entries
+            t = call.time
             if t is None:
                 continue
-            if t > newest.get(akey, 0.0):
+            if t > newest_get(akey, 0.0):
                 newest[akey] = t
-            principal = arn if by_arn else role
+            principal = call.principal_arn if by_arn else call.principal_role
             if principal is not None:
                 if shared is not None:
                     shared.add(*qkey, t, principal)
@@ -187,8 +150,8 @@ class Aggregate:
             # observe_lag, inlined: this runs once per event
             lag = now - t
             if lag_counts is None:
-                lag_counts = self.lag[source] = [0.0] * (len(LAG_BUCKETS) + 2)
-            lag_counts[_bisect_left(LAG_BUCKETS, lag)] += 1
+                lag_counts = self.lag[source] = [0.0] * (len(buckets) + 2)
+            lag_counts[_bisect_left(buckets, lag)] += 1
             lag_counts[-1] += lag
         return kept
 
@@ -205,9 +168,7 @@ class Aggregate:
                     queue = OTHER_QUEUE
         slot: _Slot = ((account, region, queue, name, category), (account, region, queue), (account, region))
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
-            if len(self._slots) >= _MAX_SLOTS:
-                self._slots.clear()  # bounded; recomputing a slot gives the same answer
-            self._slots[labels] = slot
+            self._slots.put(labels, slot)
         return slot
 
     def observe_lag(self, source: str, lag: float) -> None:
