@@ -138,9 +138,10 @@ def test_endpoints_and_content_negotiation(tmp_path: Path, exporter_proc: list[E
     assert code == 200 and "file: ok" in body
     code, body, headers = http_get(exp.url + "/metrics")
     assert headers["Content-Type"].startswith("text/plain")
-    code, body, headers = http_get(
-        exp.url + "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
-    )
+    om = {"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
+    # ready means one poll done; files younger than `settle` wait for the next one
+    wait_for(lambda: "cloudtrail_sqs_api_calls_total{" in http_get(exp.url + "/metrics", om)[1], 10, what="counted")
+    code, body, headers = http_get(exp.url + "/metrics", om)
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.rstrip().endswith("# EOF")
     assert "cloudtrail_sqs_api_calls_total{" in body

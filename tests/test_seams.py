@@ -102,7 +102,7 @@ def test_filters_apply_before_every_sink() -> None:
     agg, seen, counters = Aggregate(), Recorder(), SelfMetrics()
     res = Pipeline([agg, seen], counters=counters, filters=filters).process_records(records, "cw")
     assert res.sqs > len(seen.calls) > 0
-    assert all(filters.keep(c[0][0], c[0][2]) for c in seen.calls)
+    assert all(filters.keep(c.labels.account_id, c.labels.queue) for c in seen.calls)
     assert sum(agg.calls.values()) == len(seen.calls)
     assert not any(k[2].startswith("orders") for k in agg.calls)
     assert counters.records[("cw", "sqs")] == res.sqs  # records read count before the filters

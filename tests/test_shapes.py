@@ -17,7 +17,7 @@ from util import parse_metrics, series
 from exporter.decode import scan, shapes
 from exporter.decode.delivery import decode, extract, scanned
 from exporter.decode.reader import read_delivery
-from exporter.decode.record import NO_QUEUE, _Identity, _Issuer, _OnBehalfOf, _SessionContext, principals
+from exporter.decode.record import NO_QUEUE, Identity, Issuer, OnBehalfOf, SessionContext, principals
 from exporter.sources.file import trail_files
 
 SHAPES = Path(__file__).parent / "fixtures" / "shapes"
@@ -221,9 +221,9 @@ def test_wildcard_queue_arn_names_no_queue() -> None:
     assert (ev.queue, ev.queue_arn, ev.event_name) == (NO_QUEUE, None, "ListQueues")
 
 
-def _role_session() -> _Identity:
-    issuer = _SessionContext(sessionIssuer=_Issuer(arn="arn:aws:iam::123456789012:role/R"))
-    return _Identity(
+def _role_session() -> Identity:
+    issuer = SessionContext(sessionIssuer=Issuer(arn="arn:aws:iam::123456789012:role/R"))
+    return Identity(
         "AssumedRole", "arn:aws:sts::123456789012:assumed-role/R/s", "AROAX:s", "123456789012", None, None, issuer
     )
 
@@ -233,40 +233,40 @@ def _role_session() -> _Identity:
     ("ident", "role", "arn"),
     [
         (
-            _Identity("IAMUser", "arn:aws:iam::1:user/A", "AIDA", "1", "A"),
+            Identity("IAMUser", "arn:aws:iam::1:user/A", "AIDA", "1", "A"),
             "arn:aws:iam::1:user/A",
             "arn:aws:iam::1:user/A",
         ),
         (_role_session(), "arn:aws:iam::123456789012:role/R", "arn:aws:sts::123456789012:assumed-role/R/s"),
-        (_Identity("Root", "arn:aws:iam::1:root", "1", "1"), "arn:aws:iam::1:root", "arn:aws:iam::1:root"),
+        (Identity("Root", "arn:aws:iam::1:root", "1", "1"), "arn:aws:iam::1:root", "arn:aws:iam::1:root"),
         (
-            _Identity("FederatedUser", "arn:aws:sts::1:federated-user/Bob", "1:Bob", "1"),
+            Identity("FederatedUser", "arn:aws:sts::1:federated-user/Bob", "1:Bob", "1"),
             "arn:aws:sts::1:federated-user/Bob",
             "arn:aws:sts::1:federated-user/Bob",
         ),
-        (_Identity("AWSAccount", None, "AROAX:sess", "2"), "account:2/AROAX", "account:2/AROAX:sess"),
-        (_Identity("AWSService", invokedBy="sns.amazonaws.com"), "sns.amazonaws.com", "sns.amazonaws.com"),
+        (Identity("AWSAccount", None, "AROAX:sess", "2"), "account:2/AROAX", "account:2/AROAX:sess"),
+        (Identity("AWSService", invokedBy="sns.amazonaws.com"), "sns.amazonaws.com", "sns.amazonaws.com"),
         (
-            _Identity(
+            Identity(
                 "IdentityCenterUser",
                 accountId="1",
-                onBehalfOf=_OnBehalfOf("u-1", "arn:aws:identitystore::1:identitystore/d-1"),
+                onBehalfOf=OnBehalfOf("u-1", "arn:aws:identitystore::1:identitystore/d-1"),
             ),
             "arn:aws:identitystore::1:identitystore/d-1/user/u-1",
             "arn:aws:identitystore::1:identitystore/d-1/user/u-1",
         ),
         (
-            _Identity("IdentityCenterUser", accountId="1", onBehalfOf=_OnBehalfOf("u-1")),
+            Identity("IdentityCenterUser", accountId="1", onBehalfOf=OnBehalfOf("u-1")),
             "account:1/user/u-1",
             "account:1/user/u-1",
         ),
-        (_Identity("Role", "arn:aws:iam::1:role/R", "AROAX", "1"), "arn:aws:iam::1:role/R", "arn:aws:iam::1:role/R"),
-        (_Identity("Unknown", None, "x", "1", "someone"), "x", "x"),
-        (_Identity(accountId="1", invokedBy="AWS Internal"), "AWS Internal", "AWS Internal"),
-        (_Identity("Unknown", accountId="1"), "account:1", "account:1"),
+        (Identity("Role", "arn:aws:iam::1:role/R", "AROAX", "1"), "arn:aws:iam::1:role/R", "arn:aws:iam::1:role/R"),
+        (Identity("Unknown", None, "x", "1", "someone"), "x", "x"),
+        (Identity(accountId="1", invokedBy="AWS Internal"), "AWS Internal", "AWS Internal"),
+        (Identity("Unknown", accountId="1"), "account:1", "account:1"),
     ],
 )
-def test_principal_table(ident: _Identity, role: str, arn: str) -> None:
+def test_principal_table(ident: Identity, role: str, arn: str) -> None:
     assert principals(ident) == (role, arn)
 
 
