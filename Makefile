@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-APT_PKGS = prometheus redis-server
+APT_PKGS = prometheus redis-server clang
 
 .PHONY: run test setup setup-test peers lint bench clean
 

@@ -3,11 +3,11 @@
     python tests/fuzz/fuzz.py scan|encode [libFuzzer flags] [corpus dirs]
     python tests/fuzz/fuzz.py scan|encode --leaks FILE_OR_DIR...   (replay, looking for memory kept per call)
 
-Run it through tests/fuzz/run.sh (or build.py's environment): the extension must be the one built with
-`-fsanitize=fuzzer-no-link,address,undefined`, and the sanitizer runtime with libFuzzer linked in must
-be preloaded, so that libFuzzer sees the C's edges and the sanitizers abort on the first bad access or
-undefined behaviour. An oracle mismatch (tests/fuzz/targets.py) is an uncaught AssertionError: libFuzzer
-reports it as a crash and writes the input to crash-<sha1>."""
+Run it through tests/fuzz/run.py (or in the environment instrumented.py prints): the extension must be
+the one built with `-fsanitize=fuzzer-no-link,address,undefined`, and the sanitizer runtime with
+libFuzzer linked in must be preloaded, so that libFuzzer sees the C's edges and the sanitizers abort on
+the first bad access or undefined behaviour. An oracle mismatch (tests/fuzz/targets.py) is an uncaught
+AssertionError: libFuzzer reports it as a crash and writes the input to crash-<sha1>."""
 
 from __future__ import annotations
 

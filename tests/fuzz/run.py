@@ -1,4 +1,4 @@
-"""Build the instrumented extension (tests/fuzz/build.py) and fuzz each target, then replay the corpus
+"""Build the instrumented extension (tests/fuzz/instrumented.py) and fuzz each target, then replay the corpus
 looking for leaks. Exit status 0 only when no run found anything.
 
     python tests/fuzz/run.py [--time SECONDS] [--runs N] [--work DIR] [--target scan|encode|all] [-- FLAGS]
@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import build  # noqa: E402
+import instrumented  # noqa: E402
 
 TARGETS = ("scan", "encode")
 # what a sanitizer, libFuzzer or an oracle prints when it finds something
@@ -70,7 +70,7 @@ def leaks(target: str, env: dict[str, str], work: Path) -> Outcome:
 
 
 def run(work: Path, targets: list[str], seconds: int, runs: int | None, flags: list[str]) -> list[Outcome]:
-    env = build.build(work / "build")
+    env = instrumented.build(work / "build")
     out = []
     for t in targets:
         out.append(fuzz(t, env, work, seconds, runs, flags))

@@ -3,7 +3,7 @@ instrumentation and AddressSanitizer + UndefinedBehaviorSanitizer, and the sanit
 libFuzzer linked in, to preload into Python (see README.md for why it is built here and not taken from
 atheris' wheel).
 
-    python tests/fuzz/build.py OUT_DIR      builds (or reuses) OUT_DIR/tree and OUT_DIR/asan_with_fuzzer.so
+    python tests/fuzz/instrumented.py OUT_DIR   builds (or reuses) OUT_DIR/tree and OUT_DIR/asan_with_fuzzer.so
 """
 
 from __future__ import annotations
