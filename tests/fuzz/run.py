@@ -58,10 +58,14 @@ def fuzz(target: str, env: dict[str, str], work: Path, seconds: int, runs: int |
     return Outcome(target, ok, int(done[-1]) if done else 0, int(cov[-1]) if cov else 0, log)
 
 
-def leaks(target: str, env: dict[str, str], work: Path) -> Outcome:
-    """Every input of the target's corpus (the seeds and what the run added), replayed for leaks."""
+def leaks(target: str, env: dict[str, str], work: Path, sample: int | None = None) -> Outcome:
+    """The target's kept corpus and the inputs the runs added (all, or an even `sample` of them),
+    replayed for leaks."""
+    added = sorted(p for p in (work / "corpus" / target).iterdir() if p.is_file())
+    if sample is not None and len(added) > sample:
+        added = added[:: -(-len(added) // sample)]
     cmd = [sys.executable, str(HERE / "fuzz.py"), target, "--leaks", str(HERE / "corpus" / target)]
-    cmd += [str(work / "corpus" / target)]
+    cmd += [str(p) for p in added]
     # no quarantine here (it is what finds a use after free while fuzzing): freed blocks are reused as
     # by glibc, so the C's pointer-keyed tuple cache meets the same addresses again and settles as it
     # does in production (see targets.leaked)

@@ -20,6 +20,7 @@ from exporter.sinks.metrics import Aggregate
 
 OBSERVED = 1_800_000_000.25  # the observed time of every record: fixed, so both encoders see the same
 HUGE = 1 << 40  # queue room and batch limits that never stop encode_calls
+LEAST = 32  # bytes kept per call that make a leak: the smallest Python object
 
 
 def native_module() -> Any:
@@ -187,15 +188,16 @@ def loaded() -> bool:
     return scan.scan_calls is not None and logs._native is not None
 
 
-def leaked(oracle: Any, data: bytes, rounds: int = 8, window: int = 1000, windows: int = 10) -> int:
-    """Bytes the oracle keeps per call on one input (tracemalloc must be tracing): a reference or buffer
-    the C forgets to release grows this on every call, for ever. The Python caches on the way are keyed
-    by the input and stop growing after the first call. The C's own caches of interned strings and
-    tuples are slot tables of a few thousand entries: an input whose values collide in them makes new
-    objects on every call until every slot is taken, and only then stops growing. So: a quick look over
-    `rounds` calls, twice (a one-off allocation, a dict growing, is not a leak); when both grew, windows
-    of `window` calls until one grows less than 16 bytes a call (not a leak) or `windows` of them all
-    did (a leak). An exception (an oracle mismatch) propagates."""
+def leaked(oracle: Any, data: bytes, rounds: int = 32, window: int = 1000, windows: int = 10) -> int:
+    """Bytes the oracle keeps per call on one input (tracemalloc must be tracing), when that is at least
+    LEAST (a leaked reference keeps at least one object): a reference or buffer the C forgets to release
+    grows this on every call, for ever. The Python caches on the way are keyed by the input and stop
+    growing after the first call; a measurement itself keeps a few hundred bytes whatever its length.
+    The C's own caches of interned strings and tuples are slot tables of a few thousand entries: an
+    input whose values collide in them makes new objects on every call until every slot is taken, and
+    only then stops growing. So: a quick look over `rounds` calls, twice; when both grew, windows of
+    `window` calls until one grows less (not a leak) or `windows` of them all did (a leak). An
+    exception (an oracle mismatch) propagates."""
     import gc
     import tracemalloc
 
@@ -210,8 +212,8 @@ def leaked(oracle: Any, data: bytes, rounds: int = 8, window: int = 1000, window
     for _ in range(2):
         oracle(data)
     per_call = min(growth(rounds), growth(rounds))
-    for _ in range(windows if per_call >= 16 else 0):
+    for _ in range(windows if per_call >= LEAST else 0):
         per_call = min(per_call, growth(window))
-        if per_call < 16:
+        if per_call < LEAST:
             break
-    return per_call if per_call >= 16 else 0
+    return per_call if per_call >= LEAST else 0
