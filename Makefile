@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-APT_PKGS = prometheus redis-server libssl-dev
+APT_PKGS = prometheus redis-server libssl-dev clang
 
 .PHONY: run test setup setup-test peers lint bench clean
 
@@ -30,7 +30,7 @@ setup-test: $(VENV)/.installed-test
 
 # Debian packages the tests use as real peers (needs root or sudo once).
 peers:
-	@missing=""; for c in prometheus promtool redis-server; do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in prometheus promtool redis-server clang; do command -v $$c >/dev/null || missing=1; done; \
 	[ -e /usr/include/openssl/hmac.h ] || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

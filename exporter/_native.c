@@ -363,6 +363,8 @@ static int string_rest(P *ps, Buf *b) {
    Inline for the common string, plain ASCII up to its closing quote; b is a constant at most call sites. */
 static inline int read_string(P *ps, Buf *b) {
     if (ps->s >= ps->end || *ps->s != '"') return -1;
+    /* callers take `b->p + mark` even for an empty string: the buffer must exist (NULL + 0 is undefined) */
+    if (b && !b->p && grow_slow(b, 1)) return -2;
     const unsigned char *q = b ? plain_copy(ps->s + 1, ps->end, b) : plain_run(ps->s + 1, ps->end);
     if (!q) return -2;
     ps->s = q;
