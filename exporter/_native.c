@@ -2047,7 +2047,7 @@ static PyMemberDef ENCODER_MEMBERS[] = {
     {"batch_sizes", T_OBJECT, offsetof(EncoderObject, batch_sizes), READONLY,
      "BoundedCache: batch entries → messaging.batch.message_count attribute"},
     {"principals", T_OBJECT, offsetof(EncoderObject, principals), READONLY,
-     "BoundedCache: principal → user.id and enduser.id attributes"},
+     "BoundedCache: principal → user.id attribute"},
     {NULL, 0, 0, 0, NULL},
 };
 

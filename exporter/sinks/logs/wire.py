@@ -269,11 +269,16 @@ def scope(name: str, version: str) -> bytes:
 
 
 class RequestBuilder:
-    """ExportLogsServiceRequest bytes for a batch of encoded LogRecords, under one resource and scope."""
+    """ExportLogsServiceRequest bytes for a batch of encoded LogRecords, under one resource and scope (with the
+    schema URL of the conventions its records follow)."""
 
-    def __init__(self, resource_attributes: Mapping[str, Any], scope_name: str, scope_version: str) -> None:
+    def __init__(
+        self, resource_attributes: Mapping[str, Any], scope_name: str, scope_version: str, schema_url: str = ""
+    ) -> None:
         self.resource_field = field(b"\x0a", resource(resource_attributes))  # ResourceLogs.resource = 1
         self.scope_field = field(b"\x0a", scope(scope_name, scope_version))  # ScopeLogs.scope = 1
+        if schema_url:  # ScopeLogs.schema_url = 3, ahead of the records (field order is free)
+            self.scope_field += field(b"\x1a", schema_url.encode())
 
     @staticmethod
     def record_field(record: bytes) -> bytes:
