@@ -1,9 +1,9 @@
 """OTel log record per SQS event, exported over OTLP (gRPC or HTTP/protobuf), or printed (console).
 
 `emit` (processing thread, under the pipeline lock) filters and samples, encodes the LogRecord protobuf
-(.encoding) and appends it to the bounded queue (.queue); when the queue is full the record is dropped
-and counted, so the metrics path never waits on the collector. The export thread sends it (.transport,
-.retry).
+(encoding.py) and appends it to the bounded queue (queue.py); when the queue is full the record is dropped
+and counted, so the metrics path never waits on the collector. The queue's export thread sends it
+(transport.py, retry.py).
 
 Outcomes are counted in the exporter's own counters (exporter.selfmetrics,
 cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
