@@ -1,6 +1,6 @@
 /* The exporter's two hot components in C. Both are optional accelerators: when this module is not built
    (no compiler, no Python or libcrypto headers, CTSQS_NATIVE=0) or declines an input, the plain Python
-   path decides (exporter.decode.delivery record by record, exporter.sinks.logs's Python encoder);
+   path decides (exporter.decode.delivery record by record, exporter.sinks.logs.encoding's Python encoder);
    tests/test_native*.py and tests/test_fastpath.py compare the two, with tests/reference.py as oracle.
 
    1. Scanner(derive, principals_of, parse_time): a `{"Records": [...]}` delivery → exporter.model.Call
@@ -16,8 +16,8 @@
    --- The encoder: one CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries,
    in one pass.
 
-   The pure-Python encoder (exporter/sinks/otlp.py + LogSink.body) decodes the record into ~100 Python
-   objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
+   The pure-Python encoder (exporter/sinks/logs/wire.py + RecordEncoder.body) decodes the record into
+   ~100 Python objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
    accelerator only: for any input it does not handle exactly (malformed JSON, deep nesting, a lone
    surrogate, a float that overflows) it raises ValueError and the caller uses the Python encoder, so
    the two never disagree (tests/test_native.py checks byte equality).
@@ -28,7 +28,7 @@
                array_value = 5 (ArrayValue: values = 1), kvlist_value = 6
    JSON null is the empty AnyValue; an integer outside int64 is a string (as the Python encoder does).
 
-   Redaction follows exporter.sinks.logs.Redactor: sourceIPAddress / userAgent at the top level,
+   Redaction follows exporter.sinks.logs.redaction.Redactor: sourceIPAddress / userAgent at the top level,
    userIdentity.accessKeyId, and named keys anywhere inside requestParameters / responseElements;
    each is kept, dropped, or replaced by hasher(value) (value as str, or decoded by `decode`). */
 
@@ -482,8 +482,8 @@ static int skip_value(P *ps, int depth) {
     }
 }
 
-/* skip_value without a call for the commonest value, a string (the call's prologue had cost a tenth of
-   skipping). */
+/* skip_value without a call for the commonest value, a string: the call's prologue is a measurable part
+   of skipping one. */
 static inline int skip_any(P *ps, int depth) {
     skip_ws(ps);
     return ps->s < ps->end && *ps->s == '"' ? skip_string(ps) : skip_value(ps, depth);
@@ -546,9 +546,9 @@ static int enc_pyvalue(P *ps, PyObject *v) {
 }
 
 /* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string: the first 16 bytes of
-   SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.Redactor.hash writes it for a
-   string. libcrypto's one-shot functions: calling back into Python's hashlib cost more than the rest of a
-   record's encoding. */
+   SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.redaction.Redactor.hash writes it
+   for a string. libcrypto's one-shot functions: a call back into Python's hashlib per value would cost more
+   than the rest of a record's encoding. */
 static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const char *d, Py_ssize_t n) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -581,7 +581,7 @@ static inline int enc_string(P *ps) {
 
 /* The n < 8 bytes at k as a little-endian integer (zero above them), from overlapping fixed-size loads:
    a variable-length memcpy into a stack word makes the next load wait for the stores (store forwarding
-   fails), which had been a third of the scanner's key matching. */
+   fails), on the scanner's hottest path (key matching). */
 static inline uint64_t load_short(const char *k, size_t n) {
     if (n >= 4) {
         uint32_t lo, hi;
@@ -811,7 +811,7 @@ static int enc_value(P *ps, int depth, int ctx) {
 }
 
 /* The log encoder: its redaction and batch settings, read once from typed settings, its caches of
-   attribute bytes (filled by exporter.sinks.logs on a miss) and its buffers. */
+   attribute bytes (filled by exporter.sinks.logs.encoding on a miss) and its buffers. */
 typedef struct {
     PyObject_HEAD
     int act_ip, act_ua, act_key;
@@ -2049,7 +2049,7 @@ static PyMemberDef ENCODER_MEMBERS[] = {
     {"batch_sizes", T_OBJECT, offsetof(EncoderObject, batch_sizes), READONLY,
      "BoundedCache: batch entries → messaging.batch.message_count attribute"},
     {"principals", T_OBJECT, offsetof(EncoderObject, principals), READONLY,
-     "BoundedCache: principal → user.id and enduser.id attributes"},
+     "BoundedCache: principal → user.id attribute"},
     {NULL, 0, 0, 0, NULL},
 };
 

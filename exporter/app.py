@@ -46,7 +46,7 @@ def make_filters(settings: Settings) -> Filters:
 
 
 def make_log_sink(settings: Settings, counters: SelfMetrics, block: bool = False) -> LogSink | None:
-    from .sinks import otel_env
+    from .sinks.logs import settings as otel_env
 
     # OTEL_SDK_DISABLED / OTEL_LOGS_EXPORTER decide over logs.enabled, as the OTel SDK spec says
     if not otel_env.logs_exporters(settings.logs.enabled):
@@ -235,5 +235,5 @@ def render(registry: CollectorRegistry, output: str) -> str:
                 }
             )
         return msgspec.json.format(msgspec.json.encode({"metrics": metrics}).decode(), indent=1) + "\n"
-    # what a scrape without an Accept header gets: generate_latest's bytes, ~10x sooner (server.exposition)
+    # what a scrape without an Accept header gets: generate_latest's bytes, rendered as /metrics renders them
     return exposition(registry, "")[0].decode()
