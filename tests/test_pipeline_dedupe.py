@@ -145,3 +145,30 @@ def test_redis_away_means_local_only(tmp_path: Path, redis_server: RedisServer) 
     p.process(data, "complete")  # the local store still knows them
     assert total(agg) == sqs
     assert duplicates(counters, "complete") == sqs
+
+
+def test_the_app_wires_the_window_and_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    from exporter.app import App
+    from exporter.config import load
+
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "listen": "127.0.0.1:0",
+                "state": {"path": str(tmp_path / "s.db"), "redis_url": redis_server.url},
+                "metrics": {"dedupe_window": "2h"},
+                "sources": [{"type": "file", "path": str(tmp_path / "in")}],
+            }
+        )
+    )
+    app = App(load(cfg))
+    app.start()
+    try:
+        assert app.pipeline.dedupe is not None
+        assert app.pipeline.dedupe.window == 7200
+        assert app.pipeline.dedupe.store is app.store
+        assert app.pipeline.dedupe.shared is app.shared is not None
+    finally:
+        app.shutdown(grace=5)
