@@ -89,6 +89,7 @@ class App:
             self.agg.shared = self.shared
             if self.pipeline.dedupe is not None:  # ids claimed across replicas too
                 self.pipeline.dedupe.shared = self.shared
+                self.pipeline.dedupe.reclaim()
             self.registry.register(SharedCollector(self.shared))
         ctx = Context(self.pipeline, self.store, settings, self.shared)
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]

@@ -172,3 +172,19 @@ def test_the_app_wires_the_window_and_redis(tmp_path: Path, redis_server: RedisS
         assert app.pipeline.dedupe.shared is app.shared is not None
     finally:
         app.shutdown(grace=5)
+
+
+def test_a_restart_claims_the_last_checkpoint_again(tmp_path: Path, redis_server: RedisServer) -> None:
+    """A crash between the SQLite commit and the Redis claim: the next start claims those ids again."""
+    path = tmp_path / "a.db"
+    store = StateStore(path)
+    d = Dedupe(7200, store)  # no Redis yet: committed locally, never claimed
+    d.new(["old-1", "old-2"])
+    store.commit(d.ops())
+    d.committed()
+    store.close()
+    shared = SharedState(redis_server.url)
+    assert shared.seen_events(["old-1", "old-2"]) == set()
+    d = Dedupe(7200, StateStore(path), shared)
+    assert d.reclaim() == 2
+    assert shared.seen_events(["old-1", "old-2", "other"]) == {"old-1", "old-2"}
