@@ -48,9 +48,9 @@
 #define MAX_DEPTH 128
 
 /* exporter.model.Call, read and built by field name: the offsets of its slots, found at import */
-enum { C_LABELS, C_ERROR, C_ENTRIES, C_TIME, C_ROLE, C_ARN, C_QUEUE, NCALL };
+enum { C_LABELS, C_ERROR, C_ENTRIES, C_TIME, C_ROLE, C_ARN, C_QUEUE, C_EVENT_ID, NCALL };
 static const char *CALL_FIELD[NCALL] = {"labels", "error", "entries", "time", "principal_role", "principal_arn",
-                                        "queue"};
+                                        "queue", "event_id"};
 
 typedef struct {
     PyObject *call_type;  /* exporter.model.Call */
@@ -1054,22 +1054,23 @@ static PyObject *encoder_record(PyObject *self, PyObject *const *args, Py_ssize_
 
 /* ------------------------------------------------------------------------------------------------------
    The scanner: Scanner.rows(data, keep_raw)
-       -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None
+       -> ([(dkey, ikey, errorCode, entries, eventTime, eventID, raw), ...], other) | None
 
    dkey = (recipientAccountId, awsRegion, eventName, eventCategory, managementEvent, queueUrl, queueName,
            sourceArn, (resources[].ARN, ...) | None)      everything the queue/category derivation reads
    ikey = (type, arn, principalId, accountId, userName, invokedBy, sessionContext.sessionIssuer.arn) | None
-   entries = len(requestParameters.entries) (0 without), raw = the record's JSON (bytes) when keep_raw.
+   entries = len(requestParameters.entries) (0 without), eventID as read (a new str each: it never repeats),
+   raw = the record's JSON (bytes) when keep_raw.
 
    The types are SqsRecord's: a wrong type, a duplicate key among those read, a non-object record, or
    anything else unusual returns None and exporter.pipeline's general path decides, record by record.
    Other records are skipped after their eventSource / eventType (which must be strings or null). */
 
 enum { F_SOURCE, F_NAME, F_TIME, F_TYPE, F_REGION, F_RECIPIENT, F_ERROR, F_CATEGORY, F_MGMT, F_IDENT, F_PARAMS,
-       F_RESOURCES, NF };
+       F_RESOURCES, F_EVENT_ID, NF };
 static const char *FNAME[NF] = {"eventSource", "eventName", "eventTime", "eventType", "awsRegion",
                                 "recipientAccountId", "errorCode", "eventCategory", "managementEvent",
-                                "userIdentity", "requestParameters", "resources"};
+                                "userIdentity", "requestParameters", "resources", "eventID"};
 
 #define INTERN_SLOTS 16384
 #define TUPLE_SLOTS 4096
@@ -1144,8 +1145,9 @@ static PyObject *intern_str(ScannerObject *sc, const char *d, Py_ssize_t n) {
     return o;
 }
 
-/* str or null at ps->s → *out (new reference). -1: another type or bad JSON; -2: Python error. */
-static int opt_str(P *ps, PyObject **out) {
+/* str or null at ps->s → *out (new reference), interned when `keep`. -1: another type or bad JSON;
+   -2: Python error. */
+static int opt_str_as(P *ps, PyObject **out, int keep) {
     skip_ws(ps);
     if (ps->s < ps->end && *ps->s == 'n') {
         if (match_lit(ps, "null", 4)) return -1;
@@ -1159,9 +1161,15 @@ static int opt_str(P *ps, PyObject **out) {
         ps->tmp.len = mark;
         return r;
     }
-    *out = intern_str(ps->sc, ps->tmp.p + mark, ps->tmp.len - mark);
+    const char *d = ps->tmp.p + mark;
+    Py_ssize_t n = ps->tmp.len - mark;
+    *out = keep ? intern_str(ps->sc, d, n) : PyUnicode_DecodeUTF8(d, n, "strict");
     ps->tmp.len = mark;
     return *out ? 0 : -2;
+}
+
+static inline int opt_str(P *ps, PyObject **out) {
+    return opt_str_as(ps, out, 1);
 }
 
 /* The string (or null) at ps->s equals lit? 1 yes, 0 no (null or another string), -1 not a string/null. */
@@ -1442,6 +1450,8 @@ static int read_field(P *ps, int f, Rec *rc) {
         return walk_object(ps, &N_IDENT, on_ident, &rc->ident, 1);
     }
     if (f == F_RESOURCES) return read_resources(ps, &rc->resources);
+    /* every eventID is unique: interning would only evict the values that do repeat */
+    if (f == F_EVENT_ID) return opt_str_as(ps, &rc->v[f], 0);
     return opt_str(ps, &rc->v[f]);
 }
 
@@ -1477,8 +1487,8 @@ static int sqs_row(P *ps, Rec *rc, const Part *raw_text, PyObject **row) {
     PyObject *raw = raw_text ? PyBytes_FromStringAndSize(raw_text->p, raw_text->n) : Py_NewRef(Py_None);
     PyObject *entries = PyLong_FromSsize_t(rc->params.count);
     if (dkey && ikey && raw && entries) {
-        PyObject *row_v[6] = {dkey, ikey, rc->v[F_ERROR], entries, rc->v[F_TIME], raw};
-        *row = tuple_of(row_v, 6);
+        PyObject *row_v[7] = {dkey, ikey, rc->v[F_ERROR], entries, rc->v[F_TIME], rc->v[F_EVENT_ID], raw};
+        *row = tuple_of(row_v, 7);
     }
     Py_XDECREF(entries);
     Py_XDECREF(dkey);
@@ -1676,13 +1686,13 @@ static PyObject *calls_of(ScannerObject *sc, PyObject *rows) {
     if (!out) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *row = PyList_GET_ITEM(rows, i);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 6) {
-            PyErr_SetString(PyExc_TypeError, "a row is a 6-tuple");
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 7) {
+            PyErr_SetString(PyExc_TypeError, "a row is a 7-tuple");
             goto fail;
         }
         PyObject *dkey = PyTuple_GET_ITEM(row, 0), *ikey = PyTuple_GET_ITEM(row, 1);
         PyObject *error = PyTuple_GET_ITEM(row, 2), *entries = PyTuple_GET_ITEM(row, 3);
-        PyObject *etime = PyTuple_GET_ITEM(row, 4);
+        PyObject *etime = PyTuple_GET_ITEM(row, 4), *event_id = PyTuple_GET_ITEM(row, 5);
         /* without recipientAccountId the account may come from the caller: not a function of dkey alone */
         int named = PyTuple_Check(dkey) && PyTuple_GET_SIZE(dkey) > 0 && PyObject_IsTrue(PyTuple_GET_ITEM(dkey, 0)) > 0;
         PyObject *d = get_or_call((Memo){sc->id_derived, sc->derived, sc->derive}, dkey, ikey, named);
@@ -1734,6 +1744,7 @@ static PyObject *calls_of(ScannerObject *sc, PyObject *rows) {
             f[C_ROLE] = PyTuple_GET_ITEM(who, 0);
             f[C_ARN] = PyTuple_GET_ITEM(who, 1);
             f[C_QUEUE] = PyTuple_GET_ITEM(d, 1);
+            f[C_EVENT_ID] = event_id;
             call = PyObject_Vectorcall(sc->call_type, f, NCALL, NULL);
         }
         Py_XDECREF(zero);
@@ -2185,7 +2196,7 @@ static PyObject *scanner_scan(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_ssize_t n = PyList_GET_SIZE(rows);
     if (calls) raws = PyList_New(keep_raw ? n : 0);
     for (Py_ssize_t i = 0; raws && keep_raw && i < n; i++)
-        PyList_SET_ITEM(raws, i, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 5)));
+        PyList_SET_ITEM(raws, i, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 6)));
     Py_DECREF(rows);
     if (!raws) {
         Py_XDECREF(calls);
@@ -2200,7 +2211,7 @@ static PyMethodDef SCANNER_METHODS[] = {
      "A {\"Records\": [...]} delivery's SQS calls (exporter.model.Call), its count of other records, and the\n"
      "raw JSON of each call with keep_raw (else []). None: declined, the record-by-record path decides."},
     {"rows", (PyCFunction)(void (*)(void))scanner_rows, METH_FASTCALL,
-     "rows(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, raw), ...], other) | None\n"
+     "rows(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, eventID, raw), ...], other) | None\n"
      "The first half of scan(): the fields of each SQS call as read (see the comment in _native.c)."},
     {"calls", (PyCFunction)scanner_calls, METH_O, "calls(rows) -> [Call, ...]: the second half of scan()."},
     {NULL, NULL, 0, NULL},

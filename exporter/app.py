@@ -14,6 +14,7 @@ import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from .config import Settings
+from .dedupe import Dedupe
 from .filters import Filters
 from .interfaces import Sink
 from .pipeline import Pipeline
@@ -62,7 +63,9 @@ def make_pipeline(
     settings: Settings, agg: Aggregate, counters: SelfMetrics, log_sink: LogSink | None, store: StateStore | None = None
 ) -> Pipeline:
     sinks: list[Sink] = [agg] if log_sink is None else [agg, log_sink]
-    return Pipeline(sinks, store, counters, make_filters(settings), settings.state.commit_interval)
+    window = settings.metrics.dedupe_window
+    dedupe = Dedupe(window, store) if window else None
+    return Pipeline(sinks, store, counters, make_filters(settings), settings.state.commit_interval, dedupe=dedupe)
 
 
 class App:
@@ -84,6 +87,9 @@ class App:
             from .shared import SharedCollector
 
             self.agg.shared = self.shared
+            if self.pipeline.dedupe is not None:  # ids claimed across replicas too
+                self.pipeline.dedupe.shared = self.shared
+                self.pipeline.dedupe.reclaim()
             self.registry.register(SharedCollector(self.shared))
         ctx = Context(self.pipeline, self.store, settings, self.shared)
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]

@@ -10,7 +10,8 @@ either counted and remembered, or neither. Between checkpoints the pending ids a
 
 Memory is bounded by the checkpoint interval (only pending ids are in memory); the state file holds the
 ids of one window (expired ones are deleted as checkpoints go by). With several replicas, ids are also
-claimed in Redis with `SET NX` and a TTL of the window (see exporter.shared), after the local commit.
+claimed in Redis with `SET NX` and a TTL of the window (see exporter.shared), after the local commit (and
+the last checkpoint's ids again at start, in case the process died between the two).
 """
 
 from __future__ import annotations
@@ -125,6 +126,21 @@ class Dedupe:
             self.pending.pop(i, None)
         if self.shared is not None and written:
             self.shared.claim_events([i for i, _ in written], self.window)
+
+    def reclaim(self, margin: float = 60.0) -> int:
+        """At start, with Redis: claim again the ids of the last checkpoints before this process stopped.
+        A crash between the SQLite commit and `claim_events` leaves them counted here but unknown to the
+        other replicas; this closes that gap. Returns how many were claimed."""
+        if self.store is None or self.shared is None:
+            return 0
+        rows = self.store.query(
+            "SELECT id, seen FROM events WHERE seen >= (SELECT max(seen) FROM events) - ?", (margin,)
+        )
+        now = self.clock()
+        ids = [str(r[0]) for r in rows if now - float(r[1]) < self.window]  # type: ignore[arg-type]
+        if ids:
+            self.shared.claim_events(ids, self.window)
+        return len(ids)
 
 
 def _insert(db: sqlite3.Connection, rows: list[tuple[str, float]]) -> None:

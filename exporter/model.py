@@ -60,3 +60,4 @@ class Call(msgspec.Struct, gc=False, frozen=True):
     principal_role: str | None  # the caller at `role` granularity
     principal_arn: str | None  # the caller at `arn` granularity
     queue: QueueRef
+    event_id: str | None = None  # eventID: the same event from two sources is told apart by it (dedupe)

@@ -1,7 +1,8 @@
 """The object processor: one delivery → SQS calls → the filters → every sink, counted per outcome.
 
 It is the `Intake` the sources hand their deliveries to, and it owns the checkpoint: the sinks' state,
-the self-monitoring counters and the sources' progress are saved in one transaction.
+the self-monitoring counters and the sources' progress are saved in one transaction (with the event ids
+dedupe remembers, when `metrics.dedupe_window` is set).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from .decode.delivery import Decoded, ObjectResult, decode, decode_records
+from .dedupe import Dedupe
 from .filters import Filters
 from .interfaces import After, ExtraCount, Persistent, Progress, Sink
+from .model import Call
 from .selfmetrics import SelfMetrics
 from .state import Op, StateStore
 
@@ -32,11 +36,13 @@ class Pipeline:
         filters: Filters | None = None,
         commit_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        dedupe: Dedupe | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.counters = counters if counters is not None else SelfMetrics()
         self.filters = filters if filters is not None and filters.active else None
         self.store = store
+        self.dedupe = dedupe
         self.commit_interval = commit_interval
         self.clock = clock
         self.keep_raw = any(s.wants_raw for s in self.sinks)
@@ -57,6 +63,8 @@ class Pipeline:
     # -- Intake --------------------------------------------------------------------------------------
     def register(self, source: str, extra: Iterable[str] = ()) -> None:
         self.counters.register_source(source, extra)
+        if self.dedupe is not None:
+            self.counters.register_duplicates(source)
 
     def process(
         self, data: bytes, source: str, name: str = "", progress: Progress = (), after: After | None = None
@@ -105,7 +113,11 @@ class Pipeline:
                 return
             if self.store is not None:
                 ops = [*self._pending, *(StateStore.put_op(p.state_key, p.snapshot()) for p in self._persistent)]
+                if self.dedupe is not None:
+                    ops.extend(self.dedupe.ops())
                 self.store.commit(ops)
+                if self.dedupe is not None:
+                    self.dedupe.committed()
             self._pending.clear()
             after, self._after = self._after, []
             self._last_commit = time.monotonic()
@@ -133,6 +145,8 @@ class Pipeline:
             counters.count_object(source, res.outcome, res.sqs, res.other, res.invalid)
             for name, key, n in extra:
                 counters.count_extra(name, key, n)
+            if calls and self.dedupe is not None:
+                calls, raws = self._drop_seen(calls, raws, source)
             if calls:
                 for sink in self.sinks:
                     action = sink.consume(calls, raws, now, source)
@@ -143,6 +157,18 @@ class Pipeline:
             action()
         return res
 
+    def _drop_seen(self, calls: list[Call], raws: list[Any], source: str) -> tuple[list[Call], list[Any]]:
+        """The dedupe stage: calls whose eventID was counted within the window (from any source) go no
+        further than the filters' rejects do; they are counted as duplicates. Under the lock: Dedupe's
+        memory and its checkpoint ops must agree."""
+        assert self.dedupe is not None
+        flags = self.dedupe.new([c.event_id for c in calls])
+        if all(flags):
+            return calls, raws
+        self.counters.count_duplicates(source, len(flags) - sum(flags))
+        kept = [c for c, k in zip(calls, flags, strict=True) if k]
+        return kept, ([r for r, k in zip(raws, flags, strict=True) if k] if raws else raws)
+
     def _stage(self, progress: Progress, res: ObjectResult | None, after: After | None) -> None:
         if callable(progress):
             assert res is not None, "a progress function needs an object result"
@@ -150,4 +176,3 @@ class Pipeline:
         self._pending.extend(progress)
         if after is not None:
             self._after.append(after)
-

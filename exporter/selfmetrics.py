@@ -1,5 +1,5 @@
 """The exporter's own counters: records and objects read, source errors, log-record outcomes, and the
-named counters a source adds (late events).
+named counters a source or a stage adds (late events, duplicate events).
 
 They are written from several threads (each source, the pipeline, the log sink's export thread), so they
 sit behind a lock of their own rather than borrowing another component's. Saved in the same checkpoint
@@ -16,6 +16,7 @@ from typing import Any
 from .model import LOG_OUTCOMES, OBJECT_OUTCOMES, RECORD_OUTCOMES
 
 Key = tuple[str, ...]
+DUPLICATE_EVENTS = "exporter_duplicate_events"  # a named counter: {source}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,14 @@ class SelfMetrics:
         """Log records that ended as `outcome` (exported, dropped, failed)."""
         with self.lock:
             self.log_records[outcome] += n
+
+    def register_duplicates(self, source: str) -> None:
+        with self.lock:
+            self.extra.setdefault(DUPLICATE_EVENTS, {}).setdefault((source,), 0)
+
+    def count_duplicates(self, source: str, n: int) -> None:
+        """Calls not counted because their eventID was counted within metrics.dedupe_window."""
+        self.count_extra(DUPLICATE_EVENTS, (source,), n)
 
     def count_extra(self, name: str, key: Key, n: int = 1) -> None:
         with self.lock:

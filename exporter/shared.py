@@ -6,7 +6,8 @@ and reports a window's figure from PFCOUNT over that window's keys: all replicas
 
 When Redis is unreachable a replica keeps counting: HLL additions wait in a bounded buffer and are sent
 when Redis returns; object idempotency falls back to the replica's own SQLite store (so an object
-redelivered to *another* replica during the outage can be counted twice); the distinct-principal gauges
+redelivered to *another* replica during the outage can be counted twice), and so does event dedupe
+(an event another replica counted during the outage can be counted again); the distinct-principal gauges
 show this replica's own view; `/readyz` fails and `cloudtrail_sqs_exporter_redis_up` is 0.
 """
 
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
@@ -151,6 +152,39 @@ class SharedState:
                 self.r.delete(key)
         except redis.RedisError as exc:
             self._failed(exc)
+
+    # -- event dedupe (metrics.dedupe_window) ----------------------------------------------------------
+    def seen_events(self, ids: Sequence[str]) -> set[str]:
+        """The ids another replica (or this one) has claimed within the window. While Redis is away:
+        none, and dedupe goes by the local state store alone."""
+        if not ids or not self.up:
+            return set()
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            for i in ids:
+                pipe.exists(_key("ev", i))
+            found = pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return set()
+        self._ok()
+        return {i for i, n in zip(ids, found, strict=True) if n}
+
+    def claim_events(self, ids: Sequence[str], ttl: float) -> None:
+        """Mark ids counted, once their counts are committed locally: SET NX (the first replica's mark
+        stands) with the window as TTL, so Redis holds one window of ids."""
+        if not ids or not self.up:
+            return
+        ex = max(1, int(ttl))
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            for i in ids:
+                pipe.set(_key("ev", i), 1, nx=True, ex=ex)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+        else:
+            self._ok()
 
     # -- distinct principals -----------------------------------------------------------------------
     def add(self, account: str, region: str, queue: str, t: float, principal: str) -> None:

@@ -16,10 +16,10 @@ from exporter.sinks.metrics import LAG_BUCKETS, Aggregate
 def calls_of(rows: Iterable[scan.Row]) -> list[Call]:
     """Scanner.calls without its caches: the scanner's rows → Calls, each derived afresh."""
     calls: list[Call] = []
-    for dkey, ikey, error, entries, etime, _ in rows:
+    for dkey, ikey, error, entries, etime, event_id, _ in rows:
         labels, ref, batch = scan.derived(dkey, ikey)
         role, arn = scan.principals_of(ikey)
-        calls.append(Call(labels, error or None, entries if batch else 0, parse_time(etime), role, arn, ref))
+        calls.append(Call(labels, error or None, entries if batch else 0, parse_time(etime), role, arn, ref, event_id))
     return calls
 
 

@@ -68,7 +68,7 @@ def test_calls_of_matches_python() -> None:
 
 
 def with_times(rows: list[Any], times: list[Any]) -> list[Any]:
-    return [(*r[:4], t, r[5]) for r, t in zip(rows, times, strict=False)]
+    return [(*r[:4], t, *r[5:]) for r, t in zip(rows, times, strict=False)]
 
 
 ODD_TIMES = [

@@ -86,6 +86,7 @@ class SqsRecord(msgspec.Struct, gc=False):
     requestParameters: Params | None = None
     # a tuple of frozen structs: hashable, part of the key derive's results are remembered by
     resources: tuple[Resource | None, ...] | None = None
+    eventID: str | None = None
 
 
 class SqsEvent(msgspec.Struct, gc=False):
@@ -322,7 +323,7 @@ def to_call(rec: SqsRecord) -> Call:
     entries = rec.requestParameters.entries if batch and rec.requestParameters is not None else None
     role, arn = principals_of(rec.userIdentity)
     n = len(entries) if entries else 0
-    return Call(labels, rec.errorCode or None, n, parse_time(rec.eventTime), role, arn, ref)
+    return Call(labels, rec.errorCode or None, n, parse_time(rec.eventTime), role, arn, ref, rec.eventID)
 
 
 def call_event(call: Call) -> SqsEvent:

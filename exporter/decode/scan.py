@@ -26,8 +26,8 @@ from .record import (
     principals,
 )
 
-# (dkey, ikey, errorCode, entries, eventTime, raw): one SQS record as Scanner.rows reads it
-Row = tuple[tuple[Any, ...], tuple[Any, ...] | None, str | None, int, str | None, bytes | None]
+# (dkey, ikey, errorCode, entries, eventTime, eventID, raw): one SQS record as Scanner.rows reads it
+Row = tuple[tuple[Any, ...], tuple[Any, ...] | None, str | None, int, str | None, str | None, bytes | None]
 
 
 def identity(ikey: tuple[Any, ...] | None) -> Identity | None:

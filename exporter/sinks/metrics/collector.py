@@ -115,6 +115,7 @@ EXTRA_COUNTERS: dict[str, tuple[str, list[str]]] = {
         "Log events that arrived after the late-arrival window had passed them (not counted as calls).",
         ["source"],
     ),
+    "exporter_duplicate_events": ("SQS calls not counted: their eventID was counted within dedupe_window.", ["source"]),
 }
 
 
