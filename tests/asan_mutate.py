@@ -62,7 +62,8 @@ def main() -> int:
     for _ in range(iterations):
         b = mutate(rng, rng.choice(docs))
         for keep in (True, False):
-            scanner.scan(b, keep)
+            with contextlib.suppress(scan.Declined):  # an Identity Center caller: the msgspec path's
+                scanner.scan(b, keep)
         with contextlib.suppress(ValueError, TypeError, OverflowError):
             encoder.body(b)
         with contextlib.suppress(ValueError, TypeError, OverflowError):
