@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from .config import Settings
 from .dedupe import Dedupe
+from .explain import explain
 from .filters import Filters
 from .interfaces import Sink
 from .pipeline import Pipeline
+from .report import ReplayReport, summarize
 from .selfmetrics import SelfMetrics
 from .server import MetricsServer, exposition, split_address
 from .sinks.metrics import Aggregate, AggregateCollector
@@ -95,11 +98,13 @@ class App:
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
         host, port = settings.listen_address
         web = WebConfig(settings.web_config_file) if settings.web_config_file else None
-        self.server = MetricsServer(host, port, self.registry, self.ready, web, settings.telemetry_path)
+        with _listening(settings.listen):
+            self.server = MetricsServer(host, port, self.registry, self.ready, web, settings.telemetry_path)
         self.health: MetricsServer | None = None
         if settings.health_listen:
             h_host, h_port = split_address(settings.health_listen)
-            self.health = MetricsServer(h_host, h_port, self.registry, self.ready, health_only=True)
+            with _listening(settings.health_listen):
+                self.health = MetricsServer(h_host, h_port, self.registry, self.ready, health_only=True)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -149,6 +154,18 @@ class App:
         self.store.close()
 
 
+class ListenError(Exception):
+    """A listener that cannot be opened; the message names its address."""
+
+
+@contextlib.contextmanager
+def _listening(address: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {address}: {explain(exc, address)}") from exc
+
+
 def _connect_shared(settings: Settings, store: StateStore) -> Any:
     if not settings.state.redis_url:
         return None
@@ -162,70 +179,145 @@ def _connect_shared(settings: Settings, store: StateStore) -> Any:
     return shared
 
 
-def iter_inputs(targets: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    """(name, loader) for each object named on the replay command line: files, directories, s3:// URLs."""
-    for target in targets:
-        if target.startswith("s3://"):
-            from .sources.s3 import iter_s3_url  # boto3 only when asked for
+Loader = Callable[[], bytes]
 
-            yield from iter_s3_url(target)
-            continue
-        p = Path(target)
-        if not p.exists():
-            yield target, None
-            continue
-        for f in trail_files(p):
-            yield str(f), f.read_bytes
+
+def iter_inputs(
+    targets: Iterable[str], skipped: dict[str, int] | None = None
+) -> Iterator[tuple[str, Loader | BaseException]]:
+    """(name, loader) for each object named on the replay command line: files, directories, s3:// URLs.
+    A target that cannot be listed (missing path, S3 error) comes as (target, the exception), after any
+    objects listed before the failure; files a directory holds but that are no deliveries are counted in
+    `skipped` by reason."""
+    for target in targets:
+        try:
+            if target.startswith("s3://"):
+                from .sources.s3 import iter_s3_url  # boto3 only when asked for
+
+                yield from iter_s3_url(target)
+                continue
+            p = Path(target)
+            if not p.exists():
+                raise FileNotFoundError(target)
+            for f in trail_files(p, skipped):
+                yield str(f), f.read_bytes
+        except Exception as exc:
+            log.debug("cannot list %s", target, exc_info=True)
+            yield target, exc
 
 
 def replay(
     targets: list[str], settings: Settings, output: str = "prometheus", progress: bool | None = None
 ) -> tuple[str, int]:
-    """One pass over the targets; returns (rendered metrics, number of objects that failed)."""
+    """One pass over the targets; returns (rendered metrics, number of inputs that failed)."""
+    text, report = replay_report(targets, settings, output, progress)
+    return text, report.failed
+
+
+def replay_report(
+    targets: list[str], settings: Settings, output: str = "prometheus", progress: bool | None = None
+) -> tuple[str, ReplayReport]:
+    """One pass over the targets; returns the rendered metrics and what a person is told at the end.
+    While it runs, stdout belongs to the metrics alone: anything else printing there (the console log
+    exporter) goes to stderr."""
+    started = time.monotonic()
+    report = ReplayReport()
     agg = make_aggregate(settings)
     counters = SelfMetrics()
-    sink = make_log_sink(settings, counters, block=True)  # a batch run waits for the collector, never drops
-    pipeline = make_pipeline(settings, agg, counters, sink)
-    source = "replay"
-    pipeline.register(source)
-    failed = 0
-    items = list(iter_inputs(targets))
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True, console=None)
-        bar.start()
-        task = bar.add_task("replay", total=len(items))
-    try:
-        for name, load in items:
-            if load is None:
-                print(f"replay: {name}: no such file or directory", file=sys.stderr)
-                pipeline.count_object(source, "failed")
-                failed += 1
-                continue
-            try:
-                data = load()
-            except Exception as exc:
-                print(f"replay: {name}: cannot read: {exc}", file=sys.stderr)
-                pipeline.count_object(source, "failed")
-                failed += 1
-                continue
-            res = pipeline.process(data, source, name)
-            if res.outcome == "failed":
-                print(f"replay: {name}: {res.reason}", file=sys.stderr)
-                failed += 1
-            if bar is not None:
-                bar.advance(task)
-    finally:
-        if bar is not None:
+    err = sys.stderr
+    with contextlib.redirect_stdout(err):
+        sink = make_log_sink(settings, counters, block=True)  # a batch run waits for the collector, never drops
+        pipeline = make_pipeline(settings, agg, counters, sink)
+        pipeline.register(_REPLAY)
+        bar = _Bar(err.isatty() if progress is None else progress, err)
+        try:
+            items = bar.listing(iter_inputs(targets, report.left_out))
+            bar.reading(len(items))
+            for name, load in items:
+                _replay_one(pipeline, report, name, load)
+                bar.advance()
+        finally:
             bar.stop()
-        if sink is not None:
-            sink.shutdown(86400.0)  # a batch run waits until every record is exported or has failed
+            if sink is not None:
+                sink.shutdown(86400.0)  # a batch run waits until every record is exported or has failed
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AggregateCollector(agg, counters=counters))
-    return render(registry, output), failed
+    with pipeline.lock:
+        summarize(report, agg.calls, agg.errors)
+    if sink is not None:
+        report.logs = dict(counters.log_records)
+    report.seconds = time.monotonic() - started
+    return render(registry, output), report
+
+
+_REPLAY = "replay"
+
+
+def _replay_one(pipeline: Pipeline, report: ReplayReport, name: str, load: Loader | BaseException) -> None:
+    if isinstance(load, BaseException):  # the target could not be listed
+        pipeline.count_object(_REPLAY, "failed")
+        report.add_failure(name, explain(load, name))
+        return
+    try:
+        data = load()
+    except Exception as exc:
+        log.debug("cannot read %s", name, exc_info=True)
+        pipeline.count_object(_REPLAY, "failed")
+        report.add_failure(name, f"cannot read: {explain(exc, name)}")
+        return
+    res = pipeline.process(data, _REPLAY, name)
+    report.records.update(sqs=res.sqs, other=res.other, invalid=res.invalid)
+    if res.outcome == "failed":
+        report.add_failure(name, res.reason)
+    elif res.outcome == "skipped":
+        report.skipped += 1
+    else:
+        report.read += 1
+
+
+class _Bar:
+    """The progress shown on a terminal: the listing (a count), then the reading (a bar). It stays on
+    screen when done, as the last line before the summary."""
+
+    def __init__(self, show: bool, stream: TextIO) -> None:
+        self.progress: Any = None
+        self.task: Any = None
+        if show:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=stream),
+                transient=False,
+            )
+            self.progress.start()
+
+    def listing(self, inputs: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        if self.progress is None:
+            return list(inputs)
+        task = self.progress.add_task("listing", total=None)
+        items = []
+        for item in inputs:
+            items.append(item)
+            self.progress.advance(task)
+        self.progress.update(task, total=len(items), description=f"listed {len(items):,} inputs")
+        return items
+
+    def reading(self, total: int) -> None:
+        if self.progress is not None:
+            self.task = self.progress.add_task("reading", total=total)
+
+    def advance(self) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
 def render(registry: CollectorRegistry, output: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import signal
@@ -11,70 +12,126 @@ import threading
 
 import yaml
 
-from . import __version__, config, masking
+from . import __version__, config, logfmt, masking, report
+from .report import EXIT_USAGE
 from .tuning import tune_gc, tune_malloc
+
+PROG = "cloudtrail-sqs-exporter"
+LEVELS = ["debug", "info", "warning", "error"]
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, argparse.SUPPRESS) or "default" in text or action.nargs in ("+", "*", 0):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="cloudtrail-sqs-exporter",
+        prog=PROG,
         description="Prometheus metrics and OpenTelemetry logs from the Amazon SQS events in AWS CloudTrail.",
+        epilog="Exit codes: 0 success, 1 some inputs failed (what was read is still printed) or run could not "
+        "start, 2 usage or configuration error, 3 nothing could be read.",
+        formatter_class=_Help,
     )
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon (serves /metrics, /healthz, /readyz)")
+    run = sub.add_parser("run", help="run the daemon (serves /metrics, /healthz, /readyz)", formatter_class=_Help)
     run.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     run.add_argument("--config", "-c", help="YAML config file (default: the embedded sample setup)")
     # the exporter-toolkit spellings, with the older ones kept as aliases
     run.add_argument(
-        "--web.listen-address", "--listen", dest="listen", help="address:port to serve on (config: listen)"
+        "--web.listen-address",
+        "--listen",
+        dest="listen",
+        help="address:port to serve on (config: listen; default: 0.0.0.0:10355)",
     )
     run.add_argument(
         "--web.config.file",
         "--web-config-file",
         dest="web_config_file",
-        help="TLS / basic auth web-config, exporter-toolkit format (config: web_config_file)",
+        help="TLS / basic auth web-config, exporter-toolkit format (config: web_config_file; default: plain HTTP)",
     )
-    run.add_argument("--web.telemetry-path", dest="telemetry_path", help="path of the metrics (config: telemetry_path)")
     run.add_argument(
-        "--health-listen", dest="health_listen", help="plain-HTTP probe listener address:port (config: health_listen)"
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        help="path of the metrics (config: telemetry_path; default: /metrics)",
     )
-    run.add_argument("--state-path", help="SQLite state file (config: state.path)")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--health-listen",
+        dest="health_listen",
+        help="plain-HTTP probe listener address:port (config: health_listen; default: none)",
+    )
+    run.add_argument(
+        "--state-path", help="SQLite state file (config: state.path; default: ./state/cloudtrail-sqs-exporter.db)"
+    )
+    run.add_argument(
+        "--log-level", choices=LEVELS, help="log level of the process's own lines (config: log_level; default: info)"
+    )
+    run.add_argument(
+        "--log-format",
+        choices=logfmt.FORMATS,
+        default="text",
+        help="text for a person, json for a log shipper (one object per line: time, level, logger, message, fields)",
+    )
     run.add_argument("--shutdown-grace", type=float, default=20.0, help="seconds to finish work on SIGTERM")
 
-    rp = sub.add_parser("replay", help="one pass over files or an S3 prefix; print the metrics")
+    rp = sub.add_parser("replay", help="one pass over files or an S3 prefix; print the metrics", formatter_class=_Help)
     rp.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    rp.add_argument("paths", nargs="+", metavar="PATH_OR_S3_URL")
-    rp.add_argument("--output", "-o", choices=["prometheus", "json"], default="prometheus")
-    rp.add_argument("--config", "-c", help="YAML config file (metrics and logs settings apply)")
-    rp.add_argument("--principal-granularity", choices=["role", "arn"])
+    rp.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH_OR_S3_URL",
+        help="trail files, directories of them (read recursively), or s3://bucket/prefix URLs",
+    )
+    rp.add_argument(
+        "--output", "-o", choices=["prometheus", "json"], default="prometheus", help="format of the metrics on stdout"
+    )
+    rp.add_argument(
+        "--config", "-c", help="YAML config file; its metrics and logs settings apply (default: built-in defaults)"
+    )
+    rp.add_argument(
+        "--principal-granularity",
+        choices=["role", "arn"],
+        help="principal label: the role (sessions folded) or the full ARN (config: metrics.principal_granularity; "
+        "default: role)",
+    )
+    rp.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default="error",
+        help="log level; failed inputs are named in the closing summary, warning shows them as they happen",
+    )
+    rp.add_argument("--log-format", choices=logfmt.FORMATS, default="text", help="format of the log lines on stderr")
 
-    cc = sub.add_parser("check-config", help="validate a config file and print the effective configuration")
+    cc = sub.add_parser(
+        "check-config", help="validate a config file and print the effective configuration", formatter_class=_Help
+    )
     cc.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    cc.add_argument("file")
+    cc.add_argument("file", metavar="FILE", help="the YAML config file to check (CTSQS_* variables are applied)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command != "check-config":
-        tune_malloc()
+    debug = getattr(args, "log_level", None) == "debug"
+    secrets: set[str] = masking.env_secrets()
     try:
         if args.command == "check-config":
             settings = config.load(args.file)
             sys.stdout.write(yaml.safe_dump(config.masked(settings), sort_keys=False))
             return 0
+        tune_malloc()
         if args.command == "replay":
             settings = config.load(args.config, **{"metrics.principal_granularity": args.principal_granularity})
-            _logging("error", config.secrets(settings))  # bad files are reported by replay itself, once each
-            from .app import replay
-
-            tune_gc()
-            text, _failed = replay(args.paths, settings, args.output)
-            sys.stdout.write(text)
-            return 0
+            secrets = config.secrets(settings)
+            logfmt.setup(args.log_level, secrets, args.log_format)
+            return _replay(args, settings, secrets)
         settings = config.load(
             args.config,
             listen=args.listen,
@@ -84,37 +141,57 @@ def main(argv: list[str] | None = None) -> int:
             health_listen=args.health_listen,
             **{"state.path": args.state_path},
         )
+        secrets = config.secrets(settings)
+        debug = settings.log_level == "debug"
+        logfmt.setup(settings.log_level, secrets, args.log_format)
+        return _run(settings, args.shutdown_grace)
     except config.ConfigError as exc:
-        print(f"cloudtrail-sqs-exporter: {exc}", file=sys.stderr)
-        return 2
-    _logging(settings.log_level, config.secrets(settings))
-    return _run(settings, args.shutdown_grace)
+        _say(str(exc), secrets)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("interrupted", secrets)
+        return 130
+    except Exception as exc:  # a bug, or a failure nobody foresaw: one line, the traceback at debug
+        if debug:
+            logging.getLogger(__name__).exception("%s failed", args.command)
+        _say(f"{args.command} failed: {type(exc).__name__}: {exc} (--log-level debug shows where)", secrets)
+        return 1
 
 
-def _logging(level: str, secrets: set[str]) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    masking.mask_logging(secrets)  # no secret in any line, at any level, from any library
+def _say(text: str, secrets: set[str]) -> None:
+    print(f"{PROG}: {masking.mask_text(text, secrets)}", file=sys.stderr)
+
+
+def _replay(args: argparse.Namespace, settings: config.Settings, secrets: set[str]) -> int:
+    from .app import replay_report
+
+    tune_gc()
+    text, summary = replay_report(args.paths, settings, args.output)
+    code = summary.exit_code()
+    if code != report.EXIT_NOTHING_READ:  # nothing read: nothing to print but the reason
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    out = io.StringIO()
+    report.render(summary, out)
+    sys.stderr.write(masking.mask_text(out.getvalue(), secrets))
+    return code
 
 
 def _run(settings: config.Settings, grace: float) -> int:
-    from .app import App
+    from .app import App, ListenError
     from .state import StateError
 
+    secrets = config.secrets(settings)
     try:
         app = App(settings)
     except (StateError, config.ConfigError) as exc:  # state file in use / unwritable / corrupt; an OTEL_* value
-        print(f"cloudtrail-sqs-exporter: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:  # port in use, bad web config…
-        print(
-            f"cloudtrail-sqs-exporter: cannot start: {masking.mask_text(str(exc), config.secrets(settings))}",
-            file=sys.stderr,
-        )
+        _say(str(exc), secrets)
+        return EXIT_USAGE
+    except ListenError as exc:  # port in use, an address not on this host
+        _say(str(exc), secrets)
+        return 1
+    except (OSError, ValueError) as exc:  # bad web config…
+        _say(f"cannot start: {exc}", secrets)
         return 1
     done = threading.Event()
     lost: list[str] = []

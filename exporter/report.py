@@ -34,6 +34,8 @@ class ReplayReport:
     seconds: float = 0.0
     top_calls: list[tuple[str, int]] = field(default_factory=list)
     top_errors: list[tuple[str, int]] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)  # files in a directory that are no deliveries, by reason
+    logs: dict[str, int] | None = None  # log records by outcome (exported / dropped / failed) when export is on
 
     def add_failure(self, name: str, reason: str | None) -> None:
         self.failed += 1
@@ -49,7 +51,8 @@ class ReplayReport:
         read — no input found, or every input failed."""
         if self.inputs == 0 or self.failed == self.inputs:
             return EXIT_NOTHING_READ
-        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+        logs_failed = self.logs is not None and (self.logs.get("failed", 0) or self.logs.get("dropped", 0))
+        return EXIT_SOME_FAILED if self.failed or logs_failed else EXIT_OK
 
 
 def top_queues(counts: Iterable[tuple[tuple[str, ...], int]], n: int = TOP) -> list[tuple[str, int]]:
@@ -69,8 +72,29 @@ def summarize(
     report.top_errors = top_queues(errors.items())
 
 
+def render_nothing_read(report: ReplayReport, stream: TextIO) -> None:
+    """When nothing could be read, the summary is the reason: one line per failed input (the first few),
+    or the hint that no input was found."""
+    if report.inputs == 0:
+        left = sum(report.left_out.values())
+        why = f" ({left} files left out: {_reasons(report.left_out)})" if left else ""
+        print(f"replay: no input found{why}: check the path or the S3 prefix", file=stream)
+        return
+    for name, reason in report.failures:
+        print(f"replay: {name}: {reason}", file=stream)
+    if report.failed > len(report.failures):
+        print(f"replay: … and {report.failed - len(report.failures)} more; nothing could be read", file=stream)
+
+
+def _reasons(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
 def render(report: ReplayReport, stream: TextIO) -> None:
     """The closing summary: a few lines of text and two small tables."""
+    if report.exit_code() == EXIT_NOTHING_READ:
+        render_nothing_read(report, stream)
+        return
     console = Console(file=stream, highlight=False, soft_wrap=True)
     r = report.records
     console.print(
@@ -82,8 +106,15 @@ def render(report: ReplayReport, stream: TextIO) -> None:
         console.print(f"  failed: {name}: {reason}")
     if report.failed > len(report.failures):
         console.print(f"  … and {report.failed - len(report.failures)} more failed inputs")
-    if report.inputs == 0:
-        console.print("  no input found: check the path or the S3 prefix")
+    if report.left_out:
+        console.print(f"  left out {sum(report.left_out.values())} files: {_reasons(report.left_out)}")
+    if report.logs is not None:
+        lg = report.logs
+        hint = " (--log-level warning shows why)" if lg.get("failed") or lg.get("dropped") else ""
+        console.print(
+            f"  logs: {lg.get('exported', 0)} records exported, {lg.get('failed', 0)} failed, "
+            f"{lg.get('dropped', 0)} dropped{hint}"
+        )
     for title, rows in (("top queues by calls", report.top_calls), ("top queues by errors", report.top_errors)):
         if not rows:
             continue
