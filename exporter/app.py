@@ -25,6 +25,7 @@ from .selfmetrics import SelfMetrics
 from .server import MetricsServer, exposition, split_address
 from .sinks.metrics import Aggregate, AggregateCollector
 from .sources import Context, Source, build
+from .sources.activity import attach_lag
 from .sources.file import trail_files
 from .state import StateStore
 from .webconfig import WebConfig
@@ -96,6 +97,7 @@ class App:
             self.registry.register(SharedCollector(self.shared))
         ctx = Context(self.pipeline, self.store, settings, self.shared)
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
+        attach_lag(self.sources, self.agg, self.pipeline.lock)
         host, port = settings.listen_address
         web = WebConfig(settings.web_config_file) if settings.web_config_file else None
         with _listening(settings.listen):

@@ -19,6 +19,7 @@ from ..config import (
 )
 from ..interfaces import Intake
 from ..state import StateStore
+from .activity import Activity
 
 if TYPE_CHECKING:  # redis is imported only when state.redis_url is set
     from ..shared import SharedState
@@ -50,7 +51,7 @@ class Source(ABC, Generic[C]):
     def __init__(self, cfg: C, ctx: Context) -> None:
         self.cfg = cfg
         self.ctx = ctx
-        self.intake = ctx.intake
+        self.intake = Activity(ctx.intake, cfg.name or self.type)  # what it did, for the log
         self.name: str = cfg.name or self.type
         self.interval: float = cfg.poll_interval
         self.last_success: float | None = None  # monotonic time of the last good poll
