@@ -163,11 +163,13 @@ class Settings(BaseSettings):
     logs: LogsConfig = Field(default_factory=LogsConfig)
     sources: list[SourceConfig] = Field(default_factory=_default_sources, min_length=1)
 
-    @field_validator("listen", "health_listen")
+    @field_validator("listen", "health_listen", mode="before")
     @classmethod
-    def _listen(cls, v: str | None) -> str | None:
+    def _listen(cls, v: Any) -> str | None:
         if v is None:
             return v
+        if not isinstance(v, str):  # `listen: 9108` in YAML is a number, not a port
+            raise ValueError(f"expected address:port as a string, e.g. \":{v}\" or \"0.0.0.0:{v}\"")
         host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("expected address:port, e.g. 0.0.0.0:10355, 127.0.0.1:10355 or :10355")
@@ -270,9 +272,9 @@ def load(path: str | Path | None = None, **overrides: Any) -> Settings:
         lines = []
         for e in exc.errors():
             loc = _loc(e["loc"])
-            lines.append(f"{config_sources.dotted(loc)}: {e['msg']} (from {merged.origin_of(loc)})")
-        where = f" in {path}" if path is not None else ""
-        text = f"invalid configuration{where}:\n  " + "\n  ".join(lines)
+            msg = str(e["msg"]).removeprefix("Value error, ")  # pydantic's wording, not the user's
+            lines.append(f"{config_sources.dotted(loc)}: {msg} (from {merged.origin_of(loc)})")
+        text = "invalid configuration:\n  " + "\n  ".join(lines)  # each line names where its value came from
         raise ConfigError(masking.mask_text(text, secrets)) from None
 
 

@@ -176,12 +176,13 @@ def test_replay_with_console_exporter_prints_json_lines(tmp_path: Path) -> None:
     truth = generate(tmp_path / "trail", files=4, records=100, seed=12)
     p = cli(["replay", str(tmp_path / "trail")], {"OTEL_LOGS_EXPORTER": "console"}, tmp_path)
     assert p.returncode == 0, p.stderr
-    lines = [x for x in p.stdout.splitlines() if x.startswith("{")]
+    lines = [x for x in p.stderr.splitlines() if x.startswith("{")]  # stdout is the metrics' alone
     assert len(lines) == truth["records"]["sqs"]
     recs = [msgspec.json.decode(x) for x in lines]
     assert all(r["body"]["eventID"] == r["attributes"]["aws.cloudtrail.event_id"] for r in recs)
     assert {r["resource"]["attributes"]["service.name"] for r in recs} == {"cloudtrail-sqs-exporter"}
-    assert "cloudtrail_sqs_api_calls_total" in p.stdout  # the metrics follow
+    assert "cloudtrail_sqs_api_calls_total" in p.stdout
+    assert p.stdout.startswith("# HELP")  # nothing ahead of the metrics
 
 
 @pytest.mark.parametrize("var", ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"])
