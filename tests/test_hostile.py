@@ -23,8 +23,9 @@ print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.ret
 """
 
 
-def replay_rss(*args: str) -> tuple[str, str, int]:
-    """Run `replay` in a fresh child; return stdout, stderr and its peak RSS in MB."""
+def replay_rss(*args: str, code: int = 0) -> tuple[str, str, int]:
+    """Run `replay` in a fresh child; return stdout, stderr and its peak RSS in MB. `code`: the exit code
+    expected (1 when some inputs fail)."""
     r = subprocess.run(
         [sys.executable, "-c", RSS_PROBE, sys.executable, "-m", "exporter", "replay", *args],
         capture_output=True,
@@ -33,7 +34,7 @@ def replay_rss(*args: str) -> tuple[str, str, int]:
     )
     line = [ln for ln in r.stderr.splitlines() if ln.startswith("MAXRSS_KB")][-1]
     _, kb, rc = line.split()
-    assert rc == "0", r.stderr
+    assert rc == str(code), r.stderr
     return r.stdout, r.stderr, int(kb) // 1024
 
 
@@ -96,7 +97,7 @@ def test_hostile_files(tmp_path: Path) -> None:
     ]
     (d / "wrong-types.json").write_text(json.dumps({"Records": [good, *wrong, good]}))
 
-    out, err, rss = replay_rss(str(d))
+    out, err, rss = replay_rss(str(d), code=1)
     m = parse_metrics(out)
     objects = series(m, "cloudtrail_sqs_exporter_objects_total", "outcome")
     records = series(m, "cloudtrail_sqs_exporter_records_total", "outcome")
@@ -126,7 +127,7 @@ def test_50mb_compressed_and_gzip_bomb(tmp_path: Path) -> None:
             gz.write(zeros)
         gz.close()
     (d / "good.json").write_text(json.dumps({"Records": [sqs("q", "arn:aws:iam::1:user/a")]}))
-    out, err, rss = replay_rss(str(d))
+    out, err, rss = replay_rss(str(d), code=1)
     m = parse_metrics(out)
     assert series(m, "cloudtrail_sqs_exporter_objects_total", "outcome")[("failed",)] == 2
     assert series(m, "cloudtrail_sqs_api_calls_total", "queue") == {("q",): 1}
