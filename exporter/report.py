@@ -100,7 +100,7 @@ def render(report: ReplayReport, stream: TextIO) -> None:
     console.print(
         f"replay: {report.inputs} inputs: {report.read} read, {report.skipped} skipped, {report.failed} failed; "
         f"records: {r['sqs']} SQS, {r['other']} other, {r['invalid']} invalid; "
-        f"{report.calls} SQS calls counted in {report.seconds:.1f}s"
+        f"{report.calls} SQS calls counted in {report.seconds:.{2 if report.seconds < 10 else 0}f}s"
     )
     for name, reason in report.failures:
         console.print(f"  failed: {name}: {reason}")
