@@ -268,7 +268,7 @@ def iter_s3_url(url: str) -> Iterator[tuple[str, Any]]:
     u = urlparse(url)
     bucket, prefix = u.netloc, u.path.lstrip("/")
     if not bucket:
-        raise ValueError(f"{url}: expected s3://bucket/prefix")
+        raise ValueError("expected s3://bucket/prefix: no bucket named")
 
     s3 = make_client("s3", AwsSourceConfig(), in_flight=4)  # the defaults: region and endpoint from the environment
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
