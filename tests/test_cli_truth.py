@@ -316,3 +316,20 @@ def test_activity_lines_at_most_once_a_minute_with_the_cycles_added_up(caplog: p
     ]
     assert lines[1].sqs_calls == 6 and lines[1].polls == 3  # type: ignore[attr-defined]
     assert act.inner.checkpoints == 6  # type: ignore[attr-defined]
+
+
+def test_the_traceback_is_shown_at_debug_only() -> None:
+    env = aws_env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
+    r = run_cli("replay", "s3://trail/AWSLogs/", "--log-level", "debug", env=env)
+    assert r.returncode == 3 and "Traceback" in r.stderr and "EndpointConnectionError" in r.stderr
+
+
+def test_the_progress_covers_listing_and_reading_and_stays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from exporter import config
+    from exporter.app import replay_report
+
+    generate(tmp_path / "trail", files=3, records=50, seed=4)
+    _, report = replay_report([str(tmp_path / "trail")], config.load(None), progress=True)
+    err = capsys.readouterr().err
+    assert f"listed {report.inputs:,} inputs" in err  # the listing's line, kept
+    assert f"{report.inputs}/{report.inputs}" in err.splitlines()[-1]  # the reading bar, complete, last
