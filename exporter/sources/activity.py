@@ -172,7 +172,8 @@ def attach_lag(sources: Iterable[Any], agg: Any, lock: Any) -> None:
     """Let each source's tally read its lag from the aggregate's histogram (count and sum per source)."""
     for src in sources:
         if isinstance(src.intake, Activity):
-            src.intake.lag = _lag_reader(agg, lock, src.name)
+            src.intake.lag = read = _lag_reader(agg, lock, src.name)
+            src.intake._lag_at_line = read()  # what a restored state already holds is not this run's lag
 
 
 def _lag_reader(agg: Any, lock: Any, source: str) -> LagReader:
