@@ -1,0 +1,64 @@
+"""Label caps: every label of the per-queue families bounded, folding to `(other)`."""
+
+from __future__ import annotations
+
+from exporter.sinks.caps import OTHER, LabelCaps, category_of
+
+
+def test_category_only_management_or_data() -> None:
+    assert category_of("SendMessage", "Data") == "Data"
+    assert category_of("CreateQueue", "Management") == "Management"
+    # anything else: the SQS guide's table for the event name
+    assert category_of("SendMessage", "Insight") == "Data"
+    assert category_of("DeleteMessageBatch", "") == "Data"
+    assert category_of("CreateQueue", "data") == "Management"
+    assert category_of("NoSuchApi", "x" * 300) == "Management"
+
+
+def test_each_label_admits_its_first_values_then_other() -> None:
+    caps = LabelCaps(max_event_names=3, max_error_codes=2, max_accounts=2, max_regions=2)
+    got = [caps.labels(f"acct{i}", f"region{i}", f"Name{i}", "Management") for i in range(5)]
+    assert [g[0] for g in got] == ["acct0", "acct1", OTHER, OTHER, OTHER]
+    assert [g[1] for g in got] == ["region0", "region1", OTHER, OTHER, OTHER]
+    assert [g[2] for g in got] == ["Name0", "Name1", "Name2", OTHER, OTHER]
+    # an admitted value stays admitted
+    assert caps.labels("acct1", "region0", "Name2", "Management") == ("acct1", "region0", "Name2", "Management")
+    codes = [caps.error_key(("a", "r", "q", "N", f"Code{i}"))[4] for i in range(4)]
+    assert codes == ["Code0", "Code1", OTHER, OTHER]
+
+
+def test_series_cap_folds_queue_and_name_then_everything() -> None:
+    caps = LabelCaps(max_series=100)
+    keys = [caps.call_key(("a", "r", f"q{i}", "SendMessage", "Data")) for i in range(200)]
+    assert keys[:90] == [("a", "r", f"q{i}", "SendMessage", "Data") for i in range(90)]
+    # past 90 %: account, region and category kept, the rest folded
+    assert set(keys[90:]) == {("a", "r", OTHER, OTHER, "Data")}
+    # the same label set lands in the same series every time
+    assert caps.call_key(("a", "r", "q5", "SendMessage", "Data")) == ("a", "r", "q5", "SendMessage", "Data")
+    # new accounts/regions fold into their own (other) series until the hard cap, then all of it
+    more = {caps.call_key((f"acct{i}", "r", "q", "SendMessage", "Management")) for i in range(50)}
+    assert len(caps.series) == 100
+    assert (OTHER, OTHER, OTHER, OTHER, "Management") in more
+    errs = {caps.error_key((f"acct{i}", "r", "q", "SendMessage", "AccessDenied")) for i in range(50)}
+    assert errs == {(OTHER, OTHER, OTHER, OTHER, OTHER)}
+    assert len(caps.series) == 100
+    assert caps.folded > 0
+
+
+def test_total_bounded_whatever_varies() -> None:
+    caps = LabelCaps(max_event_names=50, max_error_codes=50, max_accounts=50, max_regions=20, max_series=1000)
+    out = set()
+    for i in range(20_000):
+        acct, region, name, cat = caps.labels(f"{i:012d}", f"r-{i % 97}", f"Api{i}", f"cat{i}")
+        assert cat in ("Management", "Data")
+        out.add(caps.call_key((acct, region, f"q{i}", name, cat)))
+        out.add(caps.error_key((acct, region, f"q{i}", name, f"E{i}")))
+    assert len(out) <= 1000 + 3
+
+
+def test_learn_readmits_a_restored_checkpoint() -> None:
+    caps = LabelCaps(max_event_names=2, max_series=10)
+    caps.learn([("a", "r", "q", "N1", "Data"), ("a", "r", "q", "N2", "Data")], [("a", "r", "q", "N1", "E")])
+    assert caps.labels("a", "r", "N3", "Data")[2] == OTHER
+    assert caps.labels("a", "r", "N2", "Data")[2] == "N2"
+    assert len(caps.series) == 3
