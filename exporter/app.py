@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from .config import Settings
+from .decode.reader import read_file, set_limit
 from .filters import Filters
 from .interfaces import Sink
 from .pipeline import Pipeline
@@ -61,6 +63,7 @@ def make_log_sink(settings: Settings, counters: SelfMetrics, block: bool = False
 def make_pipeline(
     settings: Settings, agg: Aggregate, counters: SelfMetrics, log_sink: LogSink | None, store: StateStore | None = None
 ) -> Pipeline:
+    set_limit(settings.limits.max_object_bytes)
     sinks: list[Sink] = [agg] if log_sink is None else [agg, log_sink]
     return Pipeline(sinks, store, counters, make_filters(settings), settings.state.commit_interval)
 
@@ -169,7 +172,7 @@ def iter_inputs(targets: Iterable[str]) -> Iterator[tuple[str, Any]]:
             yield target, None
             continue
         for f in trail_files(p):
-            yield str(f), f.read_bytes
+            yield str(f), partial(read_file, f)
 
 
 def replay(
