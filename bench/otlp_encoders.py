@@ -90,10 +90,10 @@ def project_sink() -> Iterator[Any]:
 
 def python_encoder(sink: Any) -> Encode:
     """The pure-Python path of the sink: LogSink.encode with the C encoder switched off."""
-    sink.native = sink.native_record = None
+    sink.encoding.native = sink.encoding.native_record = None
 
     def encode(batch: Sequence[Item]) -> bytes:
-        enc = sink.encode
+        enc = sink.encoding.encode
         return sink.builder.request([enc(raw, ev, OBSERVED_NS / 1e9, False) for raw, ev in batch])
 
     return encode
@@ -101,11 +101,11 @@ def python_encoder(sink: Any) -> Encode:
 
 def c_encoder(sink: Any) -> Encode:
     """The C path of the same sink: LogSink.encode, which hands each record to exporter._native."""
-    if sink.native_record is None:
+    if sink.encoding.native_record is None:
         raise NotBuilt("the C extension is not built (python setup.py build_ext --inplace) or CTSQS_NATIVE=0")
 
     def encode(batch: Sequence[Item]) -> bytes:
-        enc = sink.encode
+        enc = sink.encoding.encode
         return sink.builder.request([enc(raw, ev, OBSERVED_NS / 1e9, False) for raw, ev in batch])
 
     return encode

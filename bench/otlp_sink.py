@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from exporter.sinks.otlp import fields
+from exporter.sinks.logs.wire import fields
 
 counts = {"records": 0, "requests": 0, "bytes": 0, "decoded": 0, "mismatches": 0}
 lock = threading.Lock()

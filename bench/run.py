@@ -122,7 +122,7 @@ def measure_logs(c: Corpus, repeats: int, cpu: int | None, decode_all: bool = Fa
     """(d): the receiver counts records from the protobuf framing and decodes one request in 16 to check
     the count; with `decode_all` it decodes every request (see bench/otlp_sink.py for why that differs)."""
     try:
-        import exporter.sinks.logs  # noqa: F401
+        import exporter.sinks.logs.sink  # noqa: F401
     except ImportError as exc:
         return {"skipped": f"logs sink not available: {exc}"}
     sink = procs.OtlpSink(cpu, decode_all)

@@ -1,6 +1,6 @@
 /* The exporter's two hot components in C. Both are optional accelerators: when this module is not built
    (no compiler, no Python or libcrypto headers, CTSQS_NATIVE=0) or declines an input, the plain Python
-   path decides (exporter.decode.delivery record by record, exporter.sinks.logs's Python encoder);
+   path decides (exporter.decode.delivery record by record, exporter.sinks.logs.encoding's Python encoder);
    tests/test_native*.py and tests/test_fastpath.py compare the two, with tests/reference.py as oracle.
 
    1. Scanner(derive, principals_of, parse_time): a `{"Records": [...]}` delivery → exporter.model.Call
@@ -16,8 +16,8 @@
    --- The encoder: one CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries,
    in one pass.
 
-   The pure-Python encoder (exporter/sinks/otlp.py + LogSink.body) decodes the record into ~100 Python
-   objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
+   The pure-Python encoder (exporter/sinks/logs/wire.py + RecordEncoder.body) decodes the record into
+   ~100 Python objects and encodes them again; this writes the same bytes straight from the JSON text. It is an
    accelerator only: for any input it does not handle exactly (malformed JSON, deep nesting, a lone
    surrogate, a float that overflows) it raises ValueError and the caller uses the Python encoder, so
    the two never disagree (tests/test_native.py checks byte equality).
@@ -28,7 +28,7 @@
                array_value = 5 (ArrayValue: values = 1), kvlist_value = 6
    JSON null is the empty AnyValue; an integer outside int64 is a string (as the Python encoder does).
 
-   Redaction follows exporter.sinks.logs.Redactor: sourceIPAddress / userAgent at the top level,
+   Redaction follows exporter.sinks.logs.redaction.Redactor: sourceIPAddress / userAgent at the top level,
    userIdentity.accessKeyId, and named keys anywhere inside requestParameters / responseElements;
    each is kept, dropped, or replaced by hasher(value) (value as str, or decoded by `decode`). */
 
@@ -544,8 +544,8 @@ static int enc_pyvalue(P *ps, PyObject *v) {
 }
 
 /* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string: the first 16 bytes of
-   SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.Redactor.hash writes it for a
-   string. libcrypto's one-shot functions: calling back into Python's hashlib cost more than the rest of a
+   SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.redaction.Redactor.hash writes it
+   for a string. libcrypto's one-shot functions: calling back into Python's hashlib cost more than the rest of a
    record's encoding. */
 static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const char *d, Py_ssize_t n) {
     unsigned char digest[EVP_MAX_MD_SIZE];
@@ -809,7 +809,7 @@ static int enc_value(P *ps, int depth, int ctx) {
 }
 
 /* The log encoder: its redaction and batch settings, read once from typed settings, its caches of
-   attribute bytes (filled by exporter.sinks.logs on a miss) and its buffers. */
+   attribute bytes (filled by exporter.sinks.logs.encoding on a miss) and its buffers. */
 typedef struct {
     PyObject_HEAD
     int act_ip, act_ua, act_key;

@@ -48,7 +48,7 @@ def make_filters(settings: Settings) -> Filters:
 
 
 def make_log_sink(settings: Settings, counters: SelfMetrics, block: bool = False) -> LogSink | None:
-    from .sinks import otel_env
+    from .sinks.logs import settings as otel_env
 
     # OTEL_SDK_DISABLED / OTEL_LOGS_EXPORTER decide over logs.enabled, as the OTel SDK spec says
     if not otel_env.logs_exporters(settings.logs.enabled):

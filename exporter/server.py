@@ -9,61 +9,18 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable
-from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from isal import igzip
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 
+from .sinks.metrics.exposition import exposition
 from .webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, str]]
-
-
-class _Families:
-    """A few already collected families, in the shape prometheus_client's encoders take."""
-
-    def __init__(self, families: list[Any]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Any]:
-        return self.families
-
-
-def exposition(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
-    """The negotiated format; families that can render themselves (`exposition`) do, in collection
-    order, and the rest go through prometheus_client's encoder, so the bytes are the same either way."""
-    encoder, ctype = choose_encoder(accept)
-    escaping = encoder.keywords.get("escaping", UNDERSCORES) if isinstance(encoder, partial) else UNDERSCORES
-    if escaping not in (UNDERSCORES, ALLOWUTF8):  # our names are legacy names: only these leave them as they are
-        return encoder(registry), ctype
-    openmetrics = ctype.startswith("application/openmetrics-text")
-    eof = b"# EOF\n"
-    parts: list[bytes] = []
-    generic: list[Any] = []
-
-    def flush() -> None:
-        if generic:
-            text = encoder(_Families(generic))
-            parts.append(text[: -len(eof)] if openmetrics and text.endswith(eof) else text)
-            generic.clear()
-
-    for family in registry.collect():
-        render = getattr(family, "exposition", None)
-        if render is None:
-            generic.append(family)
-        else:
-            flush()
-            parts.append(render(openmetrics).encode())
-    flush()
-    if openmetrics:
-        parts.append(eof)
-    return b"".join(parts), ctype
 
 
 def make_handler(

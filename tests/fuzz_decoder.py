@@ -29,7 +29,7 @@ class NullTransport:
 
 
 SINK = LogSink(config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9"), SelfMetrics(), transport=NullTransport())
-NATIVE = SINK.native
+NATIVE = SINK.encoding.native
 
 
 def same_body(raw: bytes) -> None:
@@ -39,11 +39,11 @@ def same_body(raw: bytes) -> None:
         fast = NATIVE(raw)
     except ValueError:
         return  # refused: the Python encoder decides
-    SINK.native = None
+    SINK.encoding.native = None
     try:
-        slow = SINK.fields(raw)
+        slow = SINK.encoding.fields(raw)
     finally:
-        SINK.native = NATIVE
+        SINK.encoding.native = NATIVE
     if fast != slow:
         raise AssertionError(f"C and Python encoders disagree on {raw[:200]!r}")
 

@@ -23,17 +23,13 @@ def calls_of(rows: Iterable[scan.Row]) -> list[Call]:
     return calls
 
 
-def add_calls(agg: Aggregate, calls: Iterable[Call], now: Any, source: str, kept_flags: list[bool] | None) -> int:
+def add_calls(agg: Aggregate, calls: Iterable[Call], now: Any, source: str) -> int:
     """Aggregate.add_calls, written out plainly: what each call adds to each table."""
     kept = 0
     for call in calls:
         slot = agg._slots.get(call.labels)
         if slot is None:
             slot = agg._slot(call.labels)
-        if kept_flags is not None:
-            kept_flags.append(slot is not False)
-        if slot is False:
-            continue
         kept += 1
         key, qkey, akey = slot
         agg.calls[key] = agg.calls.get(key, 0) + 1

@@ -66,34 +66,34 @@ def sinks() -> Iterator[list[logs.LogSink]]:
 
 def both(sink: logs.LogSink, raw: bytes) -> tuple[Any, Any]:
     """(C result or the ValueError, Python result or the exception)."""
-    assert sink.native is not None
+    assert sink.encoding.native is not None
     try:
-        fast: Any = sink.native(raw)
+        fast: Any = sink.encoding.native(raw)
     except ValueError as exc:
         fast = exc
-    saved, sink.native = sink.native, None
+    saved, sink.encoding.native = sink.encoding.native, None
     try:
-        slow: Any = sink.fields(raw)
+        slow: Any = sink.encoding.fields(raw)
     except Exception as exc:
         slow = exc
     finally:
-        sink.native = saved
+        sink.encoding.native = saved
     return fast, slow
 
 
 def both_records(sink: logs.LogSink, raw: bytes, ev: Any) -> tuple[Any, Any]:
     """encode() with the C record encoder, and with the Python one."""
     try:
-        fast: Any = sink.encode(raw, ev, 1_800_000_000.5, False)
+        fast: Any = sink.encoding.encode(raw, ev, 1_800_000_000.5, False)
     except Exception as exc:
         fast = exc
-    saved, sink.native_record = sink.native_record, None
+    saved, sink.encoding.native_record = sink.encoding.native_record, None
     try:
-        slow: Any = sink.encode(raw, ev, 1_800_000_000.5, False)
+        slow: Any = sink.encoding.encode(raw, ev, 1_800_000_000.5, False)
     except Exception as exc:
         slow = exc
     finally:
-        sink.native_record = saved
+        sink.encoding.native_record = saved
     return fast, slow
 
 
@@ -153,7 +153,7 @@ def test_redaction_applies(sinks: list[logs.LogSink]) -> None:
         "responseElements": None,
     }
     raw = json.dumps(rec).encode()
-    fast = sinks[2].native(raw)  # type: ignore[misc]
+    fast = sinks[2].encoding.native(raw)  # type: ignore[misc]
     kv = common_pb2.KeyValueList()
     kv.ParseFromString(fast[0])
     top = {x.key: x.value for x in kv.values}
@@ -270,7 +270,7 @@ def test_garbage_is_refused_or_equal(sinks: list[logs.LogSink], raw: bytes) -> N
 )
 def test_refuses_what_it_does_not_handle(sinks: list[logs.LogSink], raw: bytes) -> None:
     with pytest.raises(ValueError):
-        sinks[0].native(raw)  # type: ignore[misc]
+        sinks[0].encoding.native(raw)  # type: ignore[misc]
     check(sinks, raw)
 
 
@@ -406,7 +406,7 @@ def test_emit_calls_sends_what_emit_sends(tmp_path: Path, redact: dict[str, Any]
 
 def split(chunk: bytes, n: int) -> list[bytes]:
     """A chunk of concatenated ScopeLogs.log_records elements → the elements, tag and length included."""
-    from exporter.sinks.otlp import read_varint
+    from exporter.sinks.logs.wire import read_varint
 
     out, i = [], 0
     while i < len(chunk):
@@ -443,9 +443,9 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
                 cfg = make_sink_cfg()
                 e = logs.LogEncoder(logs.encoder_settings(cfg, sink.redact, batch_records, batch_bytes))
                 encoders[(batch_records, batch_bytes)] = e
-            for mine, theirs in ((e.kinds, sink._kind_cache), (e.batch_sizes, sink._batch_attrs)):
+            for mine, theirs in ((e.kinds, sink.encoding._kind_cache), (e.batch_sizes, sink.encoding._batch_attrs)):
                 mine.update(theirs)
-            e.principals.update(sink._principal_cache)
+            e.principals.update(sink.encoding._principal_cache)
             return e.encode(calls, raws, kept, start, o_ns, (room_records, room_bytes, open_records, open_bytes))
 
         def run(
@@ -466,10 +466,10 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
             done, i, size = run(i, big)
             want += done
             if i < len(calls):
-                before = len(sink.queue)
+                before = len(sink.exports.queue)
                 sink._emit_call(calls[i], raws[i], 7, 7e-9)
-                assert len(sink.queue) == before + 1
-                f, n = sink.queue.pop()
+                assert len(sink.exports.queue) == before + 1
+                f, n = sink.exports.queue.pop()
                 assert n == 1
                 want.append(f)
                 i += 1

@@ -19,10 +19,10 @@ from util import ROOT, Exporter, free_port, generate, series, wait_for
 
 from exporter import app, config
 from exporter.selfmetrics import SelfMetrics
-from exporter.sinks import otel_env
 from exporter.sinks.logs import LogSink
-from exporter.sinks.otlp_console import json_lines
-from exporter.sinks.otlp_transport import ConsoleTransport, SendResult
+from exporter.sinks.logs import settings as otel_env
+from exporter.sinks.logs.console import json_lines
+from exporter.sinks.logs.transport import ConsoleTransport, SendResult
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ from exporter.decode.delivery import extract
 from exporter.generator import Generator
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.logs import LogSink
-from exporter.sinks.otel_env import export_settings
-from exporter.sinks.otlp import RequestBuilder, kv_list, log_record
-from exporter.sinks.otlp_transport import GrpcTransport, HttpTransport, SendResult, parse_status, retry_after
-from exporter.sinks.retry import Backoff, Retrier
+from exporter.sinks.logs.retry import Backoff, Retrier
+from exporter.sinks.logs.settings import export_settings
+from exporter.sinks.logs.transport import GrpcTransport, HttpTransport, SendResult, parse_status, retry_after
+from exporter.sinks.logs.wire import RequestBuilder, kv_list, log_record
 
 INF = float("inf")
 

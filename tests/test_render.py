@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, PlatformCollector
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
 from exporter.decode.record import SqsEvent
 from exporter.selfmetrics import SelfMetrics
-from exporter.server import exposition
-from exporter.sinks.metrics import Aggregate, AggregateCollector, Metric
+from exporter.sinks.metrics import Aggregate, AggregateCollector
+from exporter.sinks.metrics.exposition import exposition
 
 
 def _aggregate() -> Aggregate:

@@ -100,7 +100,7 @@ def test_log_outcomes_are_exact_under_both_threads(tiny_switch_interval: None) -
     counters = slow(SelfMetrics())
     transport = AlternatingTransport()
     sink = LogSink(cfg, counters, transport=transport)
-    encode = sink.encode
+    encode = sink.encoding.encode
     bad = {id(ev) for i, (_, ev) in enumerate(events) if i % 7 == 0}
     refused = [0]  # encodings that raised (only records that found room in the queue get that far)
 
@@ -110,7 +110,7 @@ def test_log_outcomes_are_exact_under_both_threads(tiny_switch_interval: None) -
             raise ValueError("cannot encode")
         return encode(raw, ev, observed, sampled)
 
-    sink.encode = failing_encode  # type: ignore[method-assign]
+    sink.encoding.encode = failing_encode  # type: ignore[method-assign]
     producer_lock = threading.Lock()  # emit runs under the pipeline lock: one producer at a time
     threads, rounds = 6, 8
     start = threading.Barrier(threads)

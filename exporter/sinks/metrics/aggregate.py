@@ -1,25 +1,15 @@
-"""Aggregated metric state, updated per event in plain dicts and rendered at scrape time."""
+"""The metric state: calls, errors, batch entries, principals, lag and newest event times, as plain dicts
+keyed by label tuples, updated per object and checkpointed with the pipeline's progress."""
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal
+from typing import Any
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
-
-from ..buildinfo import labels as build_labels
-from ..cache import BoundedCache
-from ..decode.record import SqsEvent
-from ..model import NO_QUEUE, NO_REF, Call, Labels
-from ..selfmetrics import SelfMetrics
+from ...cache import BoundedCache
+from ...decode.record import SqsEvent
+from ...model import NO_QUEUE, NO_REF, Call, Labels
 
 _bisect_left = bisect.bisect_left
 OTHER_QUEUE = "(other)"
@@ -39,9 +29,6 @@ LAG_BUCKETS: tuple[float, ...] = (
     86400,
     604800,
 )
-RECORD_OUTCOMES = ("sqs", "other", "invalid")
-OBJECT_OUTCOMES = ("ok", "skipped", "failed")
-LOG_OUTCOMES = ("exported", "dropped", "failed")
 _MAX_SLOTS = 50_000
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
 _Slot = tuple[tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str]]
@@ -75,7 +62,7 @@ class Aggregate:
         # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
         self.shared: Any = None
         # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
-        self._slots: BoundedCache[Labels, _Slot | Literal[False]] = BoundedCache(_MAX_SLOTS)
+        self._slots: BoundedCache[Labels, _Slot] = BoundedCache(_MAX_SLOTS)
 
     # -- as a sink ---------------------------------------------------------------------------------
     def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> Callable[[], None] | None:
@@ -95,8 +82,8 @@ class Aggregate:
         call = Call(labels, ev.error_code, ev.batch_entries, ev.event_time, ev.principal_role, ev.principal_arn, NO_REF)
         return self.add_calls((call,), now, source) == 1
 
-    def add_calls(self, calls: Iterable[Call], now: float, source: str, kept_flags: list[bool] | None = None) -> int:
-        """Count SQS calls; returns how many the filters kept, and appends to `kept_flags` whether each one was."""
+    def add_calls(self, calls: Iterable[Call], now: float, source: str) -> int:
+        """Count SQS calls (the pipeline has applied the filters); returns how many."""
         slots_get = self._slots.get
         table = self.calls
         table_get = table.get
@@ -107,19 +94,12 @@ class Aggregate:
         shared = self.shared
         buckets = LAG_BUCKETS
         lag_counts = self.lag.get(source)
-        flag = kept_flags.append if kept_flags is not None else None
         kept = 0
         for call in calls:
             slot = slots_get(call.labels)
             if slot is None:
                 slot = self._slot(call.labels)
-            if slot is False:
-                if flag is not None:
-                    flag(False)
-                continue
             kept += 1
-            if flag is not None:
-                flag(True)
             key, qkey, akey = slot
             table[key] = table_get(key, 0) + 1
             if call.error is not None:
@@ -155,7 +135,7 @@ class Aggregate:
             lag_counts[-1] += lag
         return kept
 
-    def _slot(self, labels: Labels) -> _Slot | Literal[False]:
+    def _slot(self, labels: Labels) -> _Slot:
         """The table keys of calls with these labels (queue capped to OTHER_QUEUE). The answer is
         remembered: a queue, once admitted or refused, stays so. (The pipeline applies the filters.)"""
         account, region, queue, name, category = labels
@@ -241,179 +221,3 @@ class Aggregate:
         self.newest = dict(rows("newest"))  # type: ignore[arg-type]
         self.queues = {tuple(q) for q in snap.get("queues", ())}  # type: ignore[misc]
         self.lag = {k: list(v) for k, v in snap.get("lag", {}).items()}
-
-
-class AggregateCollector:
-    """prometheus_client Collector that renders an Aggregate, and the exporter's own counters, at scrape time."""
-
-    def __init__(self, agg: Aggregate, lock: Any = None, counters: SelfMetrics | None = None) -> None:
-        self.agg = agg
-        self.lock = lock
-        self.counters = counters if counters is not None else SelfMetrics()
-        # family → label values → rendered `name{labels} `; bounded by the series there have been
-        self._cache: dict[str, dict[Any, str]] = {}
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        if self.lock is not None:
-            with self.lock:
-                yield from self._render()
-        else:
-            yield from self._render()
-
-    def _render(self) -> list[Metric]:
-        a = self.agg
-        p = "cloudtrail_sqs_"
-        out: list[Metric] = []
-
-        def counter(name: str, doc: str, labels: list[str], items: Iterable[tuple[Any, Any]]) -> None:
-            m = CounterMetricFamily(p + name, doc, labels=labels)
-            for k, v in items:
-                m.add_metric(k if isinstance(k, tuple) else (k,), v)
-            out.append(m)
-
-        def big(name: str, doc: str, typ: str, labels: list[str], table: dict[Any, Any]) -> None:
-            # the per-queue families: rendered straight to text, rows copied while the lock is held
-            cache = self._cache.setdefault(name, {})
-            out.append(TextFamily(p + name, doc, typ, labels, list(table.items()), cache))
-
-        q3 = ["account_id", "region", "queue"]
-        big(
-            "api_calls",
-            "SQS API calls seen in CloudTrail, failed or not.",
-            "counter",
-            [*q3, "event_name", "event_category"],
-            a.calls,
-        )
-        big(
-            "api_errors",
-            "SQS API calls whose CloudTrail record carries an errorCode.",
-            "counter",
-            [*q3, "event_name", "error_code"],
-            a.errors,
-        )
-        big("batch_entries", "Entries in SQS *Batch calls (messages touched).", "counter", [*q3, "event_name"], a.batch)
-        big(
-            "distinct_principals",
-            "Distinct principals calling the queue within the window (by event time, ending at the "
-            "newest event time seen for the account/region).",
-            "gauge",
-            [*q3, "window"],
-            a.distinct_principals(),
-        )
-        h = HistogramMetricFamily(p + "delivery_lag_seconds", "Processing time minus eventTime.", labels=["source"])
-        for source, counts in a.lag.items():
-            cum = 0.0
-            buckets = []
-            for le, c in zip((*LAG_BUCKETS, float("inf")), counts[:-1], strict=True):
-                cum += c
-                buckets.append((_le(le), cum))
-            h.add_metric([source], buckets, counts[-1])
-        out.append(h)
-        g = GaugeMetricFamily(
-            p + "last_event_timestamp_seconds", "Newest eventTime processed.", labels=["account_id", "region"]
-        )
-        for k, v in a.newest.items():
-            g.add_metric(k, v)
-        out.append(g)
-        c = self.counters.counts()
-        counter("exporter_records", "CloudTrail records read, by outcome.", ["source", "outcome"], c.records)
-        counter(
-            "exporter_objects",
-            "Files, objects or log batches read, by outcome.",
-            ["source", "outcome"],
-            c.objects,
-        )
-        counter("exporter_source_errors", "Failed calls to AWS, by kind.", ["source", "kind"], c.source_errors)
-        counter("exporter_log_records", "OTel log records, by outcome.", ["outcome"], c.log_records)
-        for name, (doc, labels) in EXTRA_COUNTERS.items():
-            if name in c.extra:
-                counter(name, doc, labels, c.extra[name])
-        info = build_labels()
-        g = GaugeMetricFamily(p + "exporter_build_info", "Always 1; version, revision, Python.", labels=list(info))
-        g.add_metric(list(info.values()), 1)
-        out.append(g)
-        return out
-
-
-# Counters other parts of the exporter add (name without prefix → help, labels).
-EXTRA_COUNTERS: dict[str, tuple[str, list[str]]] = {
-    "exporter_late_events": (
-        "Log events that arrived after the late-arrival window had passed them (not counted as calls).",
-        ["source"],
-    ),
-}
-
-
-def _le(v: float) -> str:
-    return "+Inf" if v == float("inf") else repr(float(v))
-
-
-class TextFamily(Metric):
-    """A label-heavy family that renders its own exposition text (`exposition`), in the exact format of
-    prometheus_client's encoders: 25k series through Sample objects and the generic encoder take close
-    to a second, this takes milliseconds. `samples` are built only when a generic consumer asks."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        typ: str,
-        labels: list[str],
-        rows: list[tuple[tuple[str, ...], float]],
-        cache: dict[Any, str],
-    ) -> None:
-        self._built: list[Sample] | None = None
-        super().__init__(name, documentation, typ)
-        self.labels = labels
-        self.rows = rows
-        self.cache = cache
-
-    @property  # type: ignore[override]
-    def samples(self) -> list[Sample]:
-        if self._built is None:
-            name = self.name + "_total" if self.type == "counter" else self.name
-            labels = self.labels
-            self._built = [Sample(name, dict(zip(labels, k, strict=True)), v, None, None) for k, v in self.rows]
-        return self._built
-
-    @samples.setter
-    def samples(self, value: list[Sample]) -> None:
-        self._built = value or None
-
-    def exposition(self, openmetrics: bool) -> str:
-        """HELP, TYPE and sample lines, as prometheus_client renders them (labels sorted by name)."""
-        name = sample = self.name
-        if self.type == "counter":
-            sample = name + "_total"
-            if not openmetrics:
-                name = sample
-        doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        if openmetrics:
-            doc = doc.replace('"', r"\"")
-        get = self.cache.get
-        for key, _ in self.rows:
-            if get(key) is None:
-                self._head(sample, key)
-        cache = self.cache
-        # floatToGoString of a small int is repr(float(v)); larger ones switch to exponents
-        lines = [
-            f"{cache[k]}{v}.0\n"
-            if type(v) is int and -1_000_000 < v < 1_000_000
-            else f"{cache[k]}{floatToGoString(v)}\n"
-            for k, v in self.rows
-        ]
-        return f"# HELP {name} {doc}\n# TYPE {name} {self.type}\n" + "".join(lines)
-
-    def _head(self, sample: str, key: tuple[str, ...]) -> None:
-        labels = self.labels
-        pairs = ",".join(f'{labels[i]}="{_escape(key[i])}"' for i in sorted(range(len(labels)), key=labels.__getitem__))
-        self.cache[key] = f"{sample}{{{pairs}}} "
-
-
-def _escape(v: str) -> str:
-    if "\\" in v or "\n" in v or '"' in v:
-        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-    return v

@@ -1,4 +1,4 @@
-"""The console exporter's output: an ExportLogsServiceRequest (the bytes exporter.sinks.otlp wrote) → one
+"""The console exporter's output: an ExportLogsServiceRequest (the bytes exporter.sinks.logs.wire wrote) → one
 JSON object per LogRecord, with the fields the SDK's ConsoleLogExporter prints (LogRecord.to_json), on
 one line each. Decoded here with a small wire-format reader: the protobuf classes are only a test
 dependency.
@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from .otlp import read_varint
+from .wire import read_varint
 
 _unpack_d = struct.Struct("<d").unpack_from
 _unpack_q = struct.Struct("<Q").unpack_from

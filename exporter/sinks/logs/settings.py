@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from .. import __version__
-from ..config import ConfigError, LogsConfig
+from ... import __version__
+from ...config import ConfigError, LogsConfig
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Each transport makes one attempt per `send` and says what happened in a SendResult: acknowledged (with
 the partial-success count), or failed and whether the OTLP spec calls the failure retryable, with the
 delay the server asked for (gRPC RetryInfo in the status details, HTTP Retry-After). Retrying is
-exporter.sinks.retry's job. The request bytes are encoded by exporter.sinks.otlp; the SDK's exporters
+exporter.sinks.logs.retry's job. The request bytes are encoded by exporter.sinks.logs.wire; the SDK's exporters
 take SDK log records, not bytes (docs/adr/0005-otlp-transport.md).
 """
 
@@ -17,8 +17,8 @@ import time
 from typing import IO, Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from . import otlp
-from .otel_env import ExportSettings
+from . import wire
+from .settings import ExportSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-# -- google.rpc.Status / RetryInfo, read with the wire-format reader of exporter.sinks.otlp -------------------------
+# -- google.rpc.Status / RetryInfo, read with the wire-format reader of exporter.sinks.logs.wire -------------------
 
 
 def _duration(data: bytes | memoryview) -> float:
     """google.protobuf.Duration → seconds (seconds = 1, nanos = 2)."""
     seconds = nanos = 0
-    for num, val in otlp.fields(data):
+    for num, val in wire.fields(data):
         if num == 1 and isinstance(val, int):
             seconds = val
         elif num == 2 and isinstance(val, int):
@@ -59,7 +59,7 @@ def _duration(data: bytes | memoryview) -> float:
 
 def retry_info_delay(data: bytes | memoryview) -> float | None:
     """google.rpc.RetryInfo (retry_delay = 1) → seconds, None when absent."""
-    for num, val in otlp.fields(data):
+    for num, val in wire.fields(data):
         if num == 1 and not isinstance(val, int):
             return _duration(val)
     return None
@@ -68,12 +68,12 @@ def retry_info_delay(data: bytes | memoryview) -> float | None:
 def parse_status(data: bytes | memoryview) -> tuple[str, float | None]:
     """google.rpc.Status (code 1, message 2, details 3 as Any{type_url 1, value 2}) → (message, RetryInfo delay)."""
     message, delay = "", None
-    for num, val in otlp.fields(data):
+    for num, val in wire.fields(data):
         if num == 2 and not isinstance(val, int):
             message = bytes(val).decode("utf-8", "replace")
         elif num == 3 and not isinstance(val, int):
             type_url, value = "", b""
-            for n2, v2 in otlp.fields(val):
+            for n2, v2 in wire.fields(val):
                 if n2 == 1 and not isinstance(v2, int):
                     type_url = bytes(v2).decode("utf-8", "replace")
                 elif n2 == 2 and not isinstance(v2, int):
@@ -144,7 +144,7 @@ class GrpcTransport:
             resp = self.call(body, timeout=timeout, metadata=self.metadata)
         except self.grpc.RpcError as exc:
             return self._failure(exc)
-        rejected, msg = otlp.parse_partial_success(resp or b"")
+        rejected, msg = wire.parse_partial_success(resp or b"")
         return SendResult(True, rejected=rejected, message=msg)
 
     def _failure(self, exc: Any) -> SendResult:
@@ -221,7 +221,7 @@ class HttpTransport:
         except self.requests.RequestException as exc:
             return SendResult(False, True, 0, f"{type(exc).__name__}: {exc}")
         if 200 <= r.status_code < 300:
-            rejected, msg = otlp.parse_partial_success(r.content or b"")
+            rejected, msg = wire.parse_partial_success(r.content or b"")
             return SendResult(True, rejected=rejected, message=msg)
         # the OTLP spec: error bodies are a google.rpc.Status in the request's encoding
         text = parse_status(r.content)[0] if "protobuf" in r.headers.get("Content-Type", "") else r.text[:200]
@@ -236,13 +236,13 @@ class HttpTransport:
 
 
 class ConsoleTransport:
-    """OTEL_LOGS_EXPORTER=console: every record as one JSON line on stdout (exporter.sinks.otlp_console)."""
+    """OTEL_LOGS_EXPORTER=console: every record as one JSON line on stdout (exporter.sinks.logs.console)."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream
 
     def send(self, body: bytes, timeout: float) -> SendResult:
-        from .otlp_console import json_lines
+        from .console import json_lines
 
         out = self.stream or sys.stdout
         out.write(json_lines(body))

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .otlp_transport import SendResult
+from .transport import SendResult
 
 log = logging.getLogger(__name__)
 
