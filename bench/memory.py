@@ -191,7 +191,7 @@ def case_s3sqs_two(work: Path) -> tuple[float, str]:
         s3, sqs = moto.client("s3"), moto.client("sqs")
         s3.create_bucket(Bucket="trail")
         q = sqs.create_queue(QueueName="notes")["QueueUrl"]
-        n = 110_000  # ~60 MB of JSON each, under the 64 MiB cap
+        n = 150_000  # ~60 MB of JSON each, under the 64 MiB cap
         for k in ("a", "b"):
             body = json.dumps({"Records": [rec(i, f"q{i % 100}", f"arn:aws:iam::1:user/u{i % 50}") for i in range(n)]})
             s3.put_object(Bucket="trail", Key=f"AWSLogs/{k}.json", Body=body.encode())

@@ -22,6 +22,7 @@ from .pipeline import Pipeline
 from .selfmetrics import SelfMetrics
 from .server import MetricsServer, exposition, split_address
 from .sinks.metrics import Aggregate, AggregateCollector
+from .sinks.metrics.caps import LabelCaps
 from .sources import Context, Source, build
 from .sources.file import trail_files
 from .state import StateStore
@@ -39,6 +40,8 @@ def make_aggregate(settings: Settings) -> Aggregate:
         max_queues=m.max_queues,
         granularity=m.principal_granularity,
         max_principals_per_queue=m.max_principals_per_queue,
+        max_principals=m.max_principals,
+        caps=LabelCaps(m.max_event_names, m.max_error_codes, m.max_accounts, m.max_regions, m.max_series),
     )
 
 

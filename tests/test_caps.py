@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from exporter.sinks.caps import OTHER, LabelCaps, category_of
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from util import parse_metrics, series
+
+from exporter.config import MetricsConfig
+from exporter.sinks.metrics.caps import OTHER, LabelCaps, category_of
 
 
 def test_category_only_management_or_data() -> None:
@@ -62,3 +74,61 @@ def test_learn_readmits_a_restored_checkpoint() -> None:
     assert caps.labels("a", "r", "N3", "Data")[2] == OTHER
     assert caps.labels("a", "r", "N2", "Data")[2] == "N2"
     assert len(caps.series) == 3
+
+
+def label_attack(n: int) -> list[dict]:
+    """Records each new in every label field but the queue."""
+    return [
+        {
+            "eventVersion": "1.09",
+            "eventSource": "sqs.amazonaws.com",
+            "eventName": f"Api{i}",
+            "eventCategory": f"Cat{i}",
+            "errorCode": f"Err{i}",
+            "recipientAccountId": f"{i:012d}",
+            "awsRegion": f"xx-{i}-1",
+            "eventTime": "2026-11-01T00:00:00Z",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/u"},
+            "requestParameters": {"queueUrl": "https://sqs.eu-west-1.amazonaws.com/111122223333/q"},
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    "caps",
+    [
+        {},  # the defaults
+        {"max_event_names": 30, "max_error_codes": 20, "max_accounts": 300, "max_regions": 40, "max_series": 1000},
+    ],
+)
+def test_20k_records_varying_every_label_stay_within_the_caps(tmp_path: Path, caps: dict[str, int]) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    recs = label_attack(20_000)
+    for part in range(4):
+        body = json.dumps({"Records": recs[part * 5000 : (part + 1) * 5000]}).encode()
+        (d / f"labels-{part}.json.gz").write_bytes(gzip.compress(body))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"metrics": caps}))
+    r = subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", str(d), "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("CTSQS_", "OTEL_"))},
+    )
+    assert r.returncode == 0, r.stderr
+    m = parse_metrics(r.stdout)
+    limits = {**MetricsConfig().model_dump(), **caps}
+    calls = series(m, "cloudtrail_sqs_api_calls_total", "account_id", "region", "queue", "event_name", "event_category")
+    errors = series(m, "cloudtrail_sqs_api_errors_total", "account_id", "region", "queue", "event_name", "error_code")
+    assert sum(calls.values()) == 20_000 and sum(errors.values()) == 20_000  # folded, never dropped
+    assert len(calls) + len(errors) <= limits["max_series"] + 3
+    assert {k[4] for k in calls} <= {"Management", "Data"}
+    for i, cap in ((0, "max_accounts"), (1, "max_regions"), (3, "max_event_names")):
+        assert len({k[i] for k in calls} - {OTHER}) <= limits[cap], cap
+    assert len({k[4] for k in errors} - {OTHER}) <= limits["max_error_codes"]
+    assert OTHER in {k[3] for k in calls}  # the caps were reached, not merely unneeded
+    newest = series(m, "cloudtrail_sqs_last_event_timestamp_seconds", "account_id", "region")
+    assert len(newest) <= len({k[:2] for k in calls})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..decode.record import DATA_EVENTS
+from ...decode.record import DATA_EVENTS
 
 OTHER = "(other)"
 CATEGORIES = frozenset(("Management", "Data"))
