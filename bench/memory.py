@@ -11,6 +11,7 @@ Cases (each a fresh process with the default settings unless said):
   s3sqs-two   `run` with an `s3-sqs` source (moto_server) and two ~60 MB objects notified at once
   principals  `replay` of 300k records: 1,000 queues × 300 distinct principals (global principal cap 100k)
   labels      `replay` of 20k records varying event name, error code, category, account and region
+  series      `replay` of 160k records offering 320k call + error label sets (max_series 100k)
 """
 
 from __future__ import annotations
@@ -260,6 +261,23 @@ def case_labels(work: Path) -> tuple[float, str]:
     return hwm, f"20k records, every label new each time: {calls:,} call + {errors:,} error series"
 
 
+def case_series(work: Path) -> tuple[float, str]:
+    d = work / "series"
+    d.mkdir(exist_ok=True)
+    i = 0
+    for part in range(8):
+        recs = []
+        for _ in range(20_000):
+            q, name = f"queue-{i % 1000:04d}", f"Api{(i // 1000) % 160}"
+            recs.append(rec(i, q, "arn:aws:iam::1:user/u", eventName=name, errorCode=f"Err{i % 7}"))
+            i += 1
+        (d / f"s{part}.json.gz").write_bytes(gzip.compress(json.dumps({"Records": recs}).encode(), 1))
+    hwm, out = replay(work, "series", str(d))
+    calls = sum(1 for ln in out.splitlines() if ln.startswith("cloudtrail_sqs_api_calls_total{"))
+    errors = sum(1 for ln in out.splitlines() if ln.startswith("cloudtrail_sqs_api_errors_total{"))
+    return hwm, f"160k label sets offered (1,000 queues × 160 names, with errors): {calls + errors:,} series kept"
+
+
 CASES: dict[str, tuple[str, Callable[[Path], tuple[float, str]]]] = {
     "logs-down": ("collector down, logs on (`run`)", case_logs_down),
     "bomb": ("gzip bomb (`replay`)", case_bomb),
@@ -267,6 +285,7 @@ CASES: dict[str, tuple[str, Callable[[Path], tuple[float, str]]]] = {
     "s3sqs-two": ("two s3-sqs objects at once (`run`)", case_s3sqs_two),
     "principals": ("1,000 queues × 300 principals (`replay`)", case_principals),
     "labels": ("label cardinality attack (`replay`)", case_labels),
+    "series": ("the series cap reached (`replay`)", case_series),
 }
 
 
