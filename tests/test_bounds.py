@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from awsfixtures import MotoServer, aws_env, counted, wait_metric, write_config
+from util import Exporter, parse_metrics, series
 
 from exporter.config import Settings
 from exporter.decode import reader
@@ -134,3 +139,61 @@ def test_abandoned_downloads_release_their_budget(cap: int) -> None:
     dl.abandon_open()
     pool.shutdown(wait=True)
     assert dl.used == 0
+
+
+def replay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CTSQS_", "OTEL_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_replay_fails_objects_above_the_configured_cap_and_keeps_the_rest(tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "big.json").write_bytes(doc(6000))  # 1.4 MB plain
+    (d / "bomb.json.gz").write_bytes(gzip.compress(bytes(8 << 20)))  # 8 MiB of zeros
+    good = json.loads(doc(0))
+    good["Records"] = [json.loads(doc(1))["Records"][0] | {"awsRegion": "eu-west-1", "recipientAccountId": "1"}]
+    (d / "good.json").write_text(json.dumps(good))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("limits:\n  max_object_bytes: 1048576\n")
+    r = replay_cli(str(d), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    m = parse_metrics(r.stdout)
+    assert series(m, "cloudtrail_sqs_exporter_objects_total", "outcome") == {
+        ("ok",): 1,
+        ("skipped",): 0,
+        ("failed",): 2,
+    }
+    assert "big.json" in r.stderr and "max_object_bytes" in r.stderr
+    assert "bomb.json.gz" in r.stderr and "uncompressed" in r.stderr
+    assert sum(series(m, "cloudtrail_sqs_api_calls_total", "queue").values()) == 1
+
+
+@pytest.mark.slow
+def test_s3_object_above_the_cap_fails_once_and_the_rest_is_counted(
+    moto: MotoServer, tmp_path: Path, exporter_proc: list[Exporter]
+) -> None:
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="trail")
+    prefix = "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/01/"
+    name = "111122223333_CloudTrail_eu-west-1_20261101T00{:02d}Z_x.json"
+    s3.put_object(Bucket="trail", Key=prefix + name.format(0), Body=json.dumps(json.loads(doc(3))).encode())
+    s3.put_object(Bucket="trail", Key=prefix + name.format(5), Body=doc(6000))  # 1.4 MB, above the cap
+    s3.put_object(Bucket="trail", Key=prefix + name.format(10), Body=gzip.compress(doc(5)))
+    source = {"type": "s3", "name": "trail", "bucket": "trail", "region": "us-east-1", "endpoint_url": moto.url}
+    cfg = write_config(
+        tmp_path / "c.yaml", [{**source, "poll_interval": "500ms"}], limits={"max_object_bytes": 1 << 20}
+    )
+    exp = Exporter(cfg, tmp_path, env=aws_env())
+    exporter_proc.append(exp)
+    exp.start()
+    m = wait_metric(exp, "cloudtrail_sqs_exporter_objects_total", 2, source="trail", outcome="ok")
+    wait_metric(exp, "cloudtrail_sqs_exporter_objects_total", 1, source="trail", outcome="failed")
+    time.sleep(1.5)  # more polls: the refused object is not retried or counted again
+    m = exp.metrics()
+    assert counted(m, "cloudtrail_sqs_exporter_objects_total", source="trail", outcome="failed") == 1
+    assert counted(m, "cloudtrail_sqs_exporter_records_total", source="trail", outcome="sqs") == 8
+    assert counted(m, "cloudtrail_sqs_exporter_source_errors_total", source="trail") == 0
+    assert "max_object_bytes" in exp.log.read_text()
