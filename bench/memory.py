@@ -11,7 +11,7 @@ Cases (each a fresh process with the default settings unless said):
   s3sqs-two   `run` with an `s3-sqs` source (moto_server) and two ~60 MB objects notified at once
   principals  `replay` of 300k records: 1,000 queues × 300 distinct principals (global principal cap 100k)
   labels      `replay` of 20k records varying event name, error code, category, account and region
-  series      `replay` of 160k records offering 320k call + error label sets (max_series 100k)
+  series      `replay` of 160k records offering 320k call + error label sets (max_series 50k)
 """
 
 from __future__ import annotations

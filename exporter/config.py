@@ -198,7 +198,7 @@ class MetricsConfig(Strict):
     max_error_codes: int = Field(200, ge=1)
     max_accounts: int = Field(5000, ge=1)
     max_regions: int = Field(100, ge=1)
-    max_series: int = Field(100_000, ge=10)  # api_calls + api_errors label sets together
+    max_series: int = Field(50_000, ge=10)  # api_calls + api_errors label sets together
     # access map: a queue's first N principals get series of their own, later ones `(other)`; 0: off
     max_principals_per_queue_series: int = Field(10, ge=0)
     max_caller_accounts: int = Field(1000, ge=1)
@@ -231,7 +231,7 @@ class LimitsConfig(Strict):
     # one object's uncompressed size: a bigger file or S3 object, or gzip inflating past it, is failed
     max_object_bytes: int = Field(64 << 20, ge=1 << 20)
     # S3 bodies downloaded and not yet counted, per source (one object is always allowed)
-    max_download_bytes: int = Field(64 << 20, ge=1 << 20)
+    max_download_bytes: int = Field(32 << 20, ge=1 << 20)
 
 
 RedactAction = Literal["keep", "drop", "hash"]

@@ -40,7 +40,8 @@ def test_defaults_fit_the_chart() -> None:
     s = Settings()
     assert s.logs.queue_max_bytes == 64 << 20
     assert s.limits.max_object_bytes == 64 << 20
-    assert s.limits.max_download_bytes == 64 << 20
+    assert s.limits.max_download_bytes == 32 << 20
+    assert s.metrics.max_series == 50_000
     assert s.metrics.max_principals * 400 < 64 << 20  # ~400 bytes per principal tracked
 
 
