@@ -24,9 +24,9 @@ from urllib.parse import urlparse
 from ..config import AwsSourceConfig, S3SourceConfig
 from ..decode.reader import TooLarge
 from ..state import StateStore
-from .aws import ErrorCounter, OnceLog, error_kind, get_object, make_client, object_id, skipped_key
+from .aws import ErrorCounter, OnceLog, error_kind, make_client, object_id, skipped_key
 from .base import Context, Source
-from .download import Downloads, download_budget
+from .download import Downloads, download_budget, get_capped
 
 log = logging.getLogger(__name__)
 
@@ -293,4 +293,4 @@ def iter_s3_url(url: str) -> Iterator[tuple[str, Any]]:
             if skipped_key(key):
                 yield f"s3://{bucket}/{key}", lambda: b"{}"
             else:
-                yield f"s3://{bucket}/{key}", (lambda k=key: get_object(s3, bucket, k)[0])
+                yield f"s3://{bucket}/{key}", (lambda k=key: get_capped(s3, bucket, k)[0])
