@@ -198,3 +198,13 @@ def test_s3_object_above_the_cap_fails_once_and_the_rest_is_counted(
     assert counted(m, "cloudtrail_sqs_exporter_records_total", source="trail", outcome="sqs") == 8
     assert counted(m, "cloudtrail_sqs_exporter_source_errors_total", source="trail") == 0
     assert "max_object_bytes" in exp.log.read_text()
+
+
+def test_the_cap_holds_with_a_large_kept_scratch_buffer(cap: int) -> None:
+    # a thread that inflated a big file keeps its buffer (up to 64 MiB): a lower cap must still hold
+    old = reader.MAX_DECOMPRESSED
+    reader.set_limit(8 << 20)
+    assert reader.read_delivery(gzip.compress(b" " * (6 << 20) + doc(1)), scratch=True).outcome == "ok"
+    reader.set_limit(old)
+    d = reader.read_delivery(gzip.compress(doc(6000)), scratch=True)
+    assert d.outcome == "failed" and "uncompressed" in (d.reason or "")

@@ -130,14 +130,14 @@ def gunzip_scratch(data: bytes, limit: int | None = None) -> memoryview | bytes:
     try:
         reader = _GzipReader(data)
         while True:
+            if n > limit:  # checked on every read: a kept buffer may be larger than a lowered limit
+                raise DecompressError(f"gzip: more than {limit} bytes uncompressed")
             if n == len(buf):
-                if n > limit:
-                    raise DecompressError(f"gzip: more than {limit} bytes uncompressed")
                 grown = bytearray(min(2 * n, limit + 1))
                 grown[:n] = buf
                 buf = grown
             with memoryview(buf) as view:
-                got = reader.readinto(view[n:])
+                got = reader.readinto(view[n : limit + 1])
             if not got:
                 break
             n += got
