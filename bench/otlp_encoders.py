@@ -41,6 +41,16 @@ Item = tuple[bytes, Any]
 Encode = Callable[[Sequence[Item]], bytes]
 OBSERVED_NS = 1_795_000_000_000_000_000
 KEEP_ALL = {"source_ip": "keep", "user_agent": "keep", "access_key_id": "keep", "parameters": {}}
+# messaging.operation.type of the message APIs (semantic conventions: send, receive, settle)
+OPERATION_TYPES = {
+    "SendMessage": "send",
+    "SendMessageBatch": "send",
+    "ReceiveMessage": "receive",
+    "DeleteMessage": "settle",
+    "DeleteMessageBatch": "settle",
+    "ChangeMessageVisibility": "settle",
+    "ChangeMessageVisibilityBatch": "settle",
+}
 
 
 def make_items(n: int, seed: int = 1) -> list[Item]:
@@ -126,9 +136,10 @@ def sdk_encoder() -> Encode:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     from exporter import __version__
+    from exporter.sinks.logs.encoding import SCHEMA_URL
 
     resource = Resource.create({"service.name": "cloudtrail-sqs-exporter"})
-    scope = InstrumentationScope("cloudtrail-sqs-exporter", __version__)
+    scope = InstrumentationScope("cloudtrail-sqs-exporter", __version__, SCHEMA_URL)
     decode = msgspec.json.decode
     # the sink's severity rule: ERROR for authentication / authorization failures, WARN for other errors
     auth = re.compile(
@@ -145,12 +156,14 @@ def sdk_encoder() -> Encode:
             "cloud.account.id": ev.account_id,
             "cloud.region": ev.region,
             "cloud.provider": "aws",
-            "rpc.system": "aws-api",
-            "rpc.service": "SQS",
+            "rpc.system.name": "aws-api",
             "messaging.system": "aws_sqs",
-            "rpc.method": ev.event_name,
+            "rpc.method": "SQS." + ev.event_name,
             "aws.cloudtrail.event_category": ev.category,
+            "messaging.operation.name": ev.event_name,
         }
+        if ev.event_name in OPERATION_TYPES:
+            attrs["messaging.operation.type"] = OPERATION_TYPES[ev.event_name]
         if ev.queue_arn:
             attrs["cloud.resource_id"] = ev.queue_arn
         if ev.queue_url:
@@ -162,7 +175,7 @@ def sdk_encoder() -> Encode:
         if ev.event_name.endswith("Batch"):
             attrs["messaging.batch.message_count"] = ev.batch_entries
         if ev.principal_arn:
-            attrs["user.id"] = attrs["enduser.id"] = ev.principal_arn
+            attrs["user.id"] = ev.principal_arn
         for key, value in (
             ("client.address", body.get("sourceIPAddress")),
             ("user_agent.original", body.get("userAgent")),

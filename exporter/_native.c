@@ -480,8 +480,8 @@ static int skip_value(P *ps, int depth) {
     }
 }
 
-/* skip_value without a call for the commonest value, a string (the call's prologue had cost a tenth of
-   skipping). */
+/* skip_value without a call for the commonest value, a string: the call's prologue is a measurable part
+   of skipping one. */
 static inline int skip_any(P *ps, int depth) {
     skip_ws(ps);
     return ps->s < ps->end && *ps->s == '"' ? skip_string(ps) : skip_value(ps, depth);
@@ -545,8 +545,8 @@ static int enc_pyvalue(P *ps, PyObject *v) {
 
 /* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string: the first 16 bytes of
    SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.redaction.Redactor.hash writes it
-   for a string. libcrypto's one-shot functions: calling back into Python's hashlib cost more than the rest of a
-   record's encoding. */
+   for a string. libcrypto's one-shot functions: a call back into Python's hashlib per value would cost more
+   than the rest of a record's encoding. */
 static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const char *d, Py_ssize_t n) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -579,7 +579,7 @@ static inline int enc_string(P *ps) {
 
 /* The n < 8 bytes at k as a little-endian integer (zero above them), from overlapping fixed-size loads:
    a variable-length memcpy into a stack word makes the next load wait for the stores (store forwarding
-   fails), which had been a third of the scanner's key matching. */
+   fails), on the scanner's hottest path (key matching). */
 static inline uint64_t load_short(const char *k, size_t n) {
     if (n >= 4) {
         uint32_t lo, hi;
@@ -2047,7 +2047,7 @@ static PyMemberDef ENCODER_MEMBERS[] = {
     {"batch_sizes", T_OBJECT, offsetof(EncoderObject, batch_sizes), READONLY,
      "BoundedCache: batch entries → messaging.batch.message_count attribute"},
     {"principals", T_OBJECT, offsetof(EncoderObject, principals), READONLY,
-     "BoundedCache: principal → user.id and enduser.id attributes"},
+     "BoundedCache: principal → user.id attribute"},
     {NULL, 0, 0, 0, NULL},
 };
 

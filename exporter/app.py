@@ -241,5 +241,5 @@ def render(registry: CollectorRegistry, output: str) -> str:
                 }
             )
         return msgspec.json.format(msgspec.json.encode({"metrics": metrics}).decode(), indent=1) + "\n"
-    # what a scrape without an Accept header gets: generate_latest's bytes, ~10x sooner (server.exposition)
+    # what a scrape without an Accept header gets: generate_latest's bytes, rendered as /metrics renders them
     return exposition(registry, "")[0].decode()

@@ -84,7 +84,7 @@ def make_handler(
         def _send(self, code: int, body: bytes, ctype: str) -> None:
             gz = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024
             if gz:
-                body = igzip.compress(body, compresslevel=1)  # isal: a 5 MB scrape in a few ms
+                body = igzip.compress(body, compresslevel=1)  # isal: cheap enough to gzip every large scrape
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

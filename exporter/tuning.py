@@ -15,8 +15,8 @@ def tune_malloc(mmap_threshold: int = 16 << 20, trim_threshold: int = 64 << 20) 
     """Keep multi-MB buffers (inflated trail files, OTLP requests, gRPC's copies of them) on the heap.
 
     glibc serves allocations above its mmap threshold with fresh mmap()s, and gives freed heap tops back
-    to the kernel: every such buffer then costs a page fault per 4 KiB on first touch. With OTel logs
-    on, that was ~0.9 s of kernel time per 700 MB exported. Heap memory is reused instead; RSS stays at
+    to the kernel: every such buffer then costs a page fault per 4 KiB on first touch, a large share of the
+    kernel time with OTel logs on (docs/performance.md). Heap memory is reused instead; RSS stays at
     its peak rather than shrinking between bursts (it is bounded by the same queues). A no-op off glibc."""
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):

@@ -23,6 +23,16 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.logs import LogSink, export_settings, resource_attributes, severity
 
 SQS = "sqs.amazonaws.com"
+# messaging.operation.type of the message APIs (semantic conventions: send, receive, settle)
+OPERATION_TYPES = {
+    "SendMessage": "send",
+    "SendMessageBatch": "send",
+    "ReceiveMessage": "receive",
+    "DeleteMessage": "settle",
+    "DeleteMessageBatch": "settle",
+    "ChangeMessageVisibility": "settle",
+    "ChangeMessageVisibilityBatch": "settle",
+}
 
 
 @pytest.fixture
@@ -109,13 +119,12 @@ def expected_attributes(rec: dict[str, Any]) -> dict[str, Any]:
         "cloud.provider": "aws",
         "cloud.account.id": acct,
         "cloud.region": region,
-        "rpc.system": "aws-api",
-        "rpc.service": "SQS",
-        "rpc.method": name,
+        "rpc.system.name": "aws-api",
+        "rpc.method": "SQS." + name,
         "aws.request_id": rec["requestID"],
         "messaging.system": "aws_sqs",
+        "messaging.operation.name": name,
         "user.id": principal,
-        "enduser.id": principal,
         "client.address": rec["sourceIPAddress"],
         "user_agent.original": rec["userAgent"],
         "aws.cloudtrail.event_id": rec["eventID"],
@@ -130,6 +139,9 @@ def expected_attributes(rec: dict[str, Any]) -> dict[str, Any]:
         want["messaging.destination.name"] = queue
     if name.endswith("Batch"):
         want["messaging.batch.message_count"] = len(params["entries"])
+    operation = OPERATION_TYPES.get(name)
+    if operation is not None:
+        want["messaging.operation.type"] = operation
     if "errorCode" in rec:
         want["error.type"] = rec["errorCode"]
     if "readOnly" in rec:

@@ -8,8 +8,8 @@ from typing import Any
 from ..config import SourceConfig
 from .base import Context, Source
 
-# type → (module, class); imported when configured: the AWS ones pull in boto3 (~0.3 s of start-up,
-# paid by every `replay` of local files otherwise)
+# type → (module, class); imported when configured: the AWS ones pull in boto3, whose import a `replay` of
+# local files should not pay
 SOURCE_TYPES: dict[str, tuple[str, str]] = {
     "file": (".file", "FileSource"),
     "s3": (".s3", "S3Source"),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from opentelemetry.semconv.schemas import Schemas
 
 from ...cache import BoundedCache
 from ...config import LogsConfig
@@ -70,15 +71,28 @@ _RECORD_ATTRS = (
     "aws.request_id",
     "aws.cloudtrail.event_id",
 )
+# The semantic conventions the attributes follow: the newest schema of the pinned
+# opentelemetry-semantic-conventions (constraints.txt), written on the scope; tests/test_semconv.py fails on
+# any key that version deprecates.
+SCHEMA_URL = Schemas.V1_44_0.value
 _CONSTANT_ATTRS = b"".join(
     wire.attribute(k, v, False)
     for k, v in (
         ("cloud.provider", "aws"),
-        ("rpc.system", "aws-api"),
-        ("rpc.service", "SQS"),
+        ("rpc.system.name", "aws-api"),
         ("messaging.system", "aws_sqs"),
     )
 )
+# messaging.operation.type of the message APIs; other calls (queue management) have none
+OPERATION_TYPES = {
+    "SendMessage": "send",
+    "SendMessageBatch": "send",
+    "ReceiveMessage": "receive",
+    "DeleteMessage": "settle",
+    "DeleteMessageBatch": "settle",
+    "ChangeMessageVisibility": "settle",
+    "ChangeMessageVisibilityBatch": "settle",
+}
 
 
 class EncoderSettings(msgspec.Struct, frozen=True):
@@ -131,7 +145,7 @@ class RecordEncoder:
         # (top-level key, raw JSON) → (encoded KeyValue element, redacted value); see body()
         self._field_cache: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
         # (labels, error, queue) → (attributes up to the error type, severity, event name, is a batch call);
-        # batch size → messaging.batch.message_count; principal → user.id and enduser.id. The encoder's
+        # batch size → messaging.batch.message_count; principal → user.id. The encoder's
         # own caches when it is built: its encode() reads them.
         enc = self.encoder
         self._kind_cache: BoundedCache[Any, tuple[bytes, bytes, bytes, bool]] = (
@@ -237,7 +251,7 @@ class RecordEncoder:
         return attrs, head, tail
 
     def _principal_attributes(self, principal: str) -> bytes:
-        p = wire.attribute("user.id", principal, False) + wire.attribute("enduser.id", principal, False)
+        p = wire.attribute("user.id", principal, False)
         if len(principal) <= 256:
             self._principal_cache.put(principal, p)
         return p
@@ -261,8 +275,12 @@ class RecordEncoder:
             )
         what = parts.get(("what", name, category))
         if what is None:
-            what = parts[("what", name, category)] = attr("rpc.method", name) + attr(
-                "aws.cloudtrail.event_category", category
+            op = OPERATION_TYPES.get(name)
+            what = parts[("what", name, category)] = (
+                attr("rpc.method", "SQS." + name)
+                + attr("aws.cloudtrail.event_category", category)
+                + attr("messaging.operation.name", name)
+                + (attr("messaging.operation.type", op) if op is not None else b"")
             )
         target = parts.get(("queue", queue, url, arn))
         if target is None:

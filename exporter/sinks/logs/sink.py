@@ -1,9 +1,9 @@
 """OTel log record per SQS event, exported over OTLP (gRPC or HTTP/protobuf), or printed (console).
 
 `emit` (processing thread, under the pipeline lock) filters and samples, encodes the LogRecord protobuf
-(.encoding) and appends it to the bounded queue (.queue); when the queue is full the record is dropped
-and counted, so the metrics path never waits on the collector. The export thread sends it (.transport,
-.retry).
+(encoding.py) and appends it to the bounded queue (queue.py); when the queue is full the record is dropped
+and counted, so the metrics path never waits on the collector. The queue's export thread sends it
+(transport.py, retry.py).
 
 Outcomes are counted in the exporter's own counters (exporter.selfmetrics,
 cloudtrail_sqs_exporter_log_records_total{outcome}): `exported`
@@ -27,7 +27,7 @@ from ...masking import mask_url
 from ...model import Call
 from ...selfmetrics import SelfMetrics
 from . import wire
-from .encoding import RecordEncoder
+from .encoding import SCHEMA_URL, RecordEncoder
 from .queue import ExportQueue
 from .redaction import Redactor
 from .retry import Retrier
@@ -53,7 +53,7 @@ class LogSink:
         self.count = counters.count_log
         self.settings = export_settings(cfg, env)
         self.transport = transport or make_transport(self.settings)
-        self.builder = wire.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__)
+        self.builder = wire.RequestBuilder(resource_attributes(env), SCOPE_NAME, __version__, SCHEMA_URL)
         self.redact = Redactor(cfg.redact)
         self.batch_size = cfg.batch_size
         self.batch_bytes = cfg.batch_max_bytes - self.builder.overhead()

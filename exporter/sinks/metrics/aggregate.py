@@ -9,11 +9,10 @@ from typing import Any
 
 from ...cache import BoundedCache
 from ...decode.record import SqsEvent
-from ...model import NO_QUEUE, NO_REF, Call, Labels
+from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
 from .caps import LabelCaps
 
 _bisect_left = bisect.bisect_left
-OTHER_QUEUE = "(other)"
 WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
 LONGEST_WINDOW = WINDOWS[-1][1]
 LAG_BUCKETS: tuple[float, ...] = (
