@@ -14,6 +14,8 @@ import yaml
 from util import parse_metrics, series
 
 from exporter.config import MetricsConfig
+from exporter.model import NO_REF, Call, Labels
+from exporter.sinks.metrics.aggregate import Aggregate
 from exporter.sinks.metrics.caps import OTHER, LabelCaps, category_of
 
 
@@ -132,3 +134,32 @@ def test_20k_records_varying_every_label_stay_within_the_caps(tmp_path: Path, ca
     assert OTHER in {k[3] for k in calls}  # the caps were reached, not merely unneeded
     newest = series(m, "cloudtrail_sqs_last_event_timestamp_seconds", "account_id", "region")
     assert len(newest) <= len({k[:2] for k in calls})
+
+
+def call(name: str, principal: str = "arn:aws:iam::1:user/u", t: float = 1.0) -> Call:
+    return Call(Labels("111122223333", "eu-west-1", "q", name, "Data"), None, 0, t, principal, principal, NO_REF)
+
+
+def test_caps_survive_a_checkpoint_restore() -> None:
+    agg = Aggregate(caps=LabelCaps(max_event_names=2))
+    agg.add_calls([call("A"), call("B"), call("C")], 2.0, "s")
+    snap = json.loads(json.dumps(agg.snapshot()))
+    again = Aggregate(caps=LabelCaps(max_event_names=2))
+    again.restore(snap)
+    again.add_calls([call("B"), call("D")], 2.0, "s")
+    names = {k[3]: v for k, v in again.calls.items()}
+    assert names == {"A": 1, "B": 2, OTHER: 2}  # C before the restart, D after: both folded
+
+
+def test_principals_capped_across_all_queues() -> None:
+    agg = Aggregate(max_principals_per_queue=1000, max_principals=500)
+    calls = [
+        Call(Labels("1", "r", f"q{i % 50}", "SendMessage", "Data"), None, 0, 1000.0 + i, f"p{i}", f"p{i}", NO_REF)
+        for i in range(2000)
+    ]
+    agg.add_calls(calls, 5000.0, "s")
+    held = sum(len(s) for s in agg.principals.values())
+    assert held <= 500 and held == agg.principal_count
+    assert all(len(s) <= 1000 for s in agg.principals.values())
+    # the newest are the ones kept
+    assert "p1999" in agg.principals[("1", "r", "q49")]
