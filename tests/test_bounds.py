@@ -208,3 +208,18 @@ def test_the_cap_holds_with_a_large_kept_scratch_buffer(cap: int) -> None:
     reader.set_limit(old)
     d = reader.read_delivery(gzip.compress(doc(6000)), scratch=True)
     assert d.outcome == "failed" and "uncompressed" in (d.reason or "")
+
+
+def test_a_consumer_taking_out_of_order_is_never_stuck(cap: int) -> None:
+    s3 = FakeS3({f"k{i}": b"x" * 400_000 for i in range(4)})
+    pool = ThreadPoolExecutor(4)
+    dl = Downloads(pool, s3, limit=500_000)
+    futs = [dl.submit("b", f"k{i}") for i in range(4)]
+    # the oldest is left untaken (held); the others must still come through, one at a time
+    for fut in futs[1:]:
+        data, _ = dl.take(fut)
+        assert len(data) == 400_000
+        dl.release(fut)
+    dl.abandon_open()
+    pool.shutdown(wait=True)
+    assert dl.used == 0

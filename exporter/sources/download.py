@@ -55,8 +55,8 @@ def download_budget(settings: Any) -> int:
 
 class Downloads:
     """GETs on a pool, with the bodies not yet released (see `take`) within `limit` bytes. A download
-    waits for room unless it is the oldest one not yet released: the consumer takes results in the
-    order it submitted them, so the one it waits for always proceeds (held bytes ≤ limit + one object)."""
+    waits for room unless it is the oldest one not yet released or the one the consumer is waiting for,
+    so the consumer is never stuck, whatever order it takes results in (held ≤ limit + one object)."""
 
     def __init__(self, pool: ThreadPoolExecutor, s3: Any, limit: int) -> None:
         self.pool = pool
@@ -68,6 +68,7 @@ class Downloads:
         self._open: set[int] = set()  # tickets submitted and not yet released
         self._held: dict[int, int] = {}  # ticket → bytes admitted
         self._futures: dict[int, Future] = {}  # ticket → its download, until released
+        self._wanted: set[int] = set()  # tickets the consumer is blocked on
 
     def submit(self, bucket: str, key: str) -> Future:
         with self._cond:
@@ -89,7 +90,12 @@ class Downloads:
                     self.used += n
                     self._cond.notify_all()
                     return
-                while self.used and self.used + n > self.limit and ticket != min(self._open):
+                while (
+                    self.used
+                    and self.used + n > self.limit
+                    and ticket != min(self._open)
+                    and ticket not in self._wanted
+                ):
                     self._cond.wait()
                 self.used += n
                 self._held[ticket] = n
@@ -99,11 +105,18 @@ class Downloads:
 
     def take(self, fut: Future) -> tuple[bytes, str]:
         """The body and ETag of `fut` (raises its error, releasing it). Call `release` once it is counted."""
+        ticket = fut.ticket  # type: ignore[attr-defined]
+        with self._cond:
+            self._wanted.add(ticket)
+            self._cond.notify_all()
         try:
             data, etag = fut.result()
         except BaseException:
             self.release(fut)
             raise
+        finally:
+            with self._cond:
+                self._wanted.discard(ticket)
         return data, etag
 
     def release(self, fut: Future) -> None:
