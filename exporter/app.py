@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -15,6 +16,7 @@ import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from .config import Settings
+from .decode.reader import read_file, set_limit
 from .dedupe import Dedupe
 from .explain import explain
 from .filters import Filters
@@ -24,6 +26,7 @@ from .report import ReplayReport, summarize
 from .selfmetrics import SelfMetrics
 from .server import MetricsServer, exposition, split_address
 from .sinks.metrics import Aggregate, AggregateCollector
+from .sinks.metrics.caps import LabelCaps
 from .sources import Context, Source, build
 from .sources.activity import attach_lag
 from .sources.file import trail_files
@@ -42,6 +45,8 @@ def make_aggregate(settings: Settings) -> Aggregate:
         max_queues=m.max_queues,
         granularity=m.principal_granularity,
         max_principals_per_queue=m.max_principals_per_queue,
+        max_principals=m.max_principals,
+        caps=LabelCaps(m.max_event_names, m.max_error_codes, m.max_accounts, m.max_regions, m.max_series),
     )
 
 
@@ -66,6 +71,7 @@ def make_log_sink(settings: Settings, counters: SelfMetrics, block: bool = False
 def make_pipeline(
     settings: Settings, agg: Aggregate, counters: SelfMetrics, log_sink: LogSink | None, store: StateStore | None = None
 ) -> Pipeline:
+    set_limit(settings.limits.max_object_bytes)
     sinks: list[Sink] = [agg] if log_sink is None else [agg, log_sink]
     window = settings.metrics.dedupe_window
     dedupe = Dedupe(window, store) if window else None
@@ -202,7 +208,7 @@ def iter_inputs(
             if not p.exists():
                 raise FileNotFoundError(target)
             for f in trail_files(p, skipped):
-                yield str(f), f.read_bytes
+                yield str(f), partial(read_file, f)
         except Exception as exc:
             log.debug("cannot list %s", target, exc_info=True)
             yield target, exc

@@ -56,7 +56,15 @@ class MetricsConfig(Strict):
     exclude_queues: str | None = None
     include_accounts: list[str] | None = None
     exclude_accounts: list[str] | None = None
-    max_principals_per_queue: int = Field(100_000, ge=1)
+    # distinct-principal windows: per queue, and across all queues (~400 bytes each; see "Memory budget")
+    max_principals_per_queue: int = Field(10_000, ge=1)
+    max_principals: int = Field(100_000, ge=1)
+    # label caps (exporter.sinks.caps): later values read `(other)`; far above what real CloudTrail has
+    max_event_names: int = Field(200, ge=1)
+    max_error_codes: int = Field(200, ge=1)
+    max_accounts: int = Field(5000, ge=1)
+    max_regions: int = Field(100, ge=1)
+    max_series: int = Field(50_000, ge=10)  # api_calls + api_errors label sets together
     # access map: a queue's first N principals get series of their own, later ones `(other)`; 0: off
     max_principals_per_queue_series: int = Field(10, ge=0)
     max_caller_accounts: int = Field(1000, ge=1)
@@ -81,6 +89,15 @@ class MetricsConfig(Strict):
         if isinstance(v, list):
             return [str(a) for a in v]
         return v
+
+
+class LimitsConfig(Strict):
+    """Memory bounds of reading (README, "Memory budget")."""
+
+    # one object's uncompressed size: a bigger file or S3 object, or gzip inflating past it, is failed
+    max_object_bytes: int = Field(64 << 20, ge=1 << 20)
+    # S3 bodies downloaded and not yet counted, per source (one object is always allowed)
+    max_download_bytes: int = Field(32 << 20, ge=1 << 20)
 
 
 RedactAction = Literal["keep", "drop", "hash"]
@@ -112,7 +129,7 @@ class LogsConfig(Strict):
     timeout: Duration | None = Field(None, ge=MIN_TIMEOUT)  # per export request
     # back-pressure: records wait in a bounded queue, then are dropped (counted)
     queue_size: int = Field(262_144, ge=1)  # records
-    queue_max_bytes: int = Field(512 << 20, ge=1 << 16)  # encoded log record bytes held
+    queue_max_bytes: int = Field(64 << 20, ge=1 << 16)  # encoded log record bytes held (memory budget)
     batch_size: int = Field(2048, ge=1, le=100_000)  # records per export request
     batch_max_bytes: int = Field(3 << 20, ge=1 << 14)  # encoded bytes per request (collectors take 4 MiB)
     flush_interval: Duration = Field(0.5, ge=MIN_COMMIT)  # a partial batch waits at most this long
@@ -161,6 +178,7 @@ class Settings(BaseSettings):
     state: StateConfig = Field(default_factory=StateConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sources: list[SourceConfig] = Field(default_factory=_default_sources, min_length=1)
 
     @field_validator("listen", "health_listen", mode="before")

@@ -8,6 +8,7 @@ unrelated JSON), what cannot be read "failed" (corrupt gzip, malformed JSON).
 from __future__ import annotations
 
 import io
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from isal import igzip, isal_zlib
 from . import shapes
 
 GZIP_MAGIC = b"\x1f\x8b"
-# A decompression bomb must not take the process down; real trail files are far below this.
-MAX_DECOMPRESSED = 256 << 20
+# One object's uncompressed size, plain or inflated (limits.max_object_bytes, set at start by `set_limit`):
+# a decompression bomb or a huge file must not take the process down; real trail files are far below this.
+MAX_DECOMPRESSED = 64 << 20
 DECODE_ERRORS = (msgspec.DecodeError, ValueError, RecursionError)
 
 
@@ -58,8 +60,35 @@ class DecompressError(ValueError):
     pass
 
 
-def gunzip(data: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
-    """Decompress all gzip members; refuse output beyond `limit`."""
+class TooLarge(OSError):
+    """An object above the size cap, refused before it is read."""
+
+
+def set_limit(max_object_bytes: int) -> None:
+    """The process-wide cap on one object's uncompressed size (limits.max_object_bytes)."""
+    global MAX_DECOMPRESSED
+    MAX_DECOMPRESSED = max_object_bytes
+
+
+def too_large(size: int) -> str | None:
+    """Why an object of `size` bytes is refused, or None."""
+    if size > MAX_DECOMPRESSED:
+        return f"{size} bytes, more than limits.max_object_bytes ({MAX_DECOMPRESSED})"
+    return None
+
+
+def read_file(path: Any) -> bytes:
+    """A file's bytes; TooLarge (an OSError) when it is above the cap, without reading it."""
+    with open(path, "rb") as f:
+        reason = too_large(os.fstat(f.fileno()).st_size)
+        if reason is not None:
+            raise TooLarge(reason)
+        return f.read(MAX_DECOMPRESSED + 1)  # a file still growing is cut here and fails as truncated
+
+
+def gunzip(data: bytes, limit: int | None = None) -> bytes:
+    """Decompress all gzip members; refuse output beyond `limit` (default: the object cap)."""
+    limit = MAX_DECOMPRESSED if limit is None else limit
     if len(data) * 1032 < limit:  # deflate cannot expand more than ~1032×
         try:
             return igzip.decompress(data)
@@ -85,9 +114,10 @@ _KEEP = 64 << 20  # a scratch buffer grown beyond this is not kept (bounded RSS 
 _scratch = threading.local()
 
 
-def gunzip_scratch(data: bytes, limit: int = MAX_DECOMPRESSED) -> memoryview | bytes:
+def gunzip_scratch(data: bytes, limit: int | None = None) -> memoryview | bytes:
     """Like gunzip, into this thread's reused buffer: fresh multi-MB buffers per file cost page faults
     and allocator time comparable to inflating. The view is valid until the next call in this thread."""
+    limit = MAX_DECOMPRESSED if limit is None else limit
     if _GzipReader is None:
         return gunzip(data, limit)
     buf: bytearray | None = getattr(_scratch, "buf", None)
@@ -100,14 +130,14 @@ def gunzip_scratch(data: bytes, limit: int = MAX_DECOMPRESSED) -> memoryview | b
     try:
         reader = _GzipReader(data)
         while True:
+            if n > limit:  # checked on every read: a kept buffer may be larger than a lowered limit
+                raise DecompressError(f"gzip: more than {limit} bytes uncompressed")
             if n == len(buf):
-                if n > limit:
-                    raise DecompressError(f"gzip: more than {limit} bytes uncompressed")
                 grown = bytearray(min(2 * n, limit + 1))
                 grown[:n] = buf
                 buf = grown
             with memoryview(buf) as view:
-                got = reader.readinto(view[n:])
+                got = reader.readinto(view[n : limit + 1])
             if not got:
                 break
             n += got
@@ -123,7 +153,7 @@ def inflate(data: bytes) -> bytes | memoryview | None:
     """The delivery's JSON: gunzipped into this thread's scratch buffer when gzip (valid until the next
     call), None when the gzip is bad (the general path reports it)."""
     if data[:2] != GZIP_MAGIC:
-        return data
+        return data if len(data) <= MAX_DECOMPRESSED else None
     try:
         return gunzip_scratch(data)
     except DecompressError:
@@ -146,6 +176,8 @@ def read_delivery(data: bytes, scratch: bool = False) -> Delivery:
             if top is not None and top.Records is not None:
                 return Delivery("ok", top.Records)
             data = data.tobytes()  # the other shapes are rare: handle them on bytes, as below
+    elif (reason := too_large(len(data))) is not None:
+        return Delivery("failed", reason=reason)
     got = shapes.unwrap(data)
     if got.outcome == "failed" or got.broken:
         # one record the parser cannot take (a lone surrogate, extreme nesting) must not cost its siblings

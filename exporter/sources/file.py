@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import FileSourceConfig
+from ..decode.reader import read_file
 from ..state import StateStore
 from .base import Context, Source
 
@@ -96,7 +97,7 @@ class FileSource(Source[FileSourceConfig]):
                 return [StateStore.file_op(self.name, key, st.st_size, st.st_mtime_ns, outcome)]
 
             try:
-                data = path.read_bytes()
+                data = read_file(path)  # TooLarge above limits.max_object_bytes
             except OSError as exc:
                 log.warning("source %s: cannot read %s: %s", self.name, path, exc)
                 intake.source_error(self.name, "io")

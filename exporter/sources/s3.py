@@ -22,9 +22,11 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from ..config import AwsSourceConfig, S3SourceConfig
+from ..decode.reader import TooLarge
 from ..state import StateStore
-from .aws import ErrorCounter, OnceLog, error_kind, get_object, make_client, object_id, skipped_key
+from .aws import ErrorCounter, OnceLog, error_kind, make_client, object_id, skipped_key
 from .base import Context, Source
+from .download import Downloads, download_budget, get_capped
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ class S3Source(Source[S3SourceConfig]):
         self.errors = ErrorCounter(ctx.intake, self.name)
         self.s3 = make_client("s3", cfg, self.errors, in_flight=cfg.max_in_flight)
         self.pool = ThreadPoolExecutor(cfg.max_in_flight, thread_name_prefix=f"{self.name}-get")
+        self.downloads = Downloads(self.pool, self.s3, download_budget(ctx.settings))
         self.oncelog = OnceLog(self.name)
         self.last: dict[str, str | None] = {}  # region prefix → last key done
         self.attempts: dict[str, int] = {}
@@ -197,7 +200,6 @@ class S3Source(Source[S3SourceConfig]):
     def _batch(self, rp: str, items: list[tuple[str, str]]) -> bool:
         """Download a chunk of keys in parallel, then count them strictly in key order, so the saved
         last key never passes an object that is still to be read."""
-        intake = self.intake
         kinds = []
         for key, etag in items:
             if skipped_key(key):
@@ -207,7 +209,15 @@ class S3Source(Source[S3SourceConfig]):
             else:
                 kinds.append("get")
         gets = [k for (k, _), kind in zip(items, kinds, strict=True) if kind == "get"]
-        fetched = iter(self.pool.map(self._fetch, gets))
+        futures = [self.downloads.submit(self.bucket, k) for k in gets]
+        fetched = iter(futures)
+        try:
+            return self._count(rp, items, kinds, fetched)
+        finally:
+            self.downloads.abandon(fetched)  # what a failure left untaken
+
+    def _count(self, rp: str, items: list[tuple[str, str]], kinds: list[str], fetched: Iterator[Any]) -> bool:
+        intake = self.intake
         for (key, etag), kind in zip(items, kinds, strict=True):
             if kind == "skip":
                 intake.count_object(self.name, "skipped", self._progress(rp, key, None))
@@ -215,15 +225,20 @@ class S3Source(Source[S3SourceConfig]):
             if kind == "seen":
                 self._advance(rp, key)
                 continue
-            data, got_etag, exc = next(fetched)
+            data, got_etag, exc, fut = self._fetched(next(fetched))
             oid = object_id(self.bucket, key, got_etag or etag)
             if exc is None:
                 assert data is not None
-                intake.process(data, self.name, f"s3://{self.bucket}/{key}", progress=self._progress(rp, key, oid))
+                try:
+                    intake.process(data, self.name, f"s3://{self.bucket}/{key}", progress=self._progress(rp, key, oid))
+                finally:
+                    del data
+                    self.downloads.release(fut)
             else:
                 self.oncelog.warn(exc, f"s3://{self.bucket}/{key}")
                 n = self.attempts[key] = self.attempts.get(key, 0) + 1
-                if error_kind(exc=exc) != "notfound" and n < self.cfg.max_object_attempts:
+                lasting = isinstance(exc, TooLarge) or error_kind(exc=exc) == "notfound"
+                if not lasting and n < self.cfg.max_object_attempts:
                     return False  # keep the order: retry from here at the next poll
                 log.warning("source %s: giving up on s3://%s/%s after %d attempt(s)", self.name, self.bucket, key, n)
                 intake.count_object(self.name, "failed", self._progress(rp, key, oid))
@@ -231,13 +246,14 @@ class S3Source(Source[S3SourceConfig]):
             intake.maybe_checkpoint()
         return True
 
-    def _fetch(self, key: str) -> tuple[bytes | None, str | None, BaseException | None]:
+    def _fetched(self, fut: Any) -> tuple[bytes | None, str | None, BaseException | None, Any]:
         try:
-            data, etag = get_object(self.s3, self.bucket, key)
+            data, etag = self.downloads.take(fut)
         except Exception as exc:
-            self.errors.unsent(exc)
-            return None, None, exc
-        return data, etag, None
+            if not isinstance(exc, TooLarge):  # the object's fault, not the source's
+                self.errors.unsent(exc)
+            return None, None, exc, fut
+        return data, etag, None, fut
 
     def _advance(self, rp: str, key: str) -> None:
         last = self._last_key(rp)
@@ -277,4 +293,4 @@ def iter_s3_url(url: str) -> Iterator[tuple[str, Any]]:
             if skipped_key(key):
                 yield f"s3://{bucket}/{key}", lambda: b"{}"
             else:
-                yield f"s3://{bucket}/{key}", (lambda k=key: get_object(s3, bucket, k)[0])
+                yield f"s3://{bucket}/{key}", (lambda k=key: get_capped(s3, bucket, k)[0])

@@ -22,9 +22,11 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..config import S3SqsSourceConfig
+from ..decode.reader import TooLarge
 from ..state import StateStore
-from .aws import ErrorCounter, OnceLog, get_object, make_client, make_session, object_id, queue_region, skipped_key
+from .aws import ErrorCounter, OnceLog, make_client, make_session, object_id, queue_region, skipped_key
 from .base import Context, Source
+from .download import Downloads, download_budget
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,7 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
         self.sqs = make_client("sqs", cfg, self.errors, session=session, in_flight=cfg.max_in_flight)
         self.s3 = make_client("s3", cfg, self.errors, session=session, in_flight=cfg.max_in_flight)
         self.pool = ThreadPoolExecutor(cfg.max_in_flight, thread_name_prefix=f"{self.name}-get")
+        self.downloads = Downloads(self.pool, self.s3, download_budget(ctx.settings))
         self.oncelog = OnceLog(self.name)
         self._expired = 0.0
 
@@ -158,7 +161,10 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
         messages = resp.get("Messages", [])
         if messages:
             with _VisibilityKeeper(self, [m["ReceiptHandle"] for m in messages]) as keeper:
-                self._handle(messages, keeper)
+                try:
+                    self._handle(messages, keeper)
+                finally:
+                    self.downloads.abandon_open()
         self._expire()
 
     def _handle(self, messages: list[dict[str, Any]], keeper: _VisibilityKeeper) -> None:
@@ -175,7 +181,7 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
                     continue
                 if o.etag and store is not None and store.seen_object(object_id(o.bucket, o.key, o.etag)):
                     continue
-                futures[ref] = self.pool.submit(get_object, self.s3, o.bucket, o.key)
+                futures[ref] = self.downloads.submit(o.bucket, o.key)
         done: dict[tuple[str, str], bool] = {}  # counted (or known counted) in this batch → ok?
         deletable: list[dict[str, Any]] = []
         for msg, n in zip(messages, notes, strict=True):
@@ -203,9 +209,10 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
                     done[ref] = True
                     continue
                 try:
-                    data, etag = fut.result()
+                    data, etag = self.downloads.take(fut)
                 except Exception as exc:
-                    self.errors.unsent(exc)
+                    if not isinstance(exc, TooLarge):  # the object's fault, not the source's
+                        self.errors.unsent(exc)
                     self.oncelog.warn(exc, f"s3://{o.bucket}/{o.key}")
                     intake.count_object(self.name, "failed")
                     done[ref] = ok = False
@@ -229,6 +236,8 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
                     progress=[StateStore.object_op(oid)],
                     after=(lambda oid=oid: shared.mark_done([oid])) if claim == "new" else None,
                 )
+                data = b""
+                self.downloads.release(fut)
                 done[ref] = True
             if ok:
                 deletable.append(msg)

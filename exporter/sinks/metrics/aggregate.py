@@ -10,6 +10,7 @@ from typing import Any
 from ...cache import BoundedCache
 from ...decode.record import SqsEvent
 from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
+from .caps import LabelCaps
 
 _bisect_left = bisect.bisect_left
 WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
@@ -44,11 +45,16 @@ class Aggregate:
         self,
         max_queues: int = 1000,
         granularity: str = "role",
-        max_principals_per_queue: int = 100_000,
+        max_principals_per_queue: int = 10_000,
+        max_principals: int = 100_000,
+        caps: LabelCaps | None = None,
     ) -> None:
         self.max_queues = max_queues
         self.by_arn = granularity == "arn"
         self.max_principals = max_principals_per_queue
+        self.max_principals_total = max_principals  # across all queues
+        self.principal_count = 0
+        self.caps = caps if caps is not None else LabelCaps()  # every label but queue bounded
         self.calls: dict[tuple[str, str, str, str, str], int] = {}
         self.errors: dict[tuple[str, str, str, str, str], int] = {}
         self.batch: dict[tuple[str, str, str, str], int] = {}
@@ -102,7 +108,7 @@ class Aggregate:
             key, qkey, akey = slot
             table[key] = table_get(key, 0) + 1
             if call.error is not None:
-                ekey = (*qkey, key[3], call.error)
+                ekey = self.caps.error_key((*qkey, key[3], call.error))
                 self.errors[ekey] = self.errors.get(ekey, 0) + 1
             if call.entries:
                 bkey = key[:4]
@@ -121,9 +127,10 @@ class Aggregate:
                     seen = principals[qkey] = {}
                 old = seen.get(principal)
                 if old is None:
-                    if len(seen) >= self.max_principals:
+                    if len(seen) >= self.max_principals or self.principal_count >= self.max_principals_total:
                         self._prune_principals(qkey, seen)
                     seen[principal] = t
+                    self.principal_count += 1
                 elif t > old:
                     seen[principal] = t
             # observe_lag, inlined: this runs once per event
@@ -138,6 +145,7 @@ class Aggregate:
         """The table keys of calls with these labels (queue capped to OTHER_QUEUE). The answer is
         remembered: a queue, once admitted or refused, stays so. (The pipeline applies the filters.)"""
         account, region, queue, name, category = labels
+        account, region, name, category = self.caps.labels(account, region, name, category)
         if queue != NO_QUEUE:
             qkey = (account, region, queue)
             if qkey not in self.queues:
@@ -145,7 +153,8 @@ class Aggregate:
                     self.queues.add(qkey)
                 else:
                     queue = OTHER_QUEUE
-        slot: _Slot = ((account, region, queue, name, category), (account, region, queue), (account, region))
+        key = self.caps.call_key((account, region, queue, name, category))
+        slot: _Slot = (key, key[:3], key[:2])  # type: ignore[assignment]
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
             self._slots.put(labels, slot)
         return slot
@@ -158,14 +167,26 @@ class Aggregate:
         h[-1] += lag
 
     def _prune_principals(self, pkey: tuple[str, str, str], seen: dict[str, float]) -> None:
-        """Keep a queue's principal map bounded: forget what left the longest window, then the oldest."""
-        horizon = self.newest.get(pkey[:2], 0.0) - LONGEST_WINDOW
-        for p in [p for p, t in seen.items() if t <= horizon]:
-            del seen[p]
-        if len(seen) >= self.max_principals:
-            oldest = sorted(seen.items(), key=lambda kv: kv[1])[: len(seen) // 10 or 1]
-            for p, _ in oldest:
+        """Keep a queue's principal map bounded: forget what left the longest window, then the oldest;
+        and all queues' maps together (`max_principals`): the same across every queue."""
+        before = len(seen)
+        if before >= self.max_principals:
+            horizon = self.newest.get(pkey[:2], 0.0) - LONGEST_WINDOW
+            for p in [p for p, t in seen.items() if t <= horizon]:
                 del seen[p]
+            if len(seen) >= self.max_principals:
+                oldest = sorted(seen.items(), key=lambda kv: kv[1])[: len(seen) // 10 or 1]
+                for p, _ in oldest:
+                    del seen[p]
+            self.principal_count -= before - len(seen)
+        if self.principal_count >= self.max_principals_total:
+            self.prune()
+        if self.principal_count >= self.max_principals_total:
+            # the oldest tenth of every queue's principals together (sorting all is rare: once per tenth)
+            entries = sorted((t, q, p) for q, s in self.principals.items() for p, t in s.items())
+            for _, q, p in entries[: len(entries) // 10 or 1]:
+                del self.principals[q][p]
+            self.principal_count = sum(len(s) for s in self.principals.values())
 
     def prune(self) -> None:
         """Drop principals older than the longest window behind their account/region's newest event."""
@@ -175,6 +196,7 @@ class Aggregate:
             for p in stale:
                 del seen[p]
             # an emptied queue keeps its key: its gauge reads 0 rather than vanishing (queues are capped)
+        self.principal_count = sum(len(s) for s in self.principals.values())
 
     # -- views -------------------------------------------------------------------------------------
     def distinct_principals(self) -> dict[tuple[str, str, str, str], int]:
@@ -220,3 +242,5 @@ class Aggregate:
         self.newest = dict(rows("newest"))  # type: ignore[arg-type]
         self.queues = {tuple(q) for q in snap.get("queues", ())}  # type: ignore[misc]
         self.lag = {k: list(v) for k, v in snap.get("lag", {}).items()}
+        self.principal_count = sum(len(s) for s in self.principals.values())
+        self.caps.learn(self.calls, self.errors)
