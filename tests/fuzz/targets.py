@@ -90,9 +90,7 @@ class _Pair:
 
     @staticmethod
     def _sink(redact: dict[str, Any]) -> tuple[logs.LogSink, SelfMetrics]:
-        cfg = config.LogsConfig(
-            enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact)
-        )
+        cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact))
         counts = SelfMetrics()
         sink = logs.LogSink(cfg, counts, transport=_NullTransport())
         sink.shutdown(0.0)
