@@ -1267,15 +1267,20 @@ static int walk_object(P *ps, const Names *t, member_fn on_key, void *ctx, int d
 }
 
 /* userIdentity */
-enum { I_TYPE, I_ARN, I_PRINCIPAL, I_ACCOUNT, I_USER, I_INVOKED, I_CONTEXT, NI };
-static const char *INAME[NI] = {"type", "arn", "principalId", "accountId", "userName", "invokedBy", "sessionContext"};
+/* onBehalfOf is checked, not kept: its type must be what Identity declares (else the record is invalid), and
+   principals_of declines the IdentityCenterUser callers that use it */
+enum { I_TYPE, I_ARN, I_PRINCIPAL, I_ACCOUNT, I_USER, I_INVOKED, I_CONTEXT, NI, I_BEHALF = NI };
+static const char *INAME[NI + 1] = {"type",      "arn",       "principalId",    "accountId",
+                                    "userName",  "invokedBy", "sessionContext", "onBehalfOf"};
+static const char *BEHALF_NAME[2] = {"userId", "identityStoreArn"};
 static const char *ARN_NAME[1] = {"arn"};
 static const char *ISSUER_NAME[1] = {"sessionIssuer"};
 static const char *ENTRIES_NAMES[4] = {"queueUrl", "queueName", "sourceArn", "entries"};
 static const char *RESOURCE_NAME[1] = {"ARN"};
 static Names N_ARN = {ARN_NAME, 1, {0}, {0}}, N_ISSUER = {ISSUER_NAME, 1, {0}, {0}},
              N_PARAMS = {ENTRIES_NAMES, 4, {0}, {0}}, N_RESOURCE = {RESOURCE_NAME, 1, {0}, {0}},
-             N_IDENT = {INAME, NI, {0}, {0}}, N_TOP = {FNAME, NF, {0}, {0}};
+             N_IDENT = {INAME, NI + 1, {0}, {0}}, N_BEHALF = {BEHALF_NAME, 2, {0}, {0}},
+             N_TOP = {FNAME, NF, {0}, {0}};
 
 typedef struct {
     PyObject *v[8];
@@ -1300,8 +1305,21 @@ static int on_issuer(P *ps, int field, void *ctx) {
     return isnull ? 0 : walk_object(ps, &N_ARN, on_arn, ctx, 3);
 }
 
+static int on_behalf(P *ps, int field, void *ctx) {
+    (void)field;
+    (void)ctx;
+    int isnull;
+    if (null_or(ps, &isnull)) return -1;
+    return isnull ? 0 : skip_string(ps); /* str or null, validated */
+}
+
 static int on_ident(P *ps, int field, void *ctx) {
     Fields *f = ctx;
+    if (field == I_BEHALF) {
+        int isnull;
+        if (null_or(ps, &isnull)) return -1;
+        return isnull ? 0 : walk_object(ps, &N_BEHALF, on_behalf, NULL, 2);
+    }
     if (field != I_CONTEXT) return opt_str(ps, &f->v[field]);
     int isnull;
     if (null_or(ps, &isnull)) return -1;
@@ -2266,7 +2284,7 @@ static int module_exec(PyObject *module) {
         PyErr_SetString(PyExc_ImportError, "_native: big-endian hosts use the Python encoder");
         return -1;
     }
-    Names *tables[] = {&N_ARN, &N_ISSUER, &N_PARAMS, &N_RESOURCE, &N_IDENT, &N_TOP, &N_DOC};
+    Names *tables[] = {&N_ARN, &N_ISSUER, &N_PARAMS, &N_RESOURCE, &N_IDENT, &N_BEHALF, &N_TOP, &N_DOC};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         if (names_init(tables[i])) {
             PyErr_SetString(PyExc_ImportError, "_native: two key names share a slot");

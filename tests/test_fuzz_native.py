@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,42 @@ def test_kept_inputs_pass_the_oracles(target: str) -> None:
     oracle = targets.scan_oracle if target == "scan" else targets.encode_oracle
     for p in corpus(target):
         oracle(p.read_bytes())
+
+
+@pytest.mark.skipif(not targets.loaded(), reason="the C extension is not built")
+def test_the_oracles_see_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scanner or an encoder that answers differently from Python is an AssertionError (a finding)."""
+    delivery = next(d for d in (p.read_bytes() for p in corpus("scan")) if (targets.scanned(d, True) or [0, 0])[1])
+    record = (FUZZ / "corpus" / "encode" / "seed-record-0").read_bytes()
+    targets.scan_oracle(delivery)
+    targets.encode_oracle(record)
+
+    def one_call_short(data: bytes, keep_raw: bool) -> Any:
+        res, calls, raws = real_scanned(data, keep_raw)
+        res.sqs -= 1
+        return res, calls[1:], raws[1:]
+
+    real_scanned = targets.scanned
+    with monkeypatch.context() as m:
+        m.setattr(targets, "scanned", one_call_short)
+        with pytest.raises(AssertionError):
+            targets.scan_oracle(delivery)
+    enc = targets._encoding(targets.pairs()[0].fast)
+    body, record_of = enc.native, enc.native_record
+
+    def body_with_a_byte_more(raw: bytes) -> tuple[bytes, bytes]:
+        kv, attrs = body(raw)
+        return kv + b"\0", attrs
+
+    def record_with_a_byte_more(*args: Any) -> bytes:
+        return bytes(record_of(*args)) + b"\0"
+
+    for name, wrong in (("native", body_with_a_byte_more), ("native_record", record_with_a_byte_more)):
+        with monkeypatch.context() as m:
+            m.setattr(enc, name, wrong)
+            with pytest.raises(AssertionError):
+                targets.encode_oracle(record)
+    targets.encode_oracle(record)
 
 
 def test_the_leak_check_sees_memory_kept_per_call() -> None:

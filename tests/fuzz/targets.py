@@ -1,6 +1,8 @@
-"""The fuzz targets' only contact with the C extension: each oracle feeds one input to a C entry point and
-to the plain Python path that decides when the C is absent or declines, and raises AssertionError when
-the C accepts an input and answers differently. When the C interface changes, only this file changes.
+"""The fuzz targets' only contact with the C extension: each oracle feeds one input to the C components
+(exporter._native.Scanner through exporter.decode.delivery, exporter._native.LogEncoder through the log
+sink) and to the plain Python path that decides when the C is absent or declines, and raises
+AssertionError when the C accepts an input and answers differently. When the C interface changes, only
+this file changes.
 
     scan_oracle(data)    data: one delivery's JSON (what the scanner reads after gunzip)
     encode_oracle(data)  data: one record's raw JSON (what the log encoder reads)
@@ -8,45 +10,49 @@ the C accepts an input and answers differently. When the C interface changes, on
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from exporter import config
 from exporter.decode import scan
-from exporter.decode.delivery import extract, scanned
+from exporter.decode.delivery import decode, records, scanned
 from exporter.decode.reader import DECODE_ERRORS
 from exporter.decode.record import SqsEvent, call_event, decode_record, to_event
+from exporter.selfmetrics import SelfMetrics
 from exporter.sinks import logs
-from exporter.sinks.metrics import Aggregate
 
 OBSERVED = 1_800_000_000.25  # the observed time of every record: fixed, so both encoders see the same
-HUGE = 1 << 40  # queue room and batch limits that never stop encode_calls
+HUGE = 1 << 40  # queue room: emit never drops, emit_calls never stops for room
 LEAST = 32  # bytes kept per call that make a leak: the smallest Python object
 
 
 def native_module() -> Any:
-    """The C extension this process runs (None when it is not built)."""
-    return logs._native
+    """The C extension this process runs."""
+    return importlib.import_module("exporter._native")
+
+
+def loaded() -> bool:
+    """Whether the scanner and the encoder are both there to fuzz (built, and CTSQS_NATIVE is not 0)."""
+    return scan.scanner is not None and logs.LogEncoder is not None
 
 
 # -- the scanner ---------------------------------------------------------------------------------------------
 def scan_oracle(data: bytes) -> None:
-    """When the C scanner takes a delivery, its counts, calls and raw records equal the general
-    (record-by-record) path's; when it declines, that path decides and nothing is compared."""
-    general: tuple[Any, list[tuple[Any, SqsEvent]]] | None = None
+    """When the C scanner takes a delivery, its counts, calls (exporter.model.Call, compared as Structs)
+    and raw records equal the record-by-record path's; when it declines, that path decides and nothing is
+    compared."""
     for keep_raw in (True, False):
         got = scanned(data, keep_raw)
         if got is None:
             continue
-        if general is None:
-            general = extract(data, keep_raw=True)  # keep_raw: never the scanner again
-        res, events = general
-        result, calls, raws = got
-        if result != res:
-            raise AssertionError(f"counts: C {result} vs Python {res}")
-        if [call_event(c) for c in calls] != [ev for _, ev in events]:
-            raise AssertionError("calls differ")
-        if keep_raw and raws != [raw for raw, _ in events]:
-            raise AssertionError("raw records differ")
+        res, calls, raws = got
+        want_res, want_calls, want_raws = records(data, keep_raw)
+        if res != want_res:
+            raise AssertionError(f"counts: C {res} vs Python {want_res}")
+        if calls != want_calls:
+            raise AssertionError(f"calls: C {calls!r:.600} vs Python {want_calls!r:.600}")
+        if raws != want_raws:
+            raise AssertionError(f"raw records (keep_raw={keep_raw}): C {raws!r:.300} vs Python {want_raws!r:.300}")
 
 
 # -- the log encoder -----------------------------------------------------------------------------------------
@@ -58,26 +64,63 @@ class _NullTransport:
         pass
 
 
-def _sink(**redact: Any) -> logs.LogSink:
-    cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact))
-    sink = logs.LogSink(cfg, Aggregate(), transport=_NullTransport())
-    # the oracles only encode: the export thread is stopped, so its wake-ups allocate nothing while
-    # `leaked` measures
-    sink.shutdown(0.0)
-    return sink
+def _encoding(sink: logs.LogSink) -> Any:
+    """What encodes a record for the sink (fields, encode, native, native_record): its RecordEncoder
+    where the sink has one, else the sink itself."""
+    return getattr(sink, "encoding", sink)
 
 
-_SINKS: list[logs.LogSink] = []
+def _queue(sink: logs.LogSink) -> Any:
+    """What holds the sink's encoded records (queue, stopping, records_in/out …): its ExportQueue where
+    it has one, else the sink itself."""
+    return getattr(sink, "exports", sink)
 
 
-def sinks() -> list[logs.LogSink]:
-    """One sink per redaction shape the C handles: none, HMAC and drop, plain hashing and parameters."""
-    if not _SINKS:
-        _SINKS.extend(
+class _Pair:
+    """One redaction setting, twice: a sink with the C encoder, and one with the Python encoder alone.
+    Neither exports: the export thread is stopped (so it neither drains the queue nor allocates while
+    `leaked` measures) and the queue is read and emptied here."""
+
+    def __init__(self, **redact: Any) -> None:
+        self.fast, self.fast_counts = self._sink(redact)
+        self.slow, self.slow_counts = self._sink(redact)
+        enc = _encoding(self.slow)
+        enc.native = enc.native_record = None
+        assert _encoding(self.fast).native_record is not None, "the C encoder is not built"
+
+    @staticmethod
+    def _sink(redact: dict[str, Any]) -> tuple[logs.LogSink, SelfMetrics]:
+        cfg = config.LogsConfig(enabled=True, endpoint="http://127.0.0.1:9", redact=config.LogsRedactConfig(**redact))
+        counts = SelfMetrics()
+        sink = logs.LogSink(cfg, counts, transport=_NullTransport())
+        sink.shutdown(0.0)
+        q = _queue(sink)
+        q.stopping.clear()  # the thread has ended; emit and emit_calls go on queueing
+        q.max_records = q.max_bytes = HUGE
+        return sink, counts
+
+    @staticmethod
+    def take(sink: logs.LogSink) -> list[tuple[bytes, int]]:
+        """The chunks queued since the last take, leaving the queue empty."""
+        q = _queue(sink)
+        chunks = list(q.queue)
+        q.queue.clear()
+        q.records_out, q.bytes_out = q.records_in, q.bytes_in
+        q.open_records = q.open_bytes = 0
+        return chunks
+
+
+_PAIRS: list[_Pair] = []
+
+
+def pairs() -> list[_Pair]:
+    """One pair per redaction shape the C handles: none; HMAC and drop; plain hashing and parameters."""
+    if not _PAIRS:
+        _PAIRS.extend(
             [
-                _sink(),
-                _sink(source_ip="drop", user_agent="hash", access_key_id="drop", hash_key="k"),
-                _sink(
+                _Pair(),
+                _Pair(source_ip="drop", user_agent="hash", access_key_id="drop", hash_key="k"),
+                _Pair(
                     source_ip="hash",
                     user_agent="drop",
                     access_key_id="keep",
@@ -85,7 +128,7 @@ def sinks() -> list[logs.LogSink]:
                 ),
             ]
         )
-    return _SINKS
+    return _PAIRS
 
 
 _DEFAULT_EVENT: list[SqsEvent] = []
@@ -110,82 +153,95 @@ def _event(raw: bytes) -> SqsEvent:
     return _DEFAULT_EVENT[0]
 
 
-def _python_record(sink: logs.LogSink, raw: bytes, ev: SqsEvent) -> Any:
-    saved, sink.native_record = sink.native_record, None
+def _outcome(f: Any, *args: Any) -> Any:
     try:
-        return sink.encode(raw, ev, OBSERVED, False)
+        return f(*args)
     except Exception as exc:
         return exc
-    finally:
-        sink.native_record = saved
 
 
-def _fields(sink: logs.LogSink, raw: bytes) -> None:
-    """encode_body: (body, attributes) as the Python encoder writes them, or ValueError."""
-    assert sink.native is not None
+def _body(p: _Pair, raw: bytes) -> None:
+    """LogEncoder.body: (body, attributes) as the Python encoder writes them, or it declines
+    (ValueError) and Python decides. Accepting what Python refuses is a mismatch."""
     try:
-        fast = sink.native(raw)
+        fast = _encoding(p.fast).native(raw)
     except ValueError:
         return
-    try:
-        slow: Any = sink.fields(raw, use_native=False)
-    except Exception as exc:
-        slow = exc
+    slow = _outcome(_encoding(p.slow).fields, raw, False)
     if fast != slow:
-        raise AssertionError(f"encode_body: C {fast!r:.300} vs Python {slow!r:.300}")
+        raise AssertionError(f"body: C {fast!r:.300} vs Python {slow!r:.300}")
 
 
-def _record(sink: logs.LogSink, raw: bytes, ev: SqsEvent) -> None:
-    """encode_record, as encode() uses it (declining with ValueError hands the record to Python): the
-    same LogRecord element as the Python encoder, or an error where Python has one too (the record is
-    then counted as failed either way)."""
-    try:
-        fast: Any = sink.encode(raw, ev, OBSERVED, False)
-    except Exception as exc:
-        fast = exc
-    slow = _python_record(sink, raw, ev)
-    if isinstance(fast, Exception) and isinstance(slow, Exception):
+def _record(p: _Pair, raw: bytes, ev: SqsEvent) -> None:
+    """LogEncoder.record, as the sink's encode uses it (declining hands the record to Python): the same
+    LogRecord element as the Python encoder, or an error where Python has one too (the record then counts as
+    failed either way; a SystemError is the C breaking the C API's contract, never an answer)."""
+    fast = _outcome(_encoding(p.fast).encode, raw, ev, OBSERVED, False)
+    slow = _outcome(_encoding(p.slow).encode, raw, ev, OBSERVED, False)
+    if isinstance(fast, Exception) and isinstance(slow, Exception) and not isinstance(fast, SystemError):
         return
     if fast != slow:
-        raise AssertionError(f"encode_record: C {fast!r:.300} vs Python {slow!r:.300}")
+        raise AssertionError(f"record: C {fast!r:.300} vs Python {slow!r:.300}")
 
 
-def _calls(sink: logs.LogSink, raw: bytes) -> None:
-    """encode_calls (the loop over an object's calls) on the record as a delivery, with the attribute
-    caches filled first as emit_calls fills them: each record it writes equals the Python encoder's."""
-    got = scanned(b'{"Records":[' + raw + b"]}", True)
-    if got is None or not got[1]:
+def _split(chunk: bytes) -> int:
+    """How many ScopeLogs.log_records elements (tag 2, length-delimited) a chunk holds; AssertionError
+    when it is not exactly a run of them."""
+    i = n = 0
+    while i < len(chunk):
+        if chunk[i] != 0x12:
+            raise AssertionError(f"chunk: tag {chunk[i]:#x} at {i}")
+        size = shift = 0
+        i += 1
+        while True:
+            if i >= len(chunk) or shift > 63:
+                raise AssertionError("chunk: truncated length")
+            b = chunk[i]
+            i += 1
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        i += size
+        n += 1
+    if i != len(chunk):
+        raise AssertionError("chunk: the last element runs past its end")
+    return n
+
+
+def _batch(p: _Pair, raw: bytes) -> None:
+    """LogSink.emit_calls (LogEncoder.encode's loop over an object's calls, the calls it stops at through
+    LogEncoder.record or Python) on the record as a delivery, against the Python sink's emit per kept
+    call: the same records in the same order, each chunk framed as the records it counts, and the same
+    failures. The input may well hold more than one record ("…},{…")."""
+    got = decode(b'{"Records":[' + raw + b"]}", True)
+    calls, raws = got.calls, got.raws
+    if not calls:
         return
-    _, calls, raws = got
-    for labels, error, entries, _, _, principal, urls in calls:
-        sink._attributes((labels, error, urls), entries, principal)
-    caches = (sink._kind_cache, sink._principal_cache, sink._batch_attrs)
-    rooms = (HUGE, HUGE, HUGE, HUGE)  # queue records and bytes, batch records and bytes: nothing stops it
-    chunks, stop, size, *_ = logs._native.encode_calls(
-        calls, raws, [True] * len(calls), 0, *caches, int(OBSERVED * 1e9), *rooms, 0, 0, *sink.native_args
-    )
-    if size != sum(len(c) for c, _ in chunks) or sum(n for _, n in chunks) != stop:
-        raise AssertionError(f"encode_calls: {len(chunks)} chunks, stop {stop}, size {size}")
-    fast = b"".join(c for c, _ in chunks)
-    # the input may well hold more than one record ("…},{…"): each call up to where the C stopped
-    slow = [_python_record(sink, raws[i], call_event(calls[i])) for i in range(stop)]
-    if any(isinstance(r, Exception) for r in slow) or fast != b"".join(slow):
-        raise AssertionError(f"encode_calls: C {fast!r:.300} vs Python {slow!r:.300}")
+    kept = [i % 3 != 1 for i in range(len(calls))]  # and a call the metrics dropped, when there are two
+    p.fast.emit_calls(calls, raws, kept, OBSERVED)
+    for call, r, keep in zip(calls, raws, kept, strict=True):
+        if keep:
+            p.slow.emit(r, call_event(call), OBSERVED)
+    fast, slow = p.take(p.fast), p.take(p.slow)
+    for c, n in fast:
+        if _split(c) != n:
+            raise AssertionError(f"emit_calls: a chunk counted {n} records and holds {_split(c)}")
+    a, b = b"".join(c for c, _ in fast), b"".join(c for c, _ in slow)
+    if a != b or sum(n for _, n in fast) != sum(n for _, n in slow):
+        raise AssertionError(f"emit_calls: C {a!r:.300} vs Python {b!r:.300}")
+    if p.fast_counts.log_records != p.slow_counts.log_records:
+        raise AssertionError(f"emit_calls: outcomes {p.fast_counts.log_records} vs {p.slow_counts.log_records}")
 
 
 def encode_oracle(data: bytes) -> None:
-    """For each redaction setting: the C body, record and call-loop encoders write the Python encoder's
-    bytes for a record they accept (and decline with ValueError what they do not handle exactly)."""
+    """For each redaction setting: the C body, record and batch encoders write the Python encoder's
+    bytes for a record they accept, and decline with ValueError what they do not handle exactly."""
     ev = _event(data)
-    for sink in sinks():
-        _fields(sink, data)
-        _record(sink, data, ev)
-        _calls(sink, data)
-
-
-def loaded() -> bool:
-    """Whether the scanner and the encoder are both there to fuzz."""
-    return scan.scan_calls is not None and logs._native is not None
+    for p in pairs():
+        _body(p, data)
+        _record(p, data, ev)
+        _batch(p, data)
 
 
 def leaked(oracle: Any, data: bytes, rounds: int = 32, window: int = 1000, windows: int = 10) -> int:
@@ -193,7 +249,7 @@ def leaked(oracle: Any, data: bytes, rounds: int = 32, window: int = 1000, windo
     LEAST (a leaked reference keeps at least one object): a reference or buffer the C forgets to release
     grows this on every call, for ever. The Python caches on the way are keyed by the input and stop
     growing after the first call; a measurement itself keeps a few hundred bytes whatever its length.
-    The C's own caches of interned strings and tuples are slot tables of a few thousand entries: an
+    The C's own tables of handed-out strings and key tuples are slot tables of a few thousand entries: an
     input whose values collide in them makes new objects on every call until every slot is taken, and
     only then stops growing. So: a quick look over `rounds` calls, twice; when both grew, windows of
     `window` calls until one grows less (not a leak) or `windows` of them all did (a leak). An
