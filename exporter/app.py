@@ -37,6 +37,8 @@ def make_aggregate(settings: Settings) -> Aggregate:
         max_queues=m.max_queues,
         granularity=m.principal_granularity,
         max_principals_per_queue=m.max_principals_per_queue,
+        max_principal_series=m.max_principals_per_queue_series,
+        max_caller_accounts=m.max_caller_accounts,
     )
 
 

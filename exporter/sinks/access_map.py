@@ -37,6 +37,24 @@ class AccessMap:
     def enabled(self) -> bool:
         return self.max_series > 0
 
+    def principal_label(self, qkey: QueueKey, principal: str) -> str:
+        """The principal's label on this queue: its own once admitted (now, if the queue has room), else
+        `(other)`."""
+        return self._principal_label(qkey, principal)
+
+    def caller_label(self, account: str) -> str:
+        return self._caller_label(account)
+
+    def count_change(self, qkey: QueueKey, exposure: str | None, encryption: str | None) -> None:
+        """One successful call that set a queue's exposure and/or encryption."""
+        account, region, queue = qkey
+        if exposure is not None:
+            xkey = (account, region, queue, exposure)
+            self.policy_changes[xkey] = self.policy_changes.get(xkey, 0) + 1
+        if encryption is not None:
+            ekey = (account, region, queue, encryption)
+            self.encryption_changes[ekey] = self.encryption_changes.get(ekey, 0) + 1
+
     def _principal_label(self, qkey: QueueKey, principal: str) -> str:
         named = self.named.get(qkey)
         if named is None:
@@ -79,12 +97,7 @@ class AccessMap:
             ckey = (account, region, queue, self._caller_label(caller_account), event_name)
             self.cross_account[ckey] = self.cross_account.get(ckey, 0) + 1
         if error is None:
-            if exposure is not None:
-                xkey = (account, region, queue, exposure)
-                self.policy_changes[xkey] = self.policy_changes.get(xkey, 0) + 1
-            if encryption is not None:
-                ekey = (account, region, queue, encryption)
-                self.encryption_changes[ekey] = self.encryption_changes.get(ekey, 0) + 1
+            self.count_change(qkey, exposure, encryption)
 
     # -- persistence -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

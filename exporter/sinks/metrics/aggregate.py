@@ -1,5 +1,6 @@
-"""The metric state: calls, errors, batch entries, principals, lag and newest event times, as plain dicts
-keyed by label tuples, updated per object and checkpointed with the pipeline's progress."""
+"""The metric state: calls, errors, batch entries, principals, lag and newest event times, and the access
+map (exporter.sinks.access_map), as plain dicts keyed by label tuples, updated per object and checkpointed
+with the pipeline's progress."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import bisect
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import msgspec
+
+from ...access import POLICY_EVENTS, change_encryption, change_exposure, principal_caller_account
 from ...cache import BoundedCache
 from ...decode.record import SqsEvent
 from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
+from ..access_map import ERROR, OTHER, SUCCESS, AccessMap
 
 _bisect_left = bisect.bisect_left
 WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
@@ -31,6 +36,18 @@ LAG_BUCKETS: tuple[float, ...] = (
 _MAX_SLOTS = 50_000
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
 _Slot = tuple[tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str]]
+# a call's keys in the access map: principal_calls on success, on error, cross_account (None: not one)
+_Access = tuple[tuple[str, ...] | None, tuple[str, ...] | None, tuple[str, ...] | None]
+_NO_ACCESS: _Access = (None, None, None)
+
+
+class _Params(msgspec.Struct):
+    """All the access classification reads of a policy/encryption call's record."""
+
+    requestParameters: dict[str, Any] | None = None
+
+
+_decode_params = msgspec.json.Decoder(_Params).decode
 
 
 class Aggregate:
@@ -45,6 +62,8 @@ class Aggregate:
         max_queues: int = 1000,
         granularity: str = "role",
         max_principals_per_queue: int = 100_000,
+        max_principal_series: int = 10,
+        max_caller_accounts: int = 1000,
     ) -> None:
         self.max_queues = max_queues
         self.by_arn = granularity == "arn"
@@ -62,12 +81,20 @@ class Aggregate:
         self.shared: Any = None
         # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
         self._slots: BoundedCache[Labels, _Slot] = BoundedCache(_MAX_SLOTS)
+        # who calls each queue; `access.admit` is set for several replicas (exporter.shared)
+        self.access = AccessMap(max_principal_series, max_caller_accounts)
+        # (call table key, principal) → access map keys; cleared on restore, like the slots
+        self._access: BoundedCache[tuple[Any, ...], _Access] = BoundedCache(_MAX_SLOTS)
+        self._caller_of: BoundedCache[str | None, str | None] = BoundedCache(_MAX_SLOTS)
+        self.saw_changes = False
 
     # -- as a sink ---------------------------------------------------------------------------------
     def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> Callable[[], None] | None:
         """Count one object's calls; with several replicas, what goes to Redis is sent once the pipeline
         lock is released."""
         self.add_calls(calls, observed, source)
+        if self.saw_changes:
+            self._changes(calls, raws)
         shared = self.shared
         if shared is None:
             return None
@@ -82,8 +109,15 @@ class Aggregate:
         return self.add_calls((call,), now, source) == 1
 
     def add_calls(self, calls: Iterable[Call], now: float, source: str) -> int:
-        """Count SQS calls (the pipeline has applied the filters); returns how many."""
+        """Count SQS calls (the pipeline has applied the filters); returns how many. `saw_changes` tells
+        whether some may change a queue's policy or encryption (consume() then reads their parameters)."""
         slots_get = self._slots.get
+        access_get = self._access.get
+        access = self.access
+        pcalls = access.principal_calls
+        pcalls_get = pcalls.get
+        cross = access.cross_account
+        changes = False
         table = self.calls
         table_get = table.get
         newest = self.newest
@@ -107,12 +141,23 @@ class Aggregate:
             if call.entries:
                 bkey = key[:4]
                 self.batch[bkey] = self.batch.get(bkey, 0) + call.entries
+            principal = call.principal_arn if by_arn else call.principal_role
+            ak = access_get((key, principal))
+            if ak is None:
+                ak = self._access_keys(key, qkey, principal)
+            pk = ak[0] if call.error is None else ak[1]
+            if pk is not None:
+                pcalls[pk] = pcalls_get(pk, 0) + 1
+            ck = ak[2]
+            if ck is not None:
+                cross[ck] = cross.get(ck, 0) + 1
+            if key[3] in POLICY_EVENTS:
+                changes = True
             t = call.time
             if t is None:
                 continue
             if t > newest_get(akey, 0.0):
                 newest[akey] = t
-            principal = call.principal_arn if by_arn else call.principal_role
             if principal is not None:
                 if shared is not None:
                     shared.add(*qkey, t, principal)
@@ -132,7 +177,48 @@ class Aggregate:
                 lag_counts = self.lag[source] = [0.0] * (len(buckets) + 2)
             lag_counts[_bisect_left(buckets, lag)] += 1
             lag_counts[-1] += lag
+        self.saw_changes = changes
         return kept
+
+    def _access_keys(self, key: tuple[str, str, str, str, str], qkey: tuple[str, str, str], who: str | None) -> _Access:
+        """The access map keys of a call to this queue by this principal: its series (admitted now if the
+        queue has room) and, from another account, its cross-account series. Remembered: a principal or
+        caller account, once admitted or folded, stays so."""
+        access = self.access
+        ok = err = cross = None
+        if access.enabled:
+            label = OTHER if who is None else access.principal_label(qkey, who)
+            ok, err = (*qkey, label, SUCCESS), (*qkey, label, ERROR)
+        caller = self._caller_of.get(who, "")
+        if caller == "":
+            caller = principal_caller_account(who)
+            if who is None or len(who) <= 256:
+                self._caller_of.put(who, caller)
+        if caller is not None and caller != qkey[0]:
+            cross = (*qkey, access.caller_label(caller), key[3])
+        keys: _Access = (ok, err, cross)
+        if who is None or len(who) <= 256:  # hostile long names are not remembered
+            self._access.put((key, who), keys)
+        return keys
+
+    def _changes(self, calls: list[Call], raws: list[Any]) -> None:
+        """Count the policy and encryption changes among these calls, from each one's request parameters
+        (raws: aligned with calls, None where not kept; a change whose record was not kept is not counted)."""
+        if not raws:
+            return
+        access = self.access
+        slots_get = self._slots.get
+        for call, raw in zip(calls, raws, strict=True):
+            name = call.labels[3]
+            if raw is None or call.error is not None or name not in POLICY_EVENTS:
+                continue
+            try:
+                params = _decode_params(raw).requestParameters
+            except (msgspec.DecodeError, RecursionError):
+                continue
+            slot = slots_get(call.labels) or self._slot(call.labels)
+            qkey = slot[1]
+            access.count_change(qkey, change_exposure(name, params, qkey[0]), change_encryption(name, params))
 
     def _slot(self, labels: Labels) -> _Slot:
         """The table keys of calls with these labels (queue capped to OTHER_QUEUE). The answer is
@@ -205,6 +291,7 @@ class Aggregate:
             "newest": [[*k, v] for k, v in self.newest.items()],
             "queues": [list(q) for q in self.queues],
             "lag": self.lag,
+            "access": self.access.snapshot(),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -213,6 +300,8 @@ class Aggregate:
                 yield tuple(row[:-1]), row[-1]
 
         self._slots.clear()
+        self._access.clear()
+        self.access.restore(snap.get("access") or {})  # snapshots from before the access map have none
         self.calls = dict(rows("calls"))  # type: ignore[arg-type]
         self.errors = dict(rows("errors"))  # type: ignore[arg-type]
         self.batch = dict(rows("batch"))  # type: ignore[arg-type]
