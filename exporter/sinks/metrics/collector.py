@@ -79,7 +79,7 @@ class AggregateCollector:
             big(
                 "principal_calls",
                 "SQS API calls per principal (configured granularity); a queue's first principals keep series "
-                "of their own, later ones count under principal=\"(other)\".",
+                'of their own, later ones count under principal="(other)".',
                 "counter",
                 [*q3, "principal", "outcome"],
                 am.principal_calls,
