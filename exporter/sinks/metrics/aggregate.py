@@ -35,10 +35,14 @@ LAG_BUCKETS: tuple[float, ...] = (
 )
 _MAX_SLOTS = 50_000
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
-_Slot = tuple[tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str]]
 # a call's keys in the access map: principal_calls on success, on error, cross_account (None: not one)
 _Access = tuple[tuple[str, ...] | None, tuple[str, ...] | None, tuple[str, ...] | None]
-_NO_ACCESS: _Access = (None, None, None)
+# an event's keys in the calls, principals and newest tables, its access keys per principal, and whether it
+# may change a queue's policy or encryption (see Aggregate._slot)
+_Slot = tuple[
+    tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str | None, _Access], bool
+]
+_MAX_WHO = 1024  # principals remembered per slot
 
 
 class _Params(msgspec.Struct):
@@ -83,18 +87,16 @@ class Aggregate:
         self._slots: BoundedCache[Labels, _Slot] = BoundedCache(_MAX_SLOTS)
         # who calls each queue; `access.admit` is set for several replicas (exporter.shared)
         self.access = AccessMap(max_principal_series, max_caller_accounts)
-        # (call table key, principal) → access map keys; cleared on restore, like the slots
-        self._access: BoundedCache[tuple[Any, ...], _Access] = BoundedCache(_MAX_SLOTS)
         self._caller_of: BoundedCache[str | None, str | None] = BoundedCache(_MAX_SLOTS)
-        self.saw_changes = False
+        self.changes: list[int] = []  # positions of the calls add_calls saw that may change a queue
 
     # -- as a sink ---------------------------------------------------------------------------------
     def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> Callable[[], None] | None:
         """Count one object's calls; with several replicas, what goes to Redis is sent once the pipeline
         lock is released."""
         self.add_calls(calls, observed, source)
-        if self.saw_changes:
-            self._changes(calls, raws)
+        if self.changes and raws:
+            self._changes(calls, raws, self.changes)
         shared = self.shared
         if shared is None:
             return None
@@ -109,15 +111,15 @@ class Aggregate:
         return self.add_calls((call,), now, source) == 1
 
     def add_calls(self, calls: Iterable[Call], now: float, source: str) -> int:
-        """Count SQS calls (the pipeline has applied the filters); returns how many. `saw_changes` tells
-        whether some may change a queue's policy or encryption (consume() then reads their parameters)."""
+        """Count SQS calls (the pipeline has applied the filters); returns how many. `changes` then holds
+        the positions of those that may change a queue's policy or encryption (consume() reads their
+        request parameters)."""
         slots_get = self._slots.get
-        access_get = self._access.get
         access = self.access
         pcalls = access.principal_calls
         pcalls_get = pcalls.get
         cross = access.cross_account
-        changes = False
+        changes = self.changes = []
         table = self.calls
         table_get = table.get
         newest = self.newest
@@ -133,26 +135,27 @@ class Aggregate:
             if slot is None:
                 slot = self._slot(call.labels)
             kept += 1
-            key, qkey, akey = slot
+            key, qkey, akey, whos, change = slot
             table[key] = table_get(key, 0) + 1
-            if call.error is not None:
-                ekey = (*qkey, key[3], call.error)
+            error = call.error
+            if error is not None:
+                ekey = (*qkey, key[3], error)
                 self.errors[ekey] = self.errors.get(ekey, 0) + 1
             if call.entries:
                 bkey = key[:4]
                 self.batch[bkey] = self.batch.get(bkey, 0) + call.entries
             principal = call.principal_arn if by_arn else call.principal_role
-            ak = access_get((key, principal))
+            ak = whos.get(principal)
             if ak is None:
-                ak = self._access_keys(key, qkey, principal)
-            pk = ak[0] if call.error is None else ak[1]
+                ak = self._access_keys(key, qkey, principal, whos)
+            pk = ak[0] if error is None else ak[1]
             if pk is not None:
                 pcalls[pk] = pcalls_get(pk, 0) + 1
             ck = ak[2]
             if ck is not None:
                 cross[ck] = cross.get(ck, 0) + 1
-            if key[3] in POLICY_EVENTS:
-                changes = True
+            if change:
+                changes.append(kept - 1)
             t = call.time
             if t is None:
                 continue
@@ -177,10 +180,11 @@ class Aggregate:
                 lag_counts = self.lag[source] = [0.0] * (len(buckets) + 2)
             lag_counts[_bisect_left(buckets, lag)] += 1
             lag_counts[-1] += lag
-        self.saw_changes = changes
         return kept
 
-    def _access_keys(self, key: tuple[str, str, str, str, str], qkey: tuple[str, str, str], who: str | None) -> _Access:
+    def _access_keys(
+        self, key: tuple[str, ...], qkey: tuple[str, str, str], who: str | None, whos: BoundedCache[str | None, _Access]
+    ) -> _Access:
         """The access map keys of a call to this queue by this principal: its series (admitted now if the
         queue has room) and, from another account, its cross-account series. Remembered: a principal or
         caller account, once admitted or folded, stays so."""
@@ -198,19 +202,18 @@ class Aggregate:
             cross = (*qkey, access.caller_label(caller), key[3])
         keys: _Access = (ok, err, cross)
         if who is None or len(who) <= 256:  # hostile long names are not remembered
-            self._access.put((key, who), keys)
+            whos.put(who, keys)
         return keys
 
-    def _changes(self, calls: list[Call], raws: list[Any]) -> None:
-        """Count the policy and encryption changes among these calls, from each one's request parameters
-        (raws: aligned with calls, None where not kept; a change whose record was not kept is not counted)."""
-        if not raws:
-            return
+    def _changes(self, calls: list[Call], raws: list[Any], positions: list[int]) -> None:
+        """Count the policy and encryption changes among the calls at these positions, from each one's
+        request parameters (raws: aligned with calls, None where not kept)."""
         access = self.access
         slots_get = self._slots.get
-        for call, raw in zip(calls, raws, strict=True):
+        for i in positions:
+            call, raw = calls[i], raws[i]
             name = call.labels[3]
-            if raw is None or call.error is not None or name not in POLICY_EVENTS:
+            if raw is None or call.error is not None:
                 continue
             try:
                 params = _decode_params(raw).requestParameters
@@ -231,7 +234,13 @@ class Aggregate:
                     self.queues.add(qkey)
                 else:
                     queue = OTHER_QUEUE
-        slot: _Slot = ((account, region, queue, name, category), (account, region, queue), (account, region))
+        slot: _Slot = (
+            (account, region, queue, name, category),
+            (account, region, queue),
+            (account, region),
+            BoundedCache(_MAX_WHO),
+            name in POLICY_EVENTS,
+        )
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
             self._slots.put(labels, slot)
         return slot
@@ -300,7 +309,6 @@ class Aggregate:
                 yield tuple(row[:-1]), row[-1]
 
         self._slots.clear()
-        self._access.clear()
         self.access.restore(snap.get("access") or {})  # snapshots from before the access map have none
         self.calls = dict(rows("calls"))  # type: ignore[arg-type]
         self.errors = dict(rows("errors"))  # type: ignore[arg-type]
