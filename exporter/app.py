@@ -86,6 +86,7 @@ class App:
             from .shared import SharedCollector
 
             self.agg.shared = self.shared
+            self.agg.access.admit = self.shared.admit_principal
             self.registry.register(SharedCollector(self.shared))
         ctx = Context(self.pipeline, self.store, settings, self.shared)
         self.sources: list[Source] = [build(cfg, ctx) for cfg in settings.sources]
