@@ -150,4 +150,3 @@ class Pipeline:
         self._pending.extend(progress)
         if after is not None:
             self._after.append(after)
-

@@ -265,7 +265,7 @@ class SharedState:
 
     # -- access map ----------------------------------------------------------------------------------
     def admit_principal(self, qkey: tuple[str, str, str], principal: str, cap: int) -> bool:
-        """Whether a principal gets a series of its own on a queue (exporter.sinks.access_map `admit`):
+        """Whether a principal gets a series of its own on a queue (exporter.sinks.metrics.access_map `admit`):
         the first `cap` principals any replica admits, atomically in Redis, so every replica names the same
         ones. While Redis is unreachable the replica decides alone (it has checked its own cap)."""
         if not self.up:

@@ -1,5 +1,5 @@
 """The metric state: calls, errors, batch entries, principals, lag and newest event times, and the access
-map (exporter.sinks.access_map), as plain dicts keyed by label tuples, updated per object and checkpointed
+map (exporter.sinks.metrics.access_map), as plain dicts keyed by label tuples, updated per object and checkpointed
 with the pipeline's progress."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ...access import POLICY_EVENTS, change_encryption, change_exposure, princip
 from ...cache import BoundedCache
 from ...decode.record import SqsEvent
 from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
-from ..access_map import ERROR, OTHER, SUCCESS, AccessMap
+from .access_map import ERROR, OTHER, SUCCESS, AccessMap
 
 _bisect_left = bisect.bisect_left
 WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
