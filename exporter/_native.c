@@ -1489,7 +1489,8 @@ static int sqs_row(P *ps, Rec *rc, const Part *raw_text, PyObject **row) {
 }
 
 /* Without keep_raw, the raw JSON of a call named in the scanner's raw_events still goes in its fresh row
-   (item 5): the metrics read the request parameters of those rare calls. 0, or -2 on a Python error. */
+   (its item 5, `raw`): the metrics read the request parameters of those rare calls. 0, or -2 on a Python
+   error. */
 static int keep_selected(ScannerObject *sc, PyObject *name, const Part *text, PyObject *row) {
     if (!name || !PyUnicode_CheckExact(name)) return 0;
     int in = PySet_Contains(sc->raw_events, name);

@@ -172,3 +172,24 @@ def test_changes_need_no_raw_records(tmp_path: Path, decoder: str) -> None:
             assert (raw is not None) == (call.labels.event_name in scan.RAW_EVENTS)
             if raw is not None:
                 assert json.loads(raw)["eventName"] == call.labels.event_name
+
+
+def test_scanner_raw_events_option() -> None:
+    if scan.scanner is None:
+        pytest.skip("the C extension is not built")
+    from exporter._native import Scanner
+
+    with pytest.raises(TypeError):
+        Scanner(scan.derived, scan.principals_of, scan.parse_time, raw_events={"CreateQueue"})
+    plain = Scanner(scan.derived, scan.principals_of, scan.parse_time, raw_events=frozenset())
+    rec = {
+        "eventSource": "sqs.amazonaws.com",
+        "eventName": "CreateQueue",
+        "awsRegion": "us-east-1",
+        "recipientAccountId": "111122223333",
+        "requestParameters": {"queueName": "q"},
+    }
+    data = json.dumps({"Records": [rec, {**rec, "eventName": "GetQueueUrl"}]}).encode()
+    assert plain.scan(data, False)[2] == []
+    calls, _, raws = scan.scanner.scan(data, False)
+    assert len(calls) == 2 and raws[1] is None and json.loads(raws[0]) == rec
