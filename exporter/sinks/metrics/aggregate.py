@@ -42,7 +42,7 @@ _Access = tuple[tuple[str, ...] | None, tuple[str, ...] | None, tuple[str, ...] 
 _Slot = tuple[
     tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str | None, _Access], bool
 ]
-_MAX_WHO = 1024  # principals remembered per slot
+_MAX_WHO = 256  # principals remembered per slot (a miss only recomputes their keys)
 
 
 class _Params(msgspec.Struct):
