@@ -26,12 +26,30 @@ class AccessMap:
         self.max_series = max_series
         self.max_caller_accounts = max_caller_accounts
         self.admit = admit
-        self.principal_calls: dict[tuple[str, str, str, str, str], int] = {}
-        self.cross_account: dict[tuple[str, str, str, str, str], int] = {}
+        # series → a one-item list holding its count: the metrics sink keeps the cell of each call's series
+        # with its other keys and adds to it without hashing the labels again
+        self.principal_cells: dict[tuple[str, ...], list[int]] = {}
+        self.cross_cells: dict[tuple[str, ...], list[int]] = {}
         self.policy_changes: dict[tuple[str, str, str, str], int] = {}
         self.encryption_changes: dict[tuple[str, str, str, str], int] = {}
         self.named: dict[QueueKey, set[str]] = {}  # principals with a series of their own, per queue
         self.callers: set[str] = set()  # caller accounts with a series of their own
+
+    @property
+    def principal_calls(self) -> dict[tuple[str, ...], int]:
+        return {k: c[0] for k, c in self.principal_cells.items() if c[0]}
+
+    @property
+    def cross_account(self) -> dict[tuple[str, ...], int]:
+        return {k: c[0] for k, c in self.cross_cells.items() if c[0]}
+
+    @staticmethod
+    def cell(cells: dict[tuple[str, ...], list[int]], key: tuple[str, ...]) -> list[int]:
+        """The counter cell of a series (created at 0; a series is exported once it counts)."""
+        c = cells.get(key)
+        if c is None:
+            c = cells[key] = [0]
+        return c
 
     @property
     def enabled(self) -> bool:
@@ -92,10 +110,10 @@ class AccessMap:
         if self.max_series > 0:
             who = OTHER if principal is None else self._principal_label(qkey, principal)
             pkey = (account, region, queue, who, ERROR if error else SUCCESS)
-            self.principal_calls[pkey] = self.principal_calls.get(pkey, 0) + 1
+            self.cell(self.principal_cells, pkey)[0] += 1
         if caller_account is not None and caller_account != account:
             ckey = (account, region, queue, self._caller_label(caller_account), event_name)
-            self.cross_account[ckey] = self.cross_account.get(ckey, 0) + 1
+            self.cell(self.cross_cells, ckey)[0] += 1
         if error is None:
             self.count_change(qkey, exposure, encryption)
 
@@ -115,8 +133,8 @@ class AccessMap:
             for row in snap.get(name, ()):
                 yield tuple(row[:-1]), row[-1]
 
-        self.principal_calls = dict(rows("principal_calls"))  # type: ignore[arg-type]
-        self.cross_account = dict(rows("cross_account"))  # type: ignore[arg-type]
+        self.principal_cells = {k: [v] for k, v in rows("principal_calls")}
+        self.cross_cells = {k: [v] for k, v in rows("cross_account")}
         self.policy_changes = dict(rows("policy_changes"))  # type: ignore[arg-type]
         self.encryption_changes = dict(rows("encryption_changes"))  # type: ignore[arg-type]
         self.named = {k: set(v) for k, v in rows("named")}  # type: ignore[misc]

@@ -35,8 +35,8 @@ LAG_BUCKETS: tuple[float, ...] = (
 )
 _MAX_SLOTS = 50_000
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
-# a call's keys in the access map: principal_calls on success, on error, cross_account (None: not one)
-_Access = tuple[tuple[str, ...] | None, tuple[str, ...] | None, tuple[str, ...] | None]
+# a call's counter cells in the access map: principal_calls on success, on error, cross_account (None: not one)
+_Access = tuple[list[int] | None, list[int] | None, list[int] | None]
 # an event's keys in the calls, principals and newest tables, its access keys per principal, and whether it
 # may change a queue's policy or encryption (see Aggregate._slot)
 _Slot = tuple[
@@ -115,10 +115,6 @@ class Aggregate:
         the positions of those that may change a queue's policy or encryption (consume() reads their
         request parameters)."""
         slots_get = self._slots.get
-        access = self.access
-        pcalls = access.principal_calls
-        pcalls_get = pcalls.get
-        cross = access.cross_account
         changes = self.changes = []
         table = self.calls
         table_get = table.get
@@ -148,12 +144,12 @@ class Aggregate:
             ak = whos.get(principal)
             if ak is None:
                 ak = self._access_keys(key, qkey, principal, whos)
-            pk = ak[0] if error is None else ak[1]
-            if pk is not None:
-                pcalls[pk] = pcalls_get(pk, 0) + 1
-            ck = ak[2]
-            if ck is not None:
-                cross[ck] = cross.get(ck, 0) + 1
+            cell = ak[0] if error is None else ak[1]
+            if cell is not None:
+                cell[0] += 1
+            cell = ak[2]
+            if cell is not None:
+                cell[0] += 1
             if change:
                 changes.append(kept - 1)
             t = call.time
@@ -192,14 +188,15 @@ class Aggregate:
         ok = err = cross = None
         if access.enabled:
             label = OTHER if who is None else access.principal_label(qkey, who)
-            ok, err = (*qkey, label, SUCCESS), (*qkey, label, ERROR)
+            ok = access.cell(access.principal_cells, (*qkey, label, SUCCESS))
+            err = access.cell(access.principal_cells, (*qkey, label, ERROR))
         caller = self._caller_of.get(who, "")
         if caller == "":
             caller = principal_caller_account(who)
             if who is None or len(who) <= 256:
                 self._caller_of.put(who, caller)
         if caller is not None and caller != qkey[0]:
-            cross = (*qkey, access.caller_label(caller), key[3])
+            cross = access.cell(access.cross_cells, (*qkey, access.caller_label(caller), key[3]))
         keys: _Access = (ok, err, cross)
         if who is None or len(who) <= 256:  # hostile long names are not remembered
             whos.put(who, keys)
