@@ -1093,6 +1093,7 @@ typedef struct ScannerObject {
     PyObject *parse_time;    /* parse_time(str) -> float | None */
     PyObject *derived, *principals; /* BoundedCache: dkey → derive's answer, ikey → principals_of's */
     PyObject *call_type;
+    PyObject *raw_events; /* frozenset of event names whose raw JSON is kept without keep_raw; NULL: none */
     Py_ssize_t call_off[NCALL];
     PyObject *intern[INTERN_SLOTS];
     PyObject *tuples[TUPLE_SLOTS];
@@ -1515,6 +1516,21 @@ static int sqs_row(P *ps, Rec *rc, const Part *raw_text, PyObject **row) {
     return *row ? 0 : -2;
 }
 
+/* Without keep_raw, the raw JSON of a call named in the scanner's raw_events still goes in its fresh row
+   (its item 5, `raw`): the metrics read the request parameters of those rare calls. 0, or -2 on a Python
+   error. */
+static int keep_selected(ScannerObject *sc, PyObject *name, const Part *text, PyObject *row) {
+    if (!name || !PyUnicode_CheckExact(name)) return 0;
+    int in = PySet_Contains(sc->raw_events, name);
+    if (in <= 0) return in < 0 ? -2 : 0;
+    PyObject *raw = PyBytes_FromStringAndSize(text->p, text->n);
+    if (!raw) return -2;
+    PyObject *old = PyTuple_GET_ITEM(row, 6); /* the row's raw JSON item (after eventID) */
+    PyTuple_SET_ITEM(row, 6, raw);
+    Py_DECREF(old);
+    return 0;
+}
+
 /* The Records array at ps->s: rows for SQS calls onto `rows`, the rest counted in *other. */
 static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) {
     if (ps->s >= ps->end || *ps->s != '[') return -1;
@@ -1531,6 +1547,7 @@ static int scan_records(P *ps, PyObject *rows, Py_ssize_t *other, int keep_raw) 
             PyObject *row = NULL;
             Part text = {(const char *)from, to - from};
             r = sqs_row(ps, &rc, keep_raw ? &text : NULL, &row);
+            if (!r && !keep_raw && ps->sc->raw_events) r = keep_selected(ps->sc, rc.v[F_NAME], &text, row);
             if (!r) {
                 r = PyList_Append(rows, row) ? -2 : 0;
                 Py_DECREF(row);
@@ -2102,14 +2119,20 @@ static PyType_Spec ENCODER_SPEC = {
 };
 
 /* ------------------------------------------------------------------------------------------------------
-   The Scanner type: Scanner(derive, principals_of, parse_time), built once; see the methods' docs. */
+   The Scanner type: Scanner(derive, principals_of, parse_time, raw_events=None), built once; see the
+   methods' docs. raw_events: a frozenset of event names whose raw JSON scan() keeps even without keep_raw. */
 
 static int scanner_init(PyObject *self, PyObject *args, PyObject *kwds) {
     ScannerObject *sc = (ScannerObject *)self;
-    PyObject *derive, *principals_of, *parse_time;
-    static char *kw[] = {"derive", "principals_of", "parse_time", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Scanner", kw, &derive, &principals_of, &parse_time))
+    PyObject *derive, *principals_of, *parse_time, *raw_events = NULL;
+    static char *kw[] = {"derive", "principals_of", "parse_time", "raw_events", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O:Scanner", kw, &derive, &principals_of, &parse_time,
+                                     &raw_events))
         return -1;
+    if (raw_events && raw_events != Py_None && !PyFrozenSet_CheckExact(raw_events)) {
+        PyErr_SetString(PyExc_TypeError, "raw_events is a frozenset of event names");
+        return -1;
+    }
     if (sc->derive) {
         PyErr_SetString(PyExc_TypeError, "a Scanner is built once");
         return -1;
@@ -2120,6 +2143,7 @@ static int scanner_init(PyObject *self, PyObject *args, PyObject *kwds) {
     sc->principals_of = Py_NewRef(principals_of);
     sc->parse_time = Py_NewRef(parse_time);
     sc->call_type = Py_NewRef(st->call_type);
+    if (raw_events && raw_events != Py_None && PySet_GET_SIZE(raw_events) > 0) sc->raw_events = Py_NewRef(raw_events);
     memcpy(sc->call_off, st->call_off, sizeof(sc->call_off));
     sc->derived = PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)SCANNER_CACHED);
     sc->principals = sc->derived ? PyObject_CallFunction(st->cache_type, "n", (Py_ssize_t)SCANNER_CACHED) : NULL;
@@ -2141,6 +2165,7 @@ static int scanner_traverse(PyObject *self, visitproc visit, void *arg) {
     Py_VISIT(sc->parse_time);
     Py_VISIT(sc->derived);
     Py_VISIT(sc->principals);
+    Py_VISIT(sc->raw_events);
     return 0;
 }
 
@@ -2152,6 +2177,7 @@ static int scanner_clear(PyObject *self) {
     Py_CLEAR(sc->derived);
     Py_CLEAR(sc->principals);
     Py_CLEAR(sc->call_type);
+    Py_CLEAR(sc->raw_events);
     for (int i = 0; i < INTERN_SLOTS; i++) Py_CLEAR(sc->intern[i]);
     for (int i = 0; i < TUPLE_SLOTS; i++) Py_CLEAR(sc->tuples[i]);
     IdEntry *tables[3] = {sc->id_derived, sc->id_who, sc->id_time};
@@ -2212,8 +2238,11 @@ static PyObject *scanner_scan(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (!rows || rows == Py_None) return rows;
     PyObject *calls = calls_of(sc, rows), *raws = NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows);
-    if (calls) raws = PyList_New(keep_raw ? n : 0);
-    for (Py_ssize_t i = 0; raws && keep_raw && i < n; i++)
+    int any = keep_raw; /* without keep_raw: raws aligned with calls when some were kept (raw_events) */
+    for (Py_ssize_t i = 0; !any && sc->raw_events && i < n; i++)
+        any = PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 6) != Py_None;
+    if (calls) raws = PyList_New(any ? n : 0);
+    for (Py_ssize_t i = 0; raws && any && i < n; i++)
         PyList_SET_ITEM(raws, i, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 6)));
     Py_DECREF(rows);
     if (!raws) {
@@ -2227,7 +2256,8 @@ static PyMethodDef SCANNER_METHODS[] = {
     {"scan", (PyCFunction)(void (*)(void))scanner_scan, METH_FASTCALL,
      "scan(data, keep_raw) -> (calls, other, raws) | None\n"
      "A {\"Records\": [...]} delivery's SQS calls (exporter.model.Call), its count of other records, and the\n"
-     "raw JSON of each call with keep_raw (else []). None: declined, the record-by-record path decides."},
+     "raw JSON of each call with keep_raw (else [], or, when a call named in raw_events was read, the raw JSON\n"
+     "of those and None for the others). None: declined, the record-by-record path decides."},
     {"rows", (PyCFunction)(void (*)(void))scanner_rows, METH_FASTCALL,
      "rows(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, eventID, raw), ...], other) | None\n"
      "The first half of scan(): the fields of each SQS call as read (see the comment in _native.c)."},

@@ -213,3 +213,17 @@ def caller_account(identity: Mapping[str, Any] | None) -> str | None:
         return acct
     acct = arn_account(arn) if isinstance(arn, str) else None
     return acct or "anonymous"
+
+
+def principal_caller_account(principal: str | None) -> str | None:
+    """The caller account of a call from its principal (either granularity; docs/identity.md): the
+    account an ARN names, `account:<acct>/…` (AWSAccount callers), the account of an Identity Center store;
+    None for AWS service callers (`*.amazonaws.com`); "anonymous" when the principal names no account."""
+    if principal is None:
+        return "anonymous"
+    if principal.startswith("account:"):
+        acct = principal[8:].split("/", 1)[0]
+        return acct if _ACCOUNT_ID.match(acct) else "anonymous"
+    if principal.endswith(".amazonaws.com"):
+        return None
+    return arn_account(principal) or "anonymous"

@@ -47,6 +47,8 @@ def make_aggregate(settings: Settings) -> Aggregate:
         max_principals_per_queue=m.max_principals_per_queue,
         max_principals=m.max_principals,
         caps=LabelCaps(m.max_event_names, m.max_error_codes, m.max_accounts, m.max_regions, m.max_series),
+        max_principal_series=m.max_principals_per_queue_series,
+        max_caller_accounts=m.max_caller_accounts,
     )
 
 
@@ -97,6 +99,7 @@ class App:
             from .shared import SharedCollector
 
             self.agg.shared = self.shared
+            self.agg.access.admit = self.shared.admit_principal
             if self.pipeline.dedupe is not None:  # ids claimed across replicas too
                 self.pipeline.dedupe.shared = self.shared
                 self.pipeline.dedupe.reclaim()

@@ -1,4 +1,5 @@
-"""State shared by several replicas through Redis: object idempotency and distinct principals.
+"""State shared by several replicas through Redis: object idempotency, distinct principals, and which
+principals have series of their own in the access map.
 
 Counters are not shared: each replica exports its share and `sum without (instance, pod)` adds them up.
 Distinct principals cannot be summed, so every replica PFADDs into per-minute and per-hour HyperLogLog keys
@@ -36,6 +37,17 @@ local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
+"""
+
+
+# Admit ARGV[1] to the set KEYS[1] while it holds fewer than ARGV[2] members; 1 if it is (now) a member
+_ADMIT_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
 """
 
 
@@ -79,6 +91,7 @@ class SharedState:
         self._pending_n = 0
         self._newest: dict[tuple[str, str], float] = {}
         self._max = self.r.register_script(_MAX_SCRIPT)
+        self._admit = self.r.register_script(_ADMIT_SCRIPT)
         self._cache: tuple[float, dict[tuple[str, str, str, str], int]] | None = None
         self.ping()
 
@@ -283,6 +296,20 @@ class SharedState:
         result = dict(zip(order, counts, strict=True))
         self._cache = (now, result)
         return result
+
+    # -- access map ----------------------------------------------------------------------------------
+    def admit_principal(self, qkey: tuple[str, str, str], principal: str, cap: int) -> bool:
+        """Whether a principal gets a series of its own on a queue (exporter.sinks.metrics.access_map `admit`):
+        the first `cap` principals any replica admits, atomically in Redis, so every replica names the same
+        ones. While Redis is unreachable the replica decides alone (it has checked its own cap)."""
+        if not self.up:
+            return True
+        try:
+            ok = self._admit(keys=[_key("named", *qkey)], args=[principal, cap])
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return True
+        return bool(ok)
 
 
 def window_keys(a: str, r: str, q: str, newest: float, width: float) -> list[str]:

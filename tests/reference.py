@@ -7,6 +7,7 @@ import bisect
 from collections.abc import Iterable
 from typing import Any
 
+from exporter.access import principal_caller_account
 from exporter.decode import scan
 from exporter.decode.record import parse_time
 from exporter.model import Call
@@ -31,7 +32,9 @@ def add_calls(agg: Aggregate, calls: Iterable[Call], now: Any, source: str) -> i
         if slot is None:
             slot = agg._slot(call.labels)
         kept += 1
-        key, qkey, akey = slot
+        key, qkey, akey = slot[:3]
+        who = call.principal_arn if agg.by_arn else call.principal_role
+        agg.access.add(qkey, key[3], call.error, who, principal_caller_account(who))
         agg.calls[key] = agg.calls.get(key, 0) + 1
         if call.error is not None:
             ekey = (*qkey, key[3], call.error)

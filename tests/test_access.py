@@ -164,3 +164,22 @@ def test_any_policy_classifies_without_raising(statements: list[dict[str, Any]],
 def test_any_parameters_classify_without_raising(params: Any, event: str) -> None:
     assert change_exposure(event, params, OWNER) in (*access.EXPOSURES, None)
     assert change_encryption(event, params) in (*access.ENCRYPTIONS, None)
+
+
+@pytest.mark.parametrize(
+    ("principal", "account"),
+    [
+        ("arn:aws:iam::111122223333:role/app", "111122223333"),
+        ("arn:aws:sts::444455556666:assumed-role/app/i-1", "444455556666"),
+        ("account:777788889999/AROAEXAMPLE", "777788889999"),
+        ("account:777788889999/user/u1", "777788889999"),
+        ("arn:aws:identitystore::123412341234:identitystore/d-1/user/u1", "123412341234"),
+        ("sns.amazonaws.com", None),
+        ("AIDAEXAMPLE", "anonymous"),
+        ("account:notanaccount/x", "anonymous"),
+        (None, "anonymous"),
+        ("arn:aws:iam::" + "9" * 5000, "anonymous"),
+    ],
+)
+def test_principal_caller_account(principal: str | None, account: str | None) -> None:
+    assert access.principal_caller_account(principal) == account

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from exporter.sinks.access_map import OTHER, AccessMap
+from exporter.sinks.metrics.access_map import OTHER, AccessMap
 
 Q = ("111122223333", "eu-west-1", "orders")
 

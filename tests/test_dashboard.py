@@ -41,6 +41,10 @@ SPEC_METRICS = {
     "cloudtrail_sqs_exporter_source_errors_total",
     "cloudtrail_sqs_exporter_log_records_total",
     "cloudtrail_sqs_exporter_build_info",
+    "cloudtrail_sqs_principal_calls_total",
+    "cloudtrail_sqs_cross_account_calls_total",
+    "cloudtrail_sqs_queue_policy_changes_total",
+    "cloudtrail_sqs_queue_encryption_changes_total",
 }
 RECORDED = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r}
 
@@ -95,8 +99,24 @@ def test_panels_cover_the_issue() -> None:
         "objects / s",
         "source errors",
         "log records",
+        "principals of the selected queue",
+        "cross-account calls",
+        "exposure and encryption changes",
     ):
         assert words in titles, words
+
+
+def test_who_is_calling_row() -> None:
+    """The access map: a table of the queue's principals (calls, errors, share), cross-account callers, and
+    exposure / encryption changes as annotations."""
+    panels = {p["title"]: p for p in _panels()}
+    table = panels["Principals of the selected queue (dashboard range)"]
+    assert table["type"] == "table" and [t["refId"] for t in table["targets"]] == ["A", "B", "C"]
+    names = table["transformations"][1]["options"]["renameByName"]
+    assert set(names.values()) == {"calls", "errors", "share"}
+    annotations = {a["name"]: a for a in _dashboard()["annotations"]["list"]}
+    assert "cloudtrail_sqs_queue_policy_changes_total" in annotations["Queue exposure changes"]["expr"]
+    assert "cloudtrail_sqs_queue_encryption_changes_total" in annotations["Queue encryption changes"]["expr"]
 
 
 def test_counters_are_summed_without_instance_and_pod() -> None:
@@ -128,7 +148,9 @@ def test_wide_panels_are_top_n_and_lifecycle_is_annotated() -> None:
         assert all(t["expr"].startswith("topk(20, ") for t in panels[title]["targets"]), title
     links = panels["Call rate per queue by event name (top 20)"]["fieldConfig"]["defaults"]["links"]
     assert links[0]["url"].startswith("/explore?left=") and "__field.labels.queue" in links[0]["url"]
-    (lifecycle,) = [a for a in _dashboard()["annotations"]["list"] if a.get("expr")]
+    (lifecycle,) = [
+        a for a in _dashboard()["annotations"]["list"] if a.get("name") == "Queue lifecycle and configuration"
+    ]
     for event in (
         "CreateQueue",
         "DeleteQueue",
@@ -333,3 +355,14 @@ def test_exporter_up_for_the_down_alert(live: Live) -> None:
 
 def test_repo_root_is_where_the_dashboard_lives() -> None:
     assert DASHBOARD.is_relative_to(ROOT)
+
+
+@pytest.mark.slow
+def test_access_annotations_select_series(live: Live) -> None:
+    """The exposure / encryption annotations select series the exporter exports (their increase over a
+    Grafana interval is only non-zero where a change happened between two scrapes)."""
+    for a in _dashboard()["annotations"]["list"]:
+        if a.get("name") in ("Queue exposure changes", "Queue encryption changes"):
+            selector = re.search(r"cloudtrail_sqs_\w+_total\{[^}]*\}", a["expr"])
+            assert selector is not None
+            assert live.prom.query(substitute(selector.group(0))), a["name"]

@@ -17,7 +17,7 @@ import pytest
 from otlp_receiver import Receiver, attributes, to_python
 from util import Exporter, free_port, generate, http_get, parse_metrics, series, wait_for
 
-from exporter import app, config
+from exporter import access, app, config
 from exporter.generator import Generator
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.logs import LogSink, export_settings, resource_attributes, severity
@@ -146,6 +146,13 @@ def expected_attributes(rec: dict[str, Any]) -> dict[str, Any]:
         want["error.type"] = rec["errorCode"]
     if "readOnly" in rec:
         want["aws.cloudtrail.read_only"] = rec["readOnly"]
+    if "errorCode" not in rec:  # the queue changes that matter to security name what they leave
+        exposure = access.change_exposure(name, rec.get("requestParameters"), acct)
+        encryption = access.change_encryption(name, rec.get("requestParameters"))
+        if exposure is not None:
+            want["aws.cloudtrail.sqs.exposure"] = exposure
+        if encryption is not None:
+            want["aws.cloudtrail.sqs.encryption"] = encryption
     return want
 
 

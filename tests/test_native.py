@@ -17,7 +17,8 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from util import generate
 
-from exporter import config
+from exporter import access, config
+from exporter.access import POLICY_EVENTS
 from exporter.decode.delivery import extract
 from exporter.decode.reader import read_delivery
 from exporter.decode.record import SqsEvent
@@ -429,6 +430,9 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
     fast = scanned(data, True)
     assert fast is not None
     _, calls, raws = fast
+    # calls that may change a queue's exposure or encryption are always Python's (test_policy_calls_are_pythons)
+    pairs = [(c, r) for c, r in zip(calls, raws, strict=True) if c.labels.event_name not in POLICY_EVENTS]
+    calls, raws = [c for c, _ in pairs], [r for _, r in pairs]
     kept = [True] * len(calls)
     sink = make_sink()
     try:
@@ -499,5 +503,43 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
         # one record larger than a batch goes alone
         chunks, *_ = enc(calls, raws, kept, 0, 7, *big, huge, 10, 0, 0)
         assert [n for _, n in chunks] == [1] * len(calls)
+    finally:
+        sink.shutdown(1.0)
+
+
+@native_only
+def test_policy_calls_are_pythons(tmp_path: Path) -> None:
+    """LogEncoder.encode never writes a call that may change a queue's exposure or encryption, even with warm
+    caches: its record carries attributes read from its request parameters, written by _emit_call."""
+    from exporter.decode.delivery import scanned
+
+    generate(tmp_path / "t", files=4, records=300)
+    sink = make_sink()
+    try:
+        seen = set()
+        for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
+            fast = scanned(path.read_bytes(), True)
+            assert fast is not None
+            _, calls, raws = fast
+            for i, (call, raw) in enumerate(zip(calls, raws, strict=True)):
+                for _ in range(2):  # the second time, the caches are as warm as they get
+                    chunks, stop, *_ = sink.encoding.encoder.encode(
+                        calls, raws, [True] * len(calls), i, 7, (1, 1 << 40, 0, 0)
+                    )
+                    if call.labels.event_name in POLICY_EVENTS:
+                        assert stop == i and chunks == []
+                    sink._emit_call(call, raw, 7, 7e-9)
+                    f, _n = sink.exports.queue.pop()
+                    if call.labels.event_name in POLICY_EVENTS and call.error is None:
+                        params = json.loads(raw).get("requestParameters")
+                        exposure = access.change_exposure(call.labels.event_name, params, call.labels.account_id)
+                        encryption = access.change_encryption(call.labels.event_name, params)
+                        for key, value in (("exposure", exposure), ("encryption", encryption)):
+                            attr = f"aws.cloudtrail.sqs.{key}".encode()
+                            assert (attr in f) == (value is not None)
+                            if value is not None:
+                                assert value.encode() in f
+                                seen.add(key)
+        assert seen == {"exposure", "encryption"}
     finally:
         sink.shutdown(1.0)

@@ -94,6 +94,10 @@ EXPECTED_ALERTS = {
     "CloudtrailSqsDeliveryLagHigh",
     "CloudtrailSqsSourceFailing",
     "CloudtrailSqsLogsDropping",
+    "CloudtrailSqsQueueMadePublic",
+    "CloudtrailSqsEncryptionTurnedOff",
+    "CloudtrailSqsNewCallerAccount",
+    "CloudtrailSqsPrincipalErrorRatioHigh",
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from . import scan
 from .reader import DECODE_ERRORS, Delivery, inflate, read_delivery
 from .record import INSIGHT, SQS_SOURCE, Call, SqsEvent, call_event, decode_record, decode_source, to_call
+from .scan import RAW_EVENTS
 
 _NEEDLE = SQS_SOURCE.encode()
 
@@ -31,7 +32,8 @@ def records(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list
 
 
 def calls_of(delivery: Delivery, keep_raw: bool) -> tuple[ObjectResult, list[Call], list[Any]]:
-    """Each record of a delivery decoded on its own: the SQS calls (and their raw JSON with `keep_raw`)."""
+    """Each record of a delivery decoded on its own: the SQS calls (and their raw JSON with `keep_raw`;
+    without it, raws is [] or aligned with calls, holding only the raw JSON of `scan.RAW_EVENTS` calls)."""
     res = ObjectResult(delivery.outcome, invalid=delivery.invalid, reason=delivery.reason)
     calls: list[Call] = []
     raws: list[Any] = []
@@ -67,6 +69,13 @@ def calls_of(delivery: Delivery, keep_raw: bool) -> tuple[ObjectResult, list[Cal
         calls.append(call)
         if keep_raw:
             raws.append(b)
+        elif call.labels[3] in RAW_EVENTS:
+            # the metrics read these calls' request parameters: raws aligned with calls, None elsewhere
+            if len(raws) < len(calls) - 1:
+                raws.extend([None] * (len(calls) - 1 - len(raws)))
+            raws.append(b)
+    if raws and len(raws) < len(calls):
+        raws.extend([None] * (len(calls) - len(raws)))
     res.other = other
     res.sqs = len(calls)
     return res, calls, raws

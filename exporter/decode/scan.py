@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..access import POLICY_EVENTS
 from .record import (
     SQS_SOURCE,
     Derived,
@@ -68,6 +69,10 @@ def principals_of(ikey: tuple[Any, ...] | None) -> Principals:
     return principals(identity(ikey))
 
 
+# calls whose raw JSON is kept even when no sink wants raw records (`raws` then holds None for the others)
+RAW_EVENTS = POLICY_EVENTS
+
+
 def _build() -> Any:
     """The scanner, or None without the extension (not built, or CTSQS_NATIVE=0)."""
     if os.environ.get("CTSQS_NATIVE", "1") == "0":
@@ -76,7 +81,8 @@ def _build() -> Any:
         from .._native import Scanner
     except ImportError:  # pragma: no cover - depends on the build
         return None
-    return Scanner(derived, principals_of, parse_time)
+    # the metrics read the request parameters of the rare calls that change a queue's policy or encryption
+    return Scanner(derived, principals_of, parse_time, raw_events=RAW_EVENTS)
 
 
 scanner = _build()

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from opentelemetry.semconv.schemas import Schemas
 
+from ...access import POLICY_EVENTS, change_encryption, change_exposure
 from ...cache import BoundedCache
 from ...config import LogsConfig
 from ...decode.record import SqsEvent
@@ -32,6 +33,8 @@ except ImportError:  # pragma: no cover - depends on the build
     LogEncoder = None
 
 SAMPLING_ATTR = "cloudtrail_sqs.sampling.ratio"
+EXPOSURE_ATTR = "aws.cloudtrail.sqs.exposure"
+ENCRYPTION_ATTR = "aws.cloudtrail.sqs.encryption"
 
 # Severity: INFO without errorCode; ERROR for authentication / authorization failures; WARN otherwise.
 SEV_INFO, SEV_WARN, SEV_ERROR = (9, "INFO"), (13, "WARN"), (17, "ERROR")
@@ -56,6 +59,13 @@ def severity(error_code: str | None) -> tuple[int, str]:
 
 
 _decode = msgspec.json.decode
+
+
+class _Params(msgspec.Struct):
+    requestParameters: dict[str, Any] | None = None
+
+
+_decode_params = msgspec.json.Decoder(_Params).decode
 _decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 # top-level fields that differ on every call: not worth caching
 _UNIQUE = frozenset(("eventID", "requestID", "sharedEventID"))
@@ -215,6 +225,8 @@ class RecordEncoder:
         e = ev
         kind = ((e.account_id, e.region, e.queue, e.event_name, e.category), e.error_code, (e.queue_url, e.queue_arn))
         attrs, head, tail = self.attributes(kind, e.batch_entries, e.principal_arn)
+        if e.event_name in POLICY_EVENTS:
+            attrs += access_attributes(raw, e.event_name, e.error_code, e.account_id)
         if sampled:
             attrs += wire.attribute(SAMPLING_ATTR, self.ratio)
         t = ev.event_time
@@ -236,7 +248,11 @@ class RecordEncoder:
         caches). `kind` is (labels, error, queue) of a Call."""
         hit = self._kind_cache.get(kind)
         if hit is None:
-            hit = self._kind_cache.put(kind, self._call_kind(*kind))
+            hit = self._call_kind(*kind)
+            # a call that may change a queue's exposure or encryption carries attributes read from its
+            # record: never cached, so LogEncoder.encode stops there and leaves it to Python
+            if kind[0][3] not in POLICY_EVENTS:
+                self._kind_cache.put(kind, hit)
         attrs, head, tail, batch = hit
         if batch:
             b = self._batch_attrs.get(entries)
@@ -299,3 +315,18 @@ class RecordEncoder:
                 name.endswith("Batch"),
             )
         return where + what + target + outcome[0], outcome[1], outcome[2], outcome[3]
+
+
+def access_attributes(raw: Any, event_name: str, error: str | None, owner: str) -> bytes:
+    """`aws.cloudtrail.sqs.exposure` / `aws.cloudtrail.sqs.encryption` of a successful call that sets a
+    queue's policy or encryption (exporter.access, as the metrics count them), else nothing."""
+    if error is not None or event_name not in POLICY_EVENTS or raw is None:
+        return b""
+    try:
+        params = _decode_params(raw).requestParameters
+    except (msgspec.DecodeError, RecursionError):
+        return b""
+    exposure = change_exposure(event_name, params, owner)
+    encryption = change_encryption(event_name, params)
+    out = wire.attribute(EXPOSURE_ATTR, exposure) if exposure is not None else b""
+    return out + (wire.attribute(ENCRYPTION_ATTR, encryption) if encryption is not None else b"")

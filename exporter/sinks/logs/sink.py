@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ... import __version__
+from ...access import POLICY_EVENTS
 from ...config import LogsConfig
 from ...decode.record import SqsEvent, call_event
 from ...interfaces import After
@@ -27,7 +28,7 @@ from ...masking import mask_url
 from ...model import Call
 from ...selfmetrics import SelfMetrics
 from . import wire
-from .encoding import SCHEMA_URL, RecordEncoder
+from .encoding import SCHEMA_URL, RecordEncoder, access_attributes
 from .queue import ExportQueue
 from .redaction import Redactor
 from .retry import Retrier
@@ -145,6 +146,9 @@ class LogSink:
             return
         enc = self.encoding
         attrs, head, tail = enc.attributes((call.labels, call.error, call.queue), call.entries, call.principal_arn)
+        name = call.labels[3]
+        if name in POLICY_EVENTS:
+            attrs += access_attributes(raw, name, call.error, call.labels[0])
         t = call.time
         try:
             t_ns = int(t * 1e9) if t is not None else 0

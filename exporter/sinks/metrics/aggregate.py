@@ -1,5 +1,6 @@
-"""The metric state: calls, errors, batch entries, principals, lag and newest event times, as plain dicts
-keyed by label tuples, updated per object and checkpointed with the pipeline's progress."""
+"""The metric state: calls, errors, batch entries, principals, lag and newest event times, and the access
+map (exporter.sinks.metrics.access_map), as plain dicts keyed by label tuples, updated per object and checkpointed
+with the pipeline's progress."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import bisect
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import msgspec
+
+from ...access import POLICY_EVENTS, change_encryption, change_exposure, principal_caller_account
 from ...cache import BoundedCache
 from ...decode.record import SqsEvent
 from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
+from .access_map import ERROR, OTHER, SUCCESS, AccessMap
 from .caps import LabelCaps
 
 _bisect_left = bisect.bisect_left
@@ -31,7 +36,23 @@ LAG_BUCKETS: tuple[float, ...] = (
 )
 _MAX_SLOTS = 50_000
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
-_Slot = tuple[tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str]]
+# a call's counter cells in the access map: principal_calls on success, on error, cross_account (None: not one)
+_Access = tuple[list[int] | None, list[int] | None, list[int] | None]
+# an event's keys in the calls, principals and newest tables, its access keys per principal, and whether it
+# may change a queue's policy or encryption (see Aggregate._slot)
+_Slot = tuple[
+    tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str | None, _Access], bool
+]
+_MAX_WHO = 256  # principals remembered per slot (a miss only recomputes their keys)
+
+
+class _Params(msgspec.Struct):
+    """All the access classification reads of a policy/encryption call's record."""
+
+    requestParameters: dict[str, Any] | None = None
+
+
+_decode_params = msgspec.json.Decoder(_Params).decode
 
 
 class Aggregate:
@@ -48,6 +69,8 @@ class Aggregate:
         max_principals_per_queue: int = 10_000,
         max_principals: int = 100_000,
         caps: LabelCaps | None = None,
+        max_principal_series: int = 10,
+        max_caller_accounts: int = 1000,
     ) -> None:
         self.max_queues = max_queues
         self.by_arn = granularity == "arn"
@@ -68,12 +91,18 @@ class Aggregate:
         self.shared: Any = None
         # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
         self._slots: BoundedCache[Labels, _Slot] = BoundedCache(_MAX_SLOTS)
+        # who calls each queue; `access.admit` is set for several replicas (exporter.shared)
+        self.access = AccessMap(max_principal_series, max_caller_accounts)
+        self._caller_of: BoundedCache[str | None, str | None] = BoundedCache(_MAX_SLOTS)
+        self.changes: list[int] = []  # positions of the calls add_calls saw that may change a queue
 
     # -- as a sink ---------------------------------------------------------------------------------
     def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> Callable[[], None] | None:
         """Count one object's calls; with several replicas, what goes to Redis is sent once the pipeline
         lock is released."""
         self.add_calls(calls, observed, source)
+        if self.changes and raws:
+            self._changes(calls, raws, self.changes)
         shared = self.shared
         if shared is None:
             return None
@@ -88,8 +117,11 @@ class Aggregate:
         return self.add_calls((call,), now, source) == 1
 
     def add_calls(self, calls: Iterable[Call], now: float, source: str) -> int:
-        """Count SQS calls (the pipeline has applied the filters); returns how many."""
+        """Count SQS calls (the pipeline has applied the filters); returns how many. `changes` then holds
+        the positions of those that may change a queue's policy or encryption (consume() reads their
+        request parameters)."""
         slots_get = self._slots.get
+        changes = self.changes = []
         table = self.calls
         table_get = table.get
         newest = self.newest
@@ -105,20 +137,32 @@ class Aggregate:
             if slot is None:
                 slot = self._slot(call.labels)
             kept += 1
-            key, qkey, akey = slot
+            key, qkey, akey, whos, change = slot
             table[key] = table_get(key, 0) + 1
-            if call.error is not None:
-                ekey = self.caps.error_key((*qkey, key[3], call.error))
+            error = call.error
+            if error is not None:
+                ekey = self.caps.error_key((*qkey, key[3], error))
                 self.errors[ekey] = self.errors.get(ekey, 0) + 1
             if call.entries:
                 bkey = key[:4]
                 self.batch[bkey] = self.batch.get(bkey, 0) + call.entries
+            principal = call.principal_arn if by_arn else call.principal_role
+            ak = whos.get(principal)
+            if ak is None:
+                ak = self._access_keys(key, qkey, principal, whos)
+            cell = ak[0] if error is None else ak[1]
+            if cell is not None:
+                cell[0] += 1
+            cell = ak[2]
+            if cell is not None:
+                cell[0] += 1
+            if change:
+                changes.append(kept - 1)
             t = call.time
             if t is None:
                 continue
             if t > newest_get(akey, 0.0):
                 newest[akey] = t
-            principal = call.principal_arn if by_arn else call.principal_role
             if principal is not None:
                 if shared is not None:
                     shared.add(*qkey, t, principal)
@@ -141,6 +185,48 @@ class Aggregate:
             lag_counts[-1] += lag
         return kept
 
+    def _access_keys(
+        self, key: tuple[str, ...], qkey: tuple[str, str, str], who: str | None, whos: BoundedCache[str | None, _Access]
+    ) -> _Access:
+        """The access map keys of a call to this queue by this principal: its series (admitted now if the
+        queue has room) and, from another account, its cross-account series. Remembered: a principal or
+        caller account, once admitted or folded, stays so."""
+        access = self.access
+        ok = err = cross = None
+        if access.enabled:
+            label = OTHER if who is None else access.principal_label(qkey, who)
+            ok = access.cell(access.principal_cells, (*qkey, label, SUCCESS))
+            err = access.cell(access.principal_cells, (*qkey, label, ERROR))
+        caller = self._caller_of.get(who, "")
+        if caller == "":
+            caller = principal_caller_account(who)
+            if who is None or len(who) <= 256:
+                self._caller_of.put(who, caller)
+        if caller is not None and caller != qkey[0]:
+            cross = access.cell(access.cross_cells, (*qkey, access.caller_label(caller), key[3]))
+        keys: _Access = (ok, err, cross)
+        if who is None or len(who) <= 256:  # hostile long names are not remembered
+            whos.put(who, keys)
+        return keys
+
+    def _changes(self, calls: list[Call], raws: list[Any], positions: list[int]) -> None:
+        """Count the policy and encryption changes among the calls at these positions, from each one's
+        request parameters (raws: aligned with calls, None where not kept)."""
+        access = self.access
+        slots_get = self._slots.get
+        for i in positions:
+            call, raw = calls[i], raws[i]
+            name = call.labels[3]
+            if raw is None or call.error is not None:
+                continue
+            try:
+                params = _decode_params(raw).requestParameters
+            except (msgspec.DecodeError, RecursionError):
+                continue
+            slot = slots_get(call.labels) or self._slot(call.labels)
+            qkey = slot[1]
+            access.count_change(qkey, change_exposure(name, params, qkey[0]), change_encryption(name, params))
+
     def _slot(self, labels: Labels) -> _Slot:
         """The table keys of calls with these labels (queue capped to OTHER_QUEUE). The answer is
         remembered: a queue, once admitted or refused, stays so. (The pipeline applies the filters.)"""
@@ -154,7 +240,7 @@ class Aggregate:
                 else:
                     queue = OTHER_QUEUE
         key = self.caps.call_key((account, region, queue, name, category))
-        slot: _Slot = (key, key[:3], key[:2])  # type: ignore[assignment]
+        slot: _Slot = (key, key[:3], key[:2], BoundedCache(_MAX_WHO), name in POLICY_EVENTS)  # type: ignore[assignment]
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
             self._slots.put(labels, slot)
         return slot
@@ -227,6 +313,7 @@ class Aggregate:
             "newest": [[*k, v] for k, v in self.newest.items()],
             "queues": [list(q) for q in self.queues],
             "lag": self.lag,
+            "access": self.access.snapshot(),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -235,6 +322,7 @@ class Aggregate:
                 yield tuple(row[:-1]), row[-1]
 
         self._slots.clear()
+        self.access.restore(snap.get("access") or {})  # snapshots from before the access map have none
         self.calls = dict(rows("calls"))  # type: ignore[arg-type]
         self.errors = dict(rows("errors"))  # type: ignore[arg-type]
         self.batch = dict(rows("batch"))  # type: ignore[arg-type]

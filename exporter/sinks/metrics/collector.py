@@ -74,6 +74,37 @@ class AggregateCollector:
             [*q3, "window"],
             a.distinct_principals(),
         )
+        am = a.access
+        if am.enabled:
+            big(
+                "principal_calls",
+                "SQS API calls per principal (configured granularity); a queue's first principals keep series "
+                'of their own, later ones count under principal="(other)".',
+                "counter",
+                [*q3, "principal", "outcome"],
+                am.principal_calls,
+            )
+        big(
+            "cross_account_calls",
+            "SQS API calls whose caller account differs from the queue's account (AWS services excluded).",
+            "counter",
+            [*q3, "caller_account", "event_name"],
+            am.cross_account,
+        )
+        big(
+            "queue_policy_changes",
+            "Successful calls that set or change a queue's access policy, by the exposure they leave.",
+            "counter",
+            [*q3, "exposure"],
+            am.policy_changes,
+        )
+        big(
+            "queue_encryption_changes",
+            "Successful calls that set a queue's encryption, by the encryption they leave.",
+            "counter",
+            [*q3, "encryption"],
+            am.encryption_changes,
+        )
         h = HistogramMetricFamily(p + "delivery_lag_seconds", "Processing time minus eventTime.", labels=["source"])
         for source, counts in a.lag.items():
             cum = 0.0

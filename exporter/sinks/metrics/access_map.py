@@ -26,16 +26,52 @@ class AccessMap:
         self.max_series = max_series
         self.max_caller_accounts = max_caller_accounts
         self.admit = admit
-        self.principal_calls: dict[tuple[str, str, str, str, str], int] = {}
-        self.cross_account: dict[tuple[str, str, str, str, str], int] = {}
+        # series → a one-item list holding its count: the metrics sink keeps the cell of each call's series
+        # with its other keys and adds to it without hashing the labels again
+        self.principal_cells: dict[tuple[str, ...], list[int]] = {}
+        self.cross_cells: dict[tuple[str, ...], list[int]] = {}
         self.policy_changes: dict[tuple[str, str, str, str], int] = {}
         self.encryption_changes: dict[tuple[str, str, str, str], int] = {}
         self.named: dict[QueueKey, set[str]] = {}  # principals with a series of their own, per queue
         self.callers: set[str] = set()  # caller accounts with a series of their own
 
     @property
+    def principal_calls(self) -> dict[tuple[str, ...], int]:
+        return {k: c[0] for k, c in self.principal_cells.items() if c[0]}
+
+    @property
+    def cross_account(self) -> dict[tuple[str, ...], int]:
+        return {k: c[0] for k, c in self.cross_cells.items() if c[0]}
+
+    @staticmethod
+    def cell(cells: dict[tuple[str, ...], list[int]], key: tuple[str, ...]) -> list[int]:
+        """The counter cell of a series (created at 0; a series is exported once it counts)."""
+        c = cells.get(key)
+        if c is None:
+            c = cells[key] = [0]
+        return c
+
+    @property
     def enabled(self) -> bool:
         return self.max_series > 0
+
+    def principal_label(self, qkey: QueueKey, principal: str) -> str:
+        """The principal's label on this queue: its own once admitted (now, if the queue has room), else
+        `(other)`."""
+        return self._principal_label(qkey, principal)
+
+    def caller_label(self, account: str) -> str:
+        return self._caller_label(account)
+
+    def count_change(self, qkey: QueueKey, exposure: str | None, encryption: str | None) -> None:
+        """One successful call that set a queue's exposure and/or encryption."""
+        account, region, queue = qkey
+        if exposure is not None:
+            xkey = (account, region, queue, exposure)
+            self.policy_changes[xkey] = self.policy_changes.get(xkey, 0) + 1
+        if encryption is not None:
+            ekey = (account, region, queue, encryption)
+            self.encryption_changes[ekey] = self.encryption_changes.get(ekey, 0) + 1
 
     def _principal_label(self, qkey: QueueKey, principal: str) -> str:
         named = self.named.get(qkey)
@@ -74,17 +110,12 @@ class AccessMap:
         if self.max_series > 0:
             who = OTHER if principal is None else self._principal_label(qkey, principal)
             pkey = (account, region, queue, who, ERROR if error else SUCCESS)
-            self.principal_calls[pkey] = self.principal_calls.get(pkey, 0) + 1
+            self.cell(self.principal_cells, pkey)[0] += 1
         if caller_account is not None and caller_account != account:
             ckey = (account, region, queue, self._caller_label(caller_account), event_name)
-            self.cross_account[ckey] = self.cross_account.get(ckey, 0) + 1
+            self.cell(self.cross_cells, ckey)[0] += 1
         if error is None:
-            if exposure is not None:
-                xkey = (account, region, queue, exposure)
-                self.policy_changes[xkey] = self.policy_changes.get(xkey, 0) + 1
-            if encryption is not None:
-                ekey = (account, region, queue, encryption)
-                self.encryption_changes[ekey] = self.encryption_changes.get(ekey, 0) + 1
+            self.count_change(qkey, exposure, encryption)
 
     # -- persistence -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -102,8 +133,8 @@ class AccessMap:
             for row in snap.get(name, ()):
                 yield tuple(row[:-1]), row[-1]
 
-        self.principal_calls = dict(rows("principal_calls"))  # type: ignore[arg-type]
-        self.cross_account = dict(rows("cross_account"))  # type: ignore[arg-type]
+        self.principal_cells = {k: [v] for k, v in rows("principal_calls")}
+        self.cross_cells = {k: [v] for k, v in rows("cross_account")}
         self.policy_changes = dict(rows("policy_changes"))  # type: ignore[arg-type]
         self.encryption_changes = dict(rows("encryption_changes"))  # type: ignore[arg-type]
         self.named = {k: set(v) for k, v in rows("named")}  # type: ignore[misc]
