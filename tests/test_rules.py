@@ -94,6 +94,7 @@ EXPECTED_ALERTS = {
     "CloudtrailSqsDeliveryLagHigh",
     "CloudtrailSqsSourceFailing",
     "CloudtrailSqsLogsDropping",
+    "CloudtrailSqsCheckpointFailing",
 }
 
 
