@@ -77,7 +77,16 @@ def make_pipeline(
     sinks: list[Sink] = [agg] if log_sink is None else [agg, log_sink]
     window = settings.metrics.dedupe_window
     dedupe = Dedupe(window, store) if window else None
-    return Pipeline(sinks, store, counters, make_filters(settings), settings.state.commit_interval, dedupe=dedupe)
+    st = settings.state
+    return Pipeline(
+        sinks,
+        store,
+        counters,
+        make_filters(settings),
+        st.commit_interval,
+        dedupe=dedupe,
+        max_failure=st.max_checkpoint_failure,
+    )
 
 
 class App:
@@ -121,6 +130,7 @@ class App:
 
     def ready(self) -> tuple[bool, str]:
         results = [s.health(self.settings.unready_after) for s in self.sources]
+        results.append(self.pipeline.health(self.settings.unready_after))
         if self.shared is not None:
             results.append(self.shared.health())
         return all(ok for ok, _ in results), "\n".join(d for _, d in results)
@@ -152,13 +162,15 @@ class App:
         self.stop.set()
         for t in self.threads:
             t.join(grace)
-        self.pipeline.checkpoint(force=True)
+        self.pipeline.checkpoint(force=True)  # the sources' work, saved before the (bounded) log flush
+        if self.sink is not None:
+            self.sink.shutdown()
+            # the flush counts log outcomes (exported, dropped): saved too, or they reset at the next start
+            self.pipeline.checkpoint(force=True)
         if self.shared is not None:
             with self.pipeline.lock:
                 batch = self.shared.take()
             self.shared.send(batch)
-        if self.sink is not None:
-            self.sink.shutdown()
         self.server.stop()
         if self.health is not None:
             self.health.stop()

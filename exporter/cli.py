@@ -195,7 +195,7 @@ def _run(settings: config.Settings, grace: float) -> int:
         return 1
     done = threading.Event()
     lost: list[str] = []
-    app.store.on_lost = lambda reason: (lost.append(reason), done.set())
+    app.store.on_lost = app.pipeline.on_fatal = lambda reason: (lost.append(reason), done.set())
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger(__name__).info("signal %d: shutting down", signum)

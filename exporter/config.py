@@ -43,6 +43,8 @@ class StateConfig(Strict):
     redis_url: str | None = None
     # how often progress and counters are saved together (one transaction)
     commit_interval: Duration = Field(1.0, ge=MIN_COMMIT)
+    # a checkpoint that keeps failing (disk full) is retried this long, then the process exits non-zero
+    max_checkpoint_failure: Duration = Field(600.0, ge=1)
     # with redis_url: how long a replica may hold an object before another may take it over (keep it
     # at least the s3-sqs visibility timeout), and how long "counted" marks are kept
     redis_lease: Duration = Field(300.0, ge=1)

@@ -57,8 +57,13 @@ class Intake(Protocol):
     def stage(self, progress: Progress = (), after: After | None = None, extra: Iterable[ExtraCount] = ()) -> None:
         """Progress to save with the next checkpoint, counting no object (only `extra`, in the same step)."""
 
-    def checkpoint(self, force: bool = False) -> None:
-        """Save counts and staged progress now."""
+    def checkpoint(self, force: bool = False) -> bool:
+        """Save counts and staged progress now. False if they are not saved (the save failed, or an
+        earlier failure's retry is not due): the caller takes no new work until it is True again."""
+        ...
+
+    def fatal(self, reason: str) -> None:
+        """The process cannot go on: it exits non-zero (after a graceful stop)."""
 
     def maybe_checkpoint(self) -> None:
         """Save them if the commit interval has passed."""

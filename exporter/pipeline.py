@@ -3,6 +3,12 @@
 It is the `Intake` the sources hand their deliveries to, and it owns the checkpoint: the sinks' state,
 the self-monitoring counters and the sources' progress are saved in one transaction (with the event ids
 dedupe remembers, when `metrics.dedupe_window` is set).
+
+A checkpoint that fails (disk full, I/O error) keeps everything staged (progress ops and the actions
+that follow a commit) and is retried with backoff; the sources take no new work until one succeeds, so
+nothing is lost or counted twice. The failure is counted, logged once when it starts and once when it
+ends, makes /readyz fail after `unready_after`, and after `max_failure` the process is asked to exit
+(`on_fatal`) so that the orchestrator restarts it.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from .filters import Filters
 from .interfaces import After, ExtraCount, Persistent, Progress, Sink
 from .model import Call
 from .selfmetrics import SelfMetrics
-from .state import Op, StateStore
+from .state import Op, StateLost, StateStore
 
 log = logging.getLogger(__name__)
+
+RETRY_FIRST = 0.5  # seconds before the first retry of a failed checkpoint; doubles up to RETRY_MAX
+RETRY_MAX = 10.0
 
 
 class Pipeline:
@@ -37,6 +46,7 @@ class Pipeline:
         commit_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         dedupe: Dedupe | None = None,
+        max_failure: float = 600.0,
     ) -> None:
         self.sinks = list(sinks)
         self.counters = counters if counters is not None else SelfMetrics()
@@ -52,6 +62,14 @@ class Pipeline:
         self._pending: list[Op] = []
         self._after: list[After] = []
         self._last_commit = time.monotonic()
+        self.max_failure = max_failure
+        # told once (with the reason) when the state cannot be saved within max_failure: exit non-zero
+        self.on_fatal: Callable[[str], None] | None = None
+        self.failing_since: float | None = None  # monotonic time of the first failed checkpoint in a row
+        self.failures = 0  # failed checkpoints in a row
+        self.last_error: str | None = None
+        self._next_try = 0.0
+        self._gave_up = False
         if store is not None:
             for part in self._persistent:
                 snap = store.get(part.state_key)
@@ -106,18 +124,29 @@ class Pipeline:
                 self.counters.count_extra(name, key, n)
             self._stage(progress, None, after)
 
-    def checkpoint(self, force: bool = False) -> None:
-        """Save counters and staged progress in one transaction, then run the post-commit actions."""
+    def checkpoint(self, force: bool = False) -> bool:
+        """Save counters and staged progress in one transaction, then run the post-commit actions.
+        False when the state is not saved: this attempt failed, or an earlier one did and its retry
+        is not due yet (`force` tries at once). Everything staged stays staged until a commit succeeds."""
         with self.lock:
-            if not force and not self._pending and not self._after:
-                return
+            failing = self.failing_since is not None
+            if failing and not force and time.monotonic() < self._next_try:
+                return False
+            if not force and not failing and not self._pending and not self._after:
+                return True
             if self.store is not None:
-                ops = [*self._pending, *(StateStore.put_op(p.state_key, p.snapshot()) for p in self._persistent)]
-                if self.dedupe is not None:
-                    ops.extend(self.dedupe.ops())
-                self.store.commit(ops)
+                try:
+                    ops = [*self._pending, *(StateStore.put_op(p.state_key, p.snapshot()) for p in self._persistent)]
+                    if self.dedupe is not None:
+                        ops.extend(self.dedupe.ops())
+                    self.store.commit(ops)
+                except Exception as exc:  # disk full, I/O error, lost file: keep it all, retry later
+                    self._failed(exc)
+                    return False
                 if self.dedupe is not None:
                     self.dedupe.committed()
+            if failing:
+                self._recovered()
             self._pending.clear()
             after, self._after = self._after, []
             self._last_commit = time.monotonic()
@@ -126,12 +155,67 @@ class Pipeline:
                 action()
             except Exception:
                 log.exception("post-checkpoint action failed")
+        return True
+
+    def health(self, unready_after: float) -> tuple[bool, str]:
+        """For /readyz: not ready once checkpoints have been failing for longer than `unready_after`."""
+        since = self.failing_since
+        if since is None:
+            return True, "state: ok"
+        age = time.monotonic() - since
+        if age > unready_after:
+            return False, f"state: checkpoint failing for {age:.0f}s: {self.last_error}"
+        return True, f"state: checkpoint failing for {age:.0f}s (retrying): {self.last_error}"
+
+    def fatal(self, reason: str) -> None:
+        """The process cannot go on: log it and ask the owner (the `run` command) to exit non-zero."""
+        log.critical("%s; exiting", reason)
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
 
     def maybe_checkpoint(self) -> None:
         if time.monotonic() - self._last_commit >= self.commit_interval:
             self.checkpoint()
 
     # -- internals -----------------------------------------------------------------------------------
+    def _failed(self, exc: Exception) -> None:
+        """One failed checkpoint (under the lock): count it, log the first of a row, schedule the retry,
+        and give up after max_failure (at once when the state file is gone: no retry can help)."""
+        now = time.monotonic()
+        self.counters.count_checkpoint_error()
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.failing_since is None:
+            self.failing_since = now
+            log.error(
+                "checkpoint failed: %s; retrying with backoff, taking no new work meanwhile "
+                "(counts and progress are kept in memory; exit after %.0fs)",
+                self.last_error,
+                self.max_failure,
+            )
+        else:
+            log.debug("checkpoint retry %d failed: %s", self.failures, self.last_error)
+        self._next_try = now + min(RETRY_MAX, RETRY_FIRST * 2 ** (self.failures - 1))
+        if isinstance(exc, StateLost):  # no retry can help; the store has told its owner already
+            self._gave_up = True
+        if not self._gave_up and now - self.failing_since >= self.max_failure:
+            self._gave_up = True
+            self.fatal(
+                f"state file {getattr(self.store, 'path', '')}: cannot save the state for "
+                f"{now - self.failing_since:.0f}s ({self.failures} attempts): {self.last_error}"
+            )
+
+    def _recovered(self) -> None:
+        assert self.failing_since is not None
+        log.warning(
+            "checkpoint recovered after %d failed attempts over %.0fs",
+            self.failures,
+            time.monotonic() - self.failing_since,
+        )
+        self.failing_since = None
+        self.failures = 0
+        self.last_error = None
+
     def _apply(
         self, d: Decoded, source: str, progress: Progress, after: After | None, extra: Iterable[ExtraCount]
     ) -> ObjectResult:

@@ -1,5 +1,5 @@
-"""The exporter's own counters: records and objects read, source errors, log-record outcomes, and the
-named counters a source or a stage adds (late events, duplicate events).
+"""The exporter's own counters: records and objects read, source errors, log-record outcomes, failed
+checkpoints, and the named counters a source or a stage adds (late events, duplicate events).
 
 They are written from several threads (each source, the pipeline, the log sink's export thread), so they
 sit behind a lock of their own rather than borrowing another component's. Saved in the same checkpoint
@@ -28,6 +28,7 @@ class Counts:
     source_errors: list[tuple[Key, int]]
     log_records: list[tuple[str, int]]
     extra: dict[str, list[tuple[Key, int]]]
+    checkpoint_errors: int = 0
 
 
 class SelfMetrics:
@@ -43,6 +44,7 @@ class SelfMetrics:
         self.source_errors: dict[Key, int] = {}  # (source, kind)
         self.log_records: dict[str, int] = dict.fromkeys(LOG_OUTCOMES, 0)
         self.extra: dict[str, dict[Key, int]] = {}  # counter name → label values → count
+        self.checkpoint_errors = 0  # failed attempts to save the state (each retry counts)
 
     # -- counting ----------------------------------------------------------------------------------
     def register_source(self, source: str, extra: Iterable[str] = ()) -> None:
@@ -83,6 +85,10 @@ class SelfMetrics:
         """Calls not counted because their eventID was counted within metrics.dedupe_window."""
         self.count_extra(DUPLICATE_EVENTS, (source,), n)
 
+    def count_checkpoint_error(self) -> None:
+        with self.lock:
+            self.checkpoint_errors += 1
+
     def count_extra(self, name: str, key: Key, n: int = 1) -> None:
         with self.lock:
             _add(self.extra.setdefault(name, {}), key, n)
@@ -96,6 +102,7 @@ class SelfMetrics:
                 list(self.source_errors.items()),
                 list(self.log_records.items()),
                 {n: list(t.items()) for n, t in self.extra.items()},
+                self.checkpoint_errors,
             )
 
     # -- persistence -------------------------------------------------------------------------------
@@ -107,6 +114,7 @@ class SelfMetrics:
                 "source_errors": [[*k, v] for k, v in self.source_errors.items()],
                 "log_records": dict(self.log_records),
                 "extra": {n: [[*k, v] for k, v in t.items()] for n, t in self.extra.items()},
+                "checkpoint_errors": self.checkpoint_errors,
             }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -122,6 +130,7 @@ class SelfMetrics:
             self.source_errors = dict(rows("source_errors"))
             self.log_records = {**dict.fromkeys(LOG_OUTCOMES, 0), **snap.get("log_records", {})}
             self.extra = {n: {tuple(r[:-1]): r[-1] for r in t} for n, t in snap.get("extra", {}).items()}
+            self.checkpoint_errors = int(snap.get("checkpoint_errors", 0))
 
 
 def _add(table: dict[Key, int], key: Key, n: int) -> None:

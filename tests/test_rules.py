@@ -98,6 +98,7 @@ EXPECTED_ALERTS = {
     "CloudtrailSqsEncryptionTurnedOff",
     "CloudtrailSqsNewCallerAccount",
     "CloudtrailSqsPrincipalErrorRatioHigh",
+    "CloudtrailSqsCheckpointFailing",
 }
 
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # redis is imported only when state.redis_url is set
 
 log = logging.getLogger(__name__)
 
+# while the last checkpoint did not save, how often a source asks again (the pipeline paces the retries)
+HOLD_WAIT = 0.5
 
 C = TypeVar(
     "C", FileSourceConfig, S3SourceConfig, S3SqsSourceConfig, CloudWatchSourceConfig, EventBridgeSqsSourceConfig
@@ -57,6 +59,7 @@ class Source(ABC, Generic[C]):
         self.last_success: float | None = None  # monotonic time of the last good poll
         self.failing_since: float | None = None
         self.last_error: str | None = None
+        self.loop_error: str | None = None  # the checkpoint call itself raised
         self.intake.register(self.name, self.extra_counters)
 
     @abstractmethod
@@ -64,16 +67,45 @@ class Source(ABC, Generic[C]):
         """One pass over whatever is new. Raise to report the pass as failed."""
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.poll(stop)
-            except Exception as exc:
-                self._failed(exc)
-            else:
-                self._ok()
-            finally:
-                self.intake.checkpoint()
-            stop.wait(self.interval)
+        """Poll until stopped; nothing ends the loop before that. A failed pass is reported (health); a
+        checkpoint that did not save holds new passes back until it has (the pipeline retries it, and
+        new work on unsaved progress could count twice); any other error is logged once and the loop goes
+        on. Should the loop end anyway, the process is asked to exit (non-zero) rather than serve counts
+        that no longer move."""
+        saved = True
+        try:
+            while not stop.is_set():
+                if saved:
+                    self._pass(stop)
+                try:
+                    saved = self.intake.checkpoint() is not False
+                except Exception as exc:  # an Intake that raises instead of reporting the failure
+                    saved = False
+                    self._loop_failed(exc)
+                else:
+                    self._loop_ok()
+                stop.wait(self.interval if saved else HOLD_WAIT)
+        finally:
+            if not stop.is_set():
+                self.intake.fatal(f"source {self.name}: poll loop ended unexpectedly")
+
+    def _pass(self, stop: threading.Event) -> None:
+        try:
+            self.poll(stop)
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self._ok()
+
+    def _loop_ok(self) -> None:
+        if self.loop_error is not None:
+            log.info("source %s: checkpoints work again", self.name)
+            self.loop_error = None
+
+    def _loop_failed(self, exc: Exception) -> None:
+        if self.loop_error is None:  # once per failing spell, with the traceback
+            log.error("source %s: checkpoint raised; holding new work until it works", self.name, exc_info=exc)
+        self.loop_error = f"{type(exc).__name__}: {exc}"
 
     def _ok(self) -> None:
         if self.failing_since is not None:

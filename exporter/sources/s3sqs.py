@@ -5,9 +5,12 @@ and EventBridge `Object Created` events; ignores (and deletes) `s3:TestEvent`. K
 are URL-encoded (`+` for spaces), EventBridge keys are not. Progress lives in SQS itself: a message is
 deleted only after every object it names is counted and the counts are saved (an `Intake.stage`
 action after the checkpoint), and its visibility is extended while its objects are being read. A
-message naming an object that cannot be read stays in the queue and is received again later (the
-queue's redrive policy moves poison messages to a DLQ). Objects delivered twice count once: their ids
-(bucket/key/ETag) are kept in the state store for `object_retention`.
+message naming an object that cannot be read for now (throttled, network, 5xx) stays in the queue and
+is received again later. Poison (an object that is gone or denied: NoSuchKey, NoSuchBucket,
+AccessDenied; a body that is no notification) is counted once and logged once, then the message is
+deleted, or left for the dead-letter queue when the queue has a redrive policy (read at start). Objects
+delivered twice count once: their ids (bucket/key/ETag) are kept in the state store for
+`object_retention`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +28,35 @@ from urllib.parse import unquote_plus
 from ..config import S3SqsSourceConfig
 from ..decode.reader import TooLarge
 from ..state import StateStore
-from .aws import ErrorCounter, OnceLog, make_client, make_session, object_id, queue_region, skipped_key
+from .aws import (
+    ClientError,
+    ErrorCounter,
+    OnceLog,
+    make_client,
+    make_session,
+    object_id,
+    queue_region,
+    skipped_key,
+)
 from .base import Context, Source
 from .download import Downloads, download_budget
 
 log = logging.getLogger(__name__)
+
+# S3 errors that name the object, not the moment: retrying the message cannot help
+POISON_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied"})
+# poison already counted and logged (objects, message ids), so a message the DLQ has not taken yet
+# counts once however often it comes back; bounded, oldest forgotten first
+_REMEMBER = 10_000
+
+
+def poison_code(exc: BaseException) -> str | None:
+    """The S3 error code if `exc` says the object itself cannot be read, else None."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        if code in POISON_CODES:
+            return str(code)
+    return None
 
 
 @dataclass(slots=True)
@@ -143,9 +171,14 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
         self.downloads = Downloads(self.pool, self.s3, download_budget(ctx.settings))
         self.oncelog = OnceLog(self.name)
         self._expired = 0.0
+        # whether the queue has a redrive policy (poison is left for its DLQ); None: not known yet
+        self.redrive: bool | None = None
+        self._poison: OrderedDict[Any, None] = OrderedDict()
 
     def poll(self, stop: threading.Event) -> None:
         cfg = self.cfg
+        if self.redrive is None:
+            self._read_redrive()
         try:
             resp = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -186,14 +219,22 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
         deletable: list[dict[str, Any]] = []
         for msg, n in zip(messages, notes, strict=True):
             if n.kind == "invalid":
-                intake.source_error(self.name, "message")
-                log.warning(
-                    "source %s: message %s is not an S3 notification (%s); left for the DLQ",
-                    self.name,
-                    msg.get("MessageId"),
-                    n.reason,
-                )
+                if self._first_time(("message", msg.get("MessageId"))):
+                    intake.source_error(self.name, "message")
+                    log.warning(
+                        "source %s: message %s is not an S3 notification (%s); %s",
+                        self.name,
+                        msg.get("MessageId"),
+                        n.reason,
+                        self._poison_fate(),
+                    )
+                if self.keep_poison:  # back soon, so the queue's maxReceiveCount moves it to the DLQ
+                    keeper.handles = [h for h in keeper.handles if h != msg["ReceiptHandle"]]
+                    self._retry_later(msg, quiet=True)
+                else:
+                    deletable.append(msg)
                 continue
+            poison = False
             ok = True
             for o in n.objects:
                 ref = (o.bucket, o.key)
@@ -213,6 +254,12 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
                 except Exception as exc:
                     if not isinstance(exc, TooLarge):  # the object's fault, not the source's
                         self.errors.unsent(exc)
+                    if (code := poison_code(exc)) is not None:
+                        self._count_poison(o, code)
+                        poison = True
+                        done[ref] = not self.keep_poison
+                        ok = ok and done[ref]
+                        continue
                     self.oncelog.warn(exc, f"s3://{o.bucket}/{o.key}")
                     intake.count_object(self.name, "failed")
                     done[ref] = ok = False
@@ -243,17 +290,65 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
                 deletable.append(msg)
             else:
                 keeper.handles = [h for h in keeper.handles if h != msg["ReceiptHandle"]]
-                self._retry_later(msg)
+                self._retry_later(msg, quiet=poison)
         if deletable:
             intake.stage(after=lambda: self._delete(deletable))
         if len(deletable) == len(messages):
             self.oncelog.clear()
 
-    def _retry_later(self, msg: dict[str, Any]) -> None:
+    # -- poison ------------------------------------------------------------------------------------
+    @property
+    def keep_poison(self) -> bool:
+        """Leave poison for the DLQ (the queue has a redrive policy, or we could not tell yet)."""
+        return self.redrive is not False
+
+    def _poison_fate(self) -> str:
+        if self.redrive is None:
+            return "left in the queue (its redrive policy could not be read)"
+        return "left for the dead-letter queue" if self.redrive else "message deleted (the queue has no DLQ)"
+
+    def _read_redrive(self) -> None:
+        try:
+            attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])
+        except Exception as exc:  # asked again next poll; meanwhile nothing unread is deleted
+            self.errors.unsent(exc)
+            self.oncelog.warn(exc, f"reading the redrive policy of {self.queue_url}")
+            return
+        self.redrive = bool(attrs.get("Attributes", {}).get("RedrivePolicy"))
+        log.info(
+            "source %s: %s has %s; a message naming an object that is gone or denied is %s",
+            self.name,
+            self.queue_url,
+            "a redrive policy" if self.redrive else "no redrive policy",
+            "left for the DLQ" if self.redrive else "deleted once counted as failed",
+        )
+
+    def _first_time(self, key: Any) -> bool:
+        if key in self._poison:
+            return False
+        self._poison[key] = None
+        if len(self._poison) > _REMEMBER:
+            self._poison.popitem(last=False)
+        return True
+
+    def _count_poison(self, o: S3Object, code: str) -> None:
+        """An object that cannot be read however often it is asked for: one failed object, one line."""
+        if self._first_time(("object", o.bucket, o.key, o.etag)):
+            self.intake.count_object(self.name, "failed")
+            log.warning(
+                "source %s: s3://%s/%s: %s; counted as failed, %s",
+                self.name,
+                o.bucket,
+                o.key,
+                code,
+                self._poison_fate(),
+            )
+
+    def _retry_later(self, msg: dict[str, Any], quiet: bool = False) -> None:
         """Leave the message in the queue, visible again after a delay growing with its receive count."""
         count = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1") or 1)
         delay = int(min(self.cfg.visibility_timeout, self.cfg.retry_visibility * count))
-        log.info(
+        (log.debug if quiet else log.info)(
             "source %s: message %s left in the queue (received %d times), back in %ds",
             self.name,
             msg.get("MessageId"),

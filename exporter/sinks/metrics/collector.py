@@ -130,6 +130,7 @@ class AggregateCollector:
         )
         counter("exporter_source_errors", "Failed calls to AWS, by kind.", ["source", "kind"], c.source_errors)
         counter("exporter_log_records", "OTel log records, by outcome.", ["outcome"], c.log_records)
+        counter("exporter_checkpoint_errors", "Failed attempts to save the state.", [], [((), c.checkpoint_errors)])
         for name, (doc, labels) in EXTRA_COUNTERS.items():
             if name in c.extra:
                 counter(name, doc, labels, c.extra[name])
