@@ -122,7 +122,7 @@ def test_access_denied_is_poison_a_server_error_is_not(moto: MotoServer, code: s
     )
     pipeline = Pipeline([])
     src = S3SqsSource(cfg, Context(pipeline, None))
-    src.s3 = DeniedS3(code, status)
+    src.s3 = src.downloads.s3 = DeniedS3(code, status)
     stop = threading.Event()
     for _ in range(4):
         src.poll(stop)

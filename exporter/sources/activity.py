@@ -80,12 +80,15 @@ class Activity:
     def stage(self, progress: Progress = (), after: After | None = None, extra: Iterable[ExtraCount] = ()) -> None:
         self.inner.stage(progress, after, extra)
 
-    def checkpoint(self, force: bool = False) -> None:
+    def checkpoint(self, force: bool = False) -> bool:
         """The end of a poll cycle: save, then maybe say what the cycles since the last line did."""
         try:
-            self.inner.checkpoint(force)
+            return self.inner.checkpoint(force)
         finally:
             self.cycle()
+
+    def fatal(self, reason: str) -> None:
+        self.inner.fatal(reason)
 
     def maybe_checkpoint(self) -> None:
         self.inner.maybe_checkpoint()
