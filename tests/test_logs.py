@@ -290,8 +290,9 @@ def burst_events(tmp_path: Path, n: int) -> list[tuple[Any, Any]]:
 def test_burst_of_200k_with_collector_up_drops_nothing(tmp_path: Path, receiver: Receiver) -> None:
     events = burst_events(tmp_path, 200_000)
     counters = SelfMetrics()
-    # a queue sized for the burst (~1.6 KB a record); the default 64 MiB holds ~40k (README, "Memory budget")
-    cfg = config.LogsConfig(enabled=True, endpoint=receiver.endpoint, queue_max_bytes=384 << 20)
+    # a queue sized for the burst (~2 KB a record with its attributes); the default 64 MiB holds ~35k (README,
+    # "Memory budget")
+    cfg = config.LogsConfig(enabled=True, endpoint=receiver.endpoint, queue_max_bytes=512 << 20)
     sink = LogSink(cfg, counters)
     t0 = time.perf_counter()
     try:
