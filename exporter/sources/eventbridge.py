@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from ..config import EventBridgeSqsSourceConfig
 from ..state import StateStore
 from .aws import ErrorCounter, OnceLog, make_client, queue_region
 from .base import Context, Source
+from .sqs import QueueMessages
 
 log = logging.getLogger(__name__)
 
 _ID_PREFIX = "eventbridge-sqs:"
 
 
-class EventBridgeSqsSource(Source[EventBridgeSqsSourceConfig]):
+class EventBridgeSqsSource(QueueMessages, Source[EventBridgeSqsSourceConfig]):
     type = "eventbridge-sqs"
 
     def __init__(self, cfg: EventBridgeSqsSourceConfig, ctx: Context) -> None:
@@ -76,22 +76,3 @@ class EventBridgeSqsSource(Source[EventBridgeSqsSourceConfig]):
                 data, self.name, f"message {msg.get('MessageId')}", progress=[StateStore.object_op(key)]
             )
         self.intake.stage(after=lambda: self._delete(messages))
-
-    def _delete(self, messages: list[dict[str, Any]]) -> None:
-        """Runs once the counts of these messages are saved."""
-        for i in range(0, len(messages), 10):
-            entries = [{"Id": str(j), "ReceiptHandle": m["ReceiptHandle"]} for j, m in enumerate(messages[i : i + 10])]
-            try:
-                r = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            except Exception as exc:  # received again later; the MessageId stops a second count
-                self.errors.unsent(exc)
-                self.oncelog.warn(exc, "deleting messages")
-                continue
-            for f in r.get("Failed", ()):
-                log.warning("source %s: could not delete a message: %s", self.name, f.get("Message") or f.get("Code"))
-
-    def _expire(self) -> None:
-        store = self.ctx.store
-        if store is not None and time.monotonic() - self._expired > 3600:
-            self._expired = time.monotonic()
-            store.expire_objects(time.time() - self.cfg.object_retention)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from .aws import (
 )
 from .base import Context, Source
 from .download import Downloads, download_budget
+from .sqs import QueueMessages
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class _VisibilityKeeper:
                     src.oncelog.warn(exc, "extending message visibility")
 
 
-class S3SqsSource(Source[S3SqsSourceConfig]):
+class S3SqsSource(QueueMessages, Source[S3SqsSourceConfig]):
     type = "s3-sqs"
 
     def __init__(self, cfg: S3SqsSourceConfig, ctx: Context) -> None:
@@ -362,22 +362,3 @@ class S3SqsSource(Source[S3SqsSourceConfig]):
         except Exception as exc:
             self.errors.unsent(exc)
             self.oncelog.warn(exc, "changing message visibility")
-
-    def _delete(self, messages: list[dict[str, Any]]) -> None:
-        """Runs once the counts for these messages are saved."""
-        for i in range(0, len(messages), 10):
-            entries = [{"Id": str(j), "ReceiptHandle": m["ReceiptHandle"]} for j, m in enumerate(messages[i : i + 10])]
-            try:
-                r = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            except Exception as exc:  # redelivered later; object ids stop a second count
-                self.errors.unsent(exc)
-                self.oncelog.warn(exc, "deleting messages")
-                continue
-            for f in r.get("Failed", ()):
-                log.warning("source %s: could not delete a message: %s", self.name, f.get("Message") or f.get("Code"))
-
-    def _expire(self) -> None:
-        store = self.ctx.store
-        if store is not None and time.monotonic() - self._expired > 3600:
-            self._expired = time.monotonic()
-            store.expire_objects(time.time() - self.cfg.object_retention)
