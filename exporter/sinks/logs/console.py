@@ -163,6 +163,6 @@ def json_lines(body: bytes) -> str:
     for r in records(body):
         try:
             out.append(msgspec.json.encode(r).decode())
-        except UnicodeEncodeError:  # a lone surrogate: json escapes it as \udXXX
+        except UnicodeEncodeError:  # a lone surrogate: json writes it as a \\u escape
             out.append(json.dumps(r, separators=(",", ":")))
     return "".join(line + "\n" for line in out)
