@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_hostile_files(tmp_path: Path) -> None:
     good = sqs("good", "arn:aws:iam::1:user/a")
     (d / "zero.json").write_bytes(b"")
     (d / "truncated.json.gz").write_bytes(gzip.compress(json.dumps({"Records": [good] * 50}).encode())[:-40])
-    (d / "garbage.json.gz").write_bytes(gzip.compress(os.urandom(4096)))
+    # random bytes, fixed: a digit or a `\n{` in them once made this flaky; tests/test_shapes.py covers junk
+    (d / "garbage.json.gz").write_bytes(gzip.compress(random.Random(62).randbytes(4096)))
     (d / "not-gzip-despite-name.json.gz").write_text(json.dumps({"Records": [good]}))
     (d / "gzip-despite-name.json").write_bytes(gzip.compress(json.dumps({"Records": [good]}).encode()))
     (d / "bad-utf8.json").write_bytes(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import random
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,25 @@ def test_a_broken_value_costs_only_itself() -> None:
     assert counts(doc + b"\n{broken\n" + doc) == ("ok", 2, 0, 1)
     # a document cut short (the way a half-written file looks) is a failed object, not a few records
     assert counts(doc[: len(doc) // 2]) == ("failed", 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"7\x93\x01\n[\x00garbage\n{\xff",  # a digit reads as a JSON value; lines resume at `[` and `{`
+        b'\x00\x01 12 \x02 -3 \n{"a": \n[1, 2] junk',
+        random.Random(8).randbytes(4096) + b"\n5\n{\x00",
+    ],
+)
+def test_junk_with_json_looking_bytes_is_a_failed_file(junk: bytes) -> None:
+    res, _ = extract(junk)
+    assert res.outcome == "failed" and res.sqs == 0, (res.outcome, res.invalid)
+
+
+def test_random_bytes_are_always_a_failed_file() -> None:
+    rng = random.Random(20261130)
+    outcomes = {extract(rng.randbytes(4096))[0].outcome for _ in range(300)}
+    assert outcomes == {"failed"}
 
 
 @pytest.mark.parametrize(

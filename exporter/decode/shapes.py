@@ -101,6 +101,10 @@ class Unwrapped:
 
     @property
     def outcome(self) -> str:
+        if self.broken and not (self.records or self.held):
+            # nothing read as a record or a container: binary junk with a stray digit or `\n[` in it is a
+            # broken file, not a delivery of a few invalid records
+            return "failed"
         if self.records or self.invalid or self.held:
             # a file of mostly non-JSON lines is a broken file, not a few stray records
             return "failed" if self.broken > len(self.records) + self.invalid else "ok"
