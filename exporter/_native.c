@@ -1684,6 +1684,33 @@ static int short_key(PyObject *key) {
     return total <= 1024;
 }
 
+/* Could intern_str have handed out this str (at most 256 bytes of UTF-8)? Counted conservatively for
+   non-ASCII text. */
+static inline int interned_len(PyObject *s) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    return (PyUnicode_IS_COMPACT_ASCII(s) ? n : 4 * n) <= 256;
+}
+
+/* Is `key` made only of objects the scanner hands out again for the same text (interned strings, and
+   tuples of them)? Only such keys go in an identity table: a key holding a longer string is a new
+   object on every call, and would take a new slot each time (until the table is full) for no hit. */
+static int stable_key(PyObject *key) {
+    if (PyUnicode_Check(key)) return interned_len(key);
+    if (!PyTuple_Check(key)) return 1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); i++) {
+        PyObject *v = PyTuple_GET_ITEM(key, i);
+        if (PyTuple_Check(v)) {
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(v); k++) {
+                PyObject *w = PyTuple_GET_ITEM(v, k);
+                if (PyUnicode_Check(w) && !interned_len(w)) return 0;
+            }
+        } else if (PyUnicode_Check(v) && !interned_len(v)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* A cache of the scanner: its identity table, the BoundedCache behind it, and the function of a miss. */
 typedef struct {
     IdEntry *ids;
@@ -1698,7 +1725,7 @@ static PyObject *get_or_call(Memo m, PyObject *key, PyObject *arg2, int keep) {
     if (e->key == key) return Py_NewRef(e->val);
     PyObject *hit = PyDict_GetItemWithError(cache, key); /* borrowed */
     if (hit) {
-        id_put(e, key, hit);
+        if (stable_key(key)) id_put(e, key, hit);
         return Py_NewRef(hit);
     }
     if (PyErr_Occurred()) return NULL;
@@ -1749,7 +1776,7 @@ static PyObject *calls_of(ScannerObject *sc, PyObject *rows) {
                    iso_z_seconds(ts, tn, &secs)) {
             t = PyFloat_FromDouble(secs);
             if (!t) etrue = -1;
-            else id_put(te, etime, t);
+            else if (stable_key(etime)) id_put(te, etime, t);
         } else if (etrue > 0) {
             PyErr_Clear(); /* (a str that is not UTF-8 only takes the slow path) */
         }
