@@ -81,7 +81,12 @@ class Sink(Protocol):
 
 @runtime_checkable
 class Persistent(Protocol):
-    """A component whose state is saved in every checkpoint, under `state_key`, and restored at start."""
+    """A component whose state is saved in every checkpoint, under `state_key`, and restored at start.
+
+    Optionally `sectioned = True`: then `snapshot()` returns a mapping of part name → value, each part saved
+    under `state_key/name` and written only when it changed (so a large state is split where it changes
+    independently); `restore()` gets that mapping back, or the single value saved under `state_key` by a
+    release from before the component was sectioned."""
 
     state_key: str
 

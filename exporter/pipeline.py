@@ -25,6 +25,7 @@ from .filters import Filters
 from .interfaces import After, ExtraCount, Persistent, Progress, Sink
 from .model import Call
 from .selfmetrics import SelfMetrics
+from .snapshots import Snapshots
 from .state import Op, StateLost, StateStore
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,11 @@ class Pipeline:
         self.last_error: str | None = None
         self._next_try = 0.0
         self._gave_up = False
+        self._snapshots: Snapshots | None = None
         if store is not None:
+            self._snapshots = snapshots = Snapshots(store)
             for part in self._persistent:
-                snap = store.get(part.state_key)
+                snap = snapshots.load(part)
                 if not snap and part is self.counters:
                     snap = store.get(SelfMetrics.legacy_key)
                 if snap:
@@ -134,15 +137,17 @@ class Pipeline:
                 return False
             if not force and not failing and not self._pending and not self._after:
                 return True
-            if self.store is not None:
+            if self.store is not None and self._snapshots is not None:
                 try:
-                    ops = [*self._pending, *(StateStore.put_op(p.state_key, p.snapshot()) for p in self._persistent)]
+                    # only the parts of the state that changed since the last commit, with the progress
+                    ops = [*self._pending, *self._snapshots.ops(self._persistent)]
                     if self.dedupe is not None:
                         ops.extend(self.dedupe.ops())
                     self.store.commit(ops)
                 except Exception as exc:  # disk full, I/O error, lost file: keep it all, retry later
                     self._failed(exc)
                     return False
+                self._snapshots.committed()
                 if self.dedupe is not None:
                     self.dedupe.committed()
             if failing:

@@ -131,11 +131,35 @@ class StateStore:
 
     # -- reads -------------------------------------------------------------------------------------
     def get(self, key: str) -> Any:
+        blob = self.get_blob(key)
+        return None if blob is None else self.decode(key, blob)
+
+    def get_blob(self, key: str) -> bytes | None:
+        """A value as stored (encoded)."""
         try:
             with self._lock:
                 row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-            return msgspec.json.decode(row[0]) if row else None
-        except (sqlite3.DatabaseError, msgspec.DecodeError) as exc:
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state file {self.path}: cannot read {key!r} ({exc})") from None
+        return _blob(row[0]) if row else None
+
+    def blobs_under(self, prefix: str) -> dict[str, bytes]:
+        """The values stored under keys starting with `prefix` (a sectioned snapshot's parts), as stored,
+        by key without the prefix."""
+        # the keys between prefix and prefix + U+10FFFF: a range the primary key's index answers
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT key, value FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff")
+                ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state file {self.path}: cannot read {prefix!r}… ({exc})") from None
+        return {k[len(prefix) :]: _blob(v) for k, v in rows if k.startswith(prefix)}
+
+    def decode(self, key: str, blob: bytes) -> Any:
+        try:
+            return msgspec.json.decode(blob)
+        except msgspec.DecodeError as exc:
             raise StateError(f"state file {self.path}: cannot read {key!r} ({exc})") from None
 
     def files(self, source: str) -> dict[str, tuple[int, int, str]]:
@@ -156,8 +180,16 @@ class StateStore:
     # -- writes (as ops run inside a checkpoint) ---------------------------------------------------
     @staticmethod
     def put_op(key: str, value: Any) -> Op:
-        blob = msgspec.json.encode(value)
+        return StateStore.blob_op(key, msgspec.json.encode(value))
+
+    @staticmethod
+    def blob_op(key: str, blob: bytes) -> Op:
+        """Store a value already encoded (msgspec JSON)."""
         return lambda db: db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, blob))
+
+    @staticmethod
+    def delete_op(key: str) -> Op:
+        return lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
     @staticmethod
     def file_op(source: str, path: str, size: int, mtime_ns: int, outcome: str) -> Op:
@@ -199,6 +231,10 @@ class StateStore:
     def expire_objects(self, older_than: float) -> int:
         with self._lock:
             return self._db.execute("DELETE FROM objects WHERE seen < ?", (older_than,)).rowcount
+
+
+def _blob(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)  # TEXT if written by hand
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from ...access import POLICY_EVENTS, change_encryption, change_exposure, princip
 from ...cache import BoundedCache
 from ...decode.record import SqsEvent
 from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
+from . import sections
 from .access_map import ERROR, OTHER, SUCCESS, AccessMap
 from .caps import LabelCaps
 
@@ -61,6 +62,7 @@ class Aggregate:
 
     wants_raw = False
     state_key = "aggregate"
+    sectioned = True
 
     def __init__(
         self,
@@ -303,20 +305,26 @@ class Aggregate:
 
     # -- persistence -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """In parts (exporter.sinks.metrics.sections), so that a checkpoint writes only what changed."""
         self.prune()
-        return {
-            "v": 1,
-            "calls": [[*k, v] for k, v in self.calls.items()],
-            "errors": [[*k, v] for k, v in self.errors.items()],
-            "batch": [[*k, v] for k, v in self.batch.items()],
-            "principals": [[*k, seen] for k, seen in self.principals.items()],
-            "newest": [[*k, v] for k, v in self.newest.items()],
-            "queues": [list(q) for q in self.queues],
-            "lag": self.lag,
-            "access": self.access.snapshot(),
-        }
+        return sections.split(
+            {
+                "v": 1,
+                "calls": [[*k, v] for k, v in self.calls.items()],
+                "errors": [[*k, v] for k, v in self.errors.items()],
+                "batch": [[*k, v] for k, v in self.batch.items()],
+                "principals": [[*k, seen] for k, seen in self.principals.items()],
+                "newest": [[*k, v] for k, v in self.newest.items()],
+                "queues": [list(q) for q in self.queues],
+                "lag": self.lag,
+                "access": self.access.snapshot(),
+            }
+        )
 
     def restore(self, snap: dict[str, Any]) -> None:
+        """From a snapshot's parts, or from the single blob of a state file written before them."""
+        snap = sections.join(snap)
+
         def rows(name: str) -> Iterator[tuple[tuple[Any, ...], Any]]:
             for row in snap.get(name, ()):
                 yield tuple(row[:-1]), row[-1]
