@@ -11,9 +11,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from rich.console import Console
-from rich.table import Table
-
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
@@ -95,32 +92,36 @@ def render(report: ReplayReport, stream: TextIO) -> None:
     if report.exit_code() == EXIT_NOTHING_READ:
         render_nothing_read(report, stream)
         return
-    console = Console(file=stream, highlight=False, soft_wrap=True)
     r = report.records
-    console.print(
+    lines = [
         f"replay: {report.inputs} inputs: {report.read} read, {report.skipped} skipped, {report.failed} failed; "
         f"records: {r['sqs']} SQS, {r['other']} other, {r['invalid']} invalid; "
         f"{report.calls} SQS calls counted in {report.seconds:.{2 if report.seconds < 10 else 0}f}s"
-    )
-    for name, reason in report.failures:
-        console.print(f"  failed: {name}: {reason}")
+    ]
+    lines += [f"  failed: {name}: {reason}" for name, reason in report.failures]
     if report.failed > len(report.failures):
-        console.print(f"  … and {report.failed - len(report.failures)} more failed inputs")
+        lines.append(f"  … and {report.failed - len(report.failures)} more failed inputs")
     if report.left_out:
-        console.print(f"  left out {sum(report.left_out.values())} files: {_reasons(report.left_out)}")
+        lines.append(f"  left out {sum(report.left_out.values())} files: {_reasons(report.left_out)}")
     if report.logs is not None:
         lg = report.logs
         hint = " (--log-level warning shows why)" if lg.get("failed") or lg.get("dropped") else ""
-        console.print(
+        lines.append(
             f"  logs: {lg.get('exported', 0)} records exported, {lg.get('failed', 0)} failed, "
             f"{lg.get('dropped', 0)} dropped{hint}"
         )
     for title, rows in (("top queues by calls", report.top_calls), ("top queues by errors", report.top_errors)):
-        if not rows:
-            continue
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        table.add_column("queue (account, region)")
-        table.add_column("count", justify="right")
-        for name, count in rows:
-            table.add_row(name, f"{count:,}")
-        console.print(table)
+        if rows:
+            lines += table(title, ("queue (account, region)", "count"), [(name, f"{n:,}") for name, n in rows])
+    print("\n".join(lines), file=stream)
+
+
+def table(title: str, header: tuple[str, str], rows: list[tuple[str, str]]) -> list[str]:
+    """A two-column table as text: names left, figures right, box-drawing rules between them. Plain text
+    (no markup is interpreted, no terminal is probed), so a file name with brackets prints as it is and a
+    start-up does not pay for a rendering library."""
+    left = max(len(header[0]), *(len(a) for a, _ in rows))
+    right = max(len(header[1]), *(len(b) for _, b in rows))
+    out = [title, f"{header[0]:<{left}} ┃ {header[1]:>{right}}", "━" * (left + 1) + "╇" + "━" * (right + 1)]
+    out += [f"{a:<{left}} │ {b:>{right}}" for a, b in rows]
+    return out
