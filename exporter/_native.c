@@ -546,7 +546,6 @@ static int enc_pyvalue(P *ps, PyObject *v) {
    outer pads, RFC 2104), copied for each value. libcrypto's one-shot HMAC() / SHA256() look the digest up
    by name on every call (a lock and allocations in OpenSSL 3), which cost more than the hashing itself. */
 typedef struct Hasher {
-    EVP_MD *md;
     EVP_MD_CTX *start; /* SHA-256 after the inner pad (HMAC), or fresh (plain SHA-256) */
     EVP_MD_CTX *outer; /* after the outer pad; NULL for plain SHA-256 */
     EVP_MD_CTX *work;
@@ -556,24 +555,24 @@ static void hasher_free(Hasher *h) {
     EVP_MD_CTX_free(h->start);
     EVP_MD_CTX_free(h->outer);
     EVP_MD_CTX_free(h->work);
-    EVP_MD_free(h->md);
     memset(h, 0, sizeof(*h));
 }
 
 /* key: the HMAC key (at most a block: exporter.sinks.logs.redaction hashes a longer one first), or NULL */
 static int hasher_init(Hasher *h, const unsigned char *key, Py_ssize_t keylen) {
     unsigned char pad[64];
-    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    const EVP_MD *md = EVP_sha256(); /* fetched once, by the init below; the copies share it */
     h->start = EVP_MD_CTX_new();
     h->work = EVP_MD_CTX_new();
-    int ok = h->md && h->start && h->work && keylen <= 64 && EVP_DigestInit_ex(h->start, h->md, NULL);
+    int ok = h->start && h->work && keylen <= 64 && EVP_DigestInit_ex(h->start, md, NULL);
     if (ok && key) {
         h->outer = EVP_MD_CTX_new();
-        ok = h->outer && EVP_DigestInit_ex(h->outer, h->md, NULL);
+        ok = h->outer && EVP_DigestInit_ex(h->outer, md, NULL);
         for (int i = 0; i < 64; i++) pad[i] = (unsigned char)((i < keylen ? key[i] : 0) ^ 0x36);
         ok = ok && EVP_DigestUpdate(h->start, pad, 64);
         for (int i = 0; i < 64; i++) pad[i] = (unsigned char)((i < keylen ? key[i] : 0) ^ 0x5c);
         ok = ok && EVP_DigestUpdate(h->outer, pad, 64);
+        OPENSSL_cleanse(pad, sizeof(pad));
     }
     if (!ok) {
         hasher_free(h);
