@@ -36,8 +36,6 @@
 #include <Python.h>
 #include <structmember.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +87,7 @@ typedef struct {
     int act_ip, act_ua, act_key;
     PyObject *params;  /* tuple of (bytes name, int action) */
     PyObject *hasher;  /* callable(value) -> str, for values that are not strings */
-    const unsigned char *hkey; /* strings are hashed here: HMAC with hkey, or plain SHA-256 without */
-    Py_ssize_t hkeylen;
+    const struct Hasher *hs; /* strings are hashed here (the encoder's own) */
     PyObject *decode;  /* callable(bytes) -> object */
     Buf capv;          /* the AnyValue bytes of captured values */
     Py_ssize_t cap_off[NCAP], cap_len[NCAP];
@@ -545,15 +542,58 @@ static int enc_pyvalue(P *ps, PyObject *v) {
     return enc_string_value(&ps->out, d, n);
 }
 
+/* The redaction digest, owned by a LogEncoder: SHA-256 contexts keyed once (after the HMAC key's inner and
+   outer pads, RFC 2104), copied for each value. libcrypto's one-shot HMAC() / SHA256() look the digest up
+   by name on every call (a lock and allocations in OpenSSL 3), which cost more than the hashing itself. */
+typedef struct Hasher {
+    EVP_MD_CTX *start; /* SHA-256 after the inner pad (HMAC), or fresh (plain SHA-256) */
+    EVP_MD_CTX *outer; /* after the outer pad; NULL for plain SHA-256 */
+    EVP_MD_CTX *work;
+} Hasher;
+
+static void hasher_free(Hasher *h) {
+    EVP_MD_CTX_free(h->start);
+    EVP_MD_CTX_free(h->outer);
+    EVP_MD_CTX_free(h->work);
+    memset(h, 0, sizeof(*h));
+}
+
+/* key: the HMAC key (at most a block: exporter.sinks.logs.redaction hashes a longer one first), or NULL */
+static int hasher_init(Hasher *h, const unsigned char *key, Py_ssize_t keylen) {
+    unsigned char pad[64];
+    const EVP_MD *md = EVP_sha256(); /* fetched once, by the init below; the copies share it */
+    h->start = EVP_MD_CTX_new();
+    h->work = EVP_MD_CTX_new();
+    int ok = h->start && h->work && keylen <= 64 && EVP_DigestInit_ex(h->start, md, NULL);
+    if (ok && key) {
+        h->outer = EVP_MD_CTX_new();
+        ok = h->outer && EVP_DigestInit_ex(h->outer, md, NULL);
+        for (int i = 0; i < 64; i++) pad[i] = (unsigned char)((i < keylen ? key[i] : 0) ^ 0x36);
+        ok = ok && EVP_DigestUpdate(h->start, pad, 64);
+        for (int i = 0; i < 64; i++) pad[i] = (unsigned char)((i < keylen ? key[i] : 0) ^ 0x5c);
+        ok = ok && EVP_DigestUpdate(h->outer, pad, 64);
+        OPENSSL_cleanse(pad, sizeof(pad));
+    }
+    if (!ok) {
+        hasher_free(h);
+        PyErr_SetString(PyExc_RuntimeError, "libcrypto: cannot set up SHA-256");
+        return -1;
+    }
+    return 0;
+}
+
 /* `sha256:` + 32 hex digits of the (keyed) digest of d, onto b as an AnyValue string: the first 16 bytes of
    SHA-256(value), or of HMAC-SHA256(key, value), as exporter.sinks.logs.redaction.Redactor.hash writes it
-   for a string. libcrypto's one-shot functions: a call back into Python's hashlib per value would cost more
-   than the rest of a record's encoding. */
-static int put_hashed(Buf *b, const unsigned char *key, Py_ssize_t keylen, const char *d, Py_ssize_t n) {
+   for a string. In C: a call back into Python's hashlib per value would cost more than the rest of a
+   record's encoding. */
+static int put_hashed(Buf *b, const Hasher *h, const char *d, Py_ssize_t n) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    int ok = key ? HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)d, (size_t)n, digest, &len) != NULL
-                 : SHA256((const unsigned char *)d, (size_t)n, digest) != NULL;
+    int ok = EVP_MD_CTX_copy_ex(h->work, h->start) && EVP_DigestUpdate(h->work, d, (size_t)n) &&
+             EVP_DigestFinal_ex(h->work, digest, &len);
+    if (ok && h->outer)
+        ok = EVP_MD_CTX_copy_ex(h->work, h->outer) && EVP_DigestUpdate(h->work, digest, len) &&
+             EVP_DigestFinal_ex(h->work, digest, &len);
     if (!ok) return -2;
     static const char HEX[] = "0123456789abcdef";
     char text[39] = "sha256:";
@@ -678,7 +718,7 @@ static int enc_members(P *ps, int depth, int ctx, int top, int ident) {
             if (action == HASH && ps->s < ps->end && *ps->s == '"') {
                 Py_ssize_t mark = ps->tmp.len;
                 r = read_string(ps, &ps->tmp);
-                if (!r) r = put_hashed(b, ps->hkey, ps->hkeylen, ps->tmp.p + mark, ps->tmp.len - mark);
+                if (!r) r = put_hashed(b, ps->hs, ps->tmp.p + mark, ps->tmp.len - mark);
                 ps->tmp.len = mark;
                 if (r) return r;
             } else if (action == HASH && !is_null) {
@@ -828,6 +868,7 @@ typedef struct {
        Callbacks (hasher, decode) may let another thread in: a call that finds them taken uses its own. */
     Buf spare[3];
     int spare_busy;
+    Hasher hasher_state; /* redacted strings' digests */
 } EncoderObject;
 
 static void take_buffers(EncoderObject *enc, P *ps, int *mine) {
@@ -864,10 +905,7 @@ static void settings_into(P *ps, const EncoderObject *enc) {
     ps->params = enc->params;
     ps->hasher = enc->hasher;
     ps->decode = enc->decode;
-    if (enc->hash_key != Py_None) {
-        ps->hkey = (const unsigned char *)PyBytes_AS_STRING(enc->hash_key);
-        ps->hkeylen = PyBytes_GET_SIZE(enc->hash_key);
-    }
+    ps->hs = &enc->hasher_state;
 }
 
 static int open_raw(P *ps, PyObject *obj, Py_buffer *raw) {
@@ -2024,7 +2062,13 @@ static int encoder_settings(EncoderObject *enc, PyObject *settings) {
         PyErr_SetString(PyExc_TypeError, "hash_key must be bytes or None");
         return -1;
     }
-    return 0;
+    if (enc->hash_key != Py_None && PyBytes_GET_SIZE(enc->hash_key) > 64) {
+        PyErr_SetString(PyExc_ValueError, "hash_key must be at most 64 bytes (hash a longer key first)");
+        return -1;
+    }
+    if (enc->hash_key == Py_None) return hasher_init(&enc->hasher_state, NULL, 0);
+    return hasher_init(&enc->hasher_state, (const unsigned char *)PyBytes_AS_STRING(enc->hash_key),
+                       PyBytes_GET_SIZE(enc->hash_key));
 }
 
 static int encoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
@@ -2078,6 +2122,7 @@ static void encoder_dealloc(PyObject *self) {
     PyObject_GC_UnTrack(self);
     encoder_clear(self);
     for (int i = 0; i < 3; i++) PyMem_Free(enc->spare[i].p);
+    hasher_free(&enc->hasher_state);
     tp->tp_free(self);
     Py_DECREF(tp);
 }

@@ -163,6 +163,7 @@ class RecordEncoder:
         )
         self._batch_attrs: BoundedCache[int, bytes] = enc.batch_sizes if enc else BoundedCache(4096)
         self._principal_cache: BoundedCache[str, bytes] = enc.principals if enc else BoundedCache(65_536)
+        self._policy_kinds: BoundedCache[Any, tuple[bytes, bytes, bytes, bool]] = BoundedCache(4096)
         self._part_cache: dict[tuple[Any, ...], Any] = {}  # see _call_kind
 
     def body(self, raw: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -248,11 +249,15 @@ class RecordEncoder:
         caches). `kind` is (labels, error, queue) of a Call."""
         hit = self._kind_cache.get(kind)
         if hit is None:
-            hit = self._call_kind(*kind)
             # a call that may change a queue's exposure or encryption carries attributes read from its
-            # record: never cached, so LogEncoder.encode stops there and leaves it to Python
-            if kind[0][3] not in POLICY_EVENTS:
-                self._kind_cache.put(kind, hit)
+            # record: kept out of the encoder's cache, so LogEncoder.encode stops there and leaves it to
+            # Python, but cached here all the same (its blocks are those of any call of its kind)
+            if kind[0][3] in POLICY_EVENTS:
+                hit = self._policy_kinds.get(kind)
+                if hit is None:
+                    hit = self._policy_kinds.put(kind, self._call_kind(*kind))
+            else:
+                hit = self._kind_cache.put(kind, self._call_kind(*kind))
         attrs, head, tail, batch = hit
         if batch:
             b = self._batch_attrs.get(entries)
