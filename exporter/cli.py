@@ -208,7 +208,11 @@ def _run(settings: config.Settings, grace: float) -> int:
     logging.getLogger(__name__).info(
         "cloudtrail-sqs-exporter %s started (pid %d), %d source(s)", __version__, os.getpid(), len(app.sources)
     )
-    done.wait()
+    # Not a bare wait(): a process-directed SIGTERM may be taken by any thread, and then only interrupts
+    # that thread; the Python handler runs in the main thread at its next bytecode, which a wait without
+    # a timeout (blocked in the lock, never woken) would not reach. A timed wait comes back to run it.
+    while not done.wait(0.5):
+        pass
     try:
         app.shutdown(grace)
     except StateError as exc:

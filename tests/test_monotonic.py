@@ -76,7 +76,9 @@ def test_no_counter_goes_backwards_across_a_restart(tmp_path: Path, exporter_pro
         assert exp.proc is not None
         exp.proc.send_signal(signal.SIGTERM)
         during = 0
+        give_up = time.monotonic() + 90  # the flush bound (60 s) and then some: a stall fails here
         while exp.proc.poll() is None and scrape():
+            assert time.monotonic() < give_up, "the daemon did not stop after SIGTERM"
             during += 1
             time.sleep(0.05)
         assert during >= 2, "no scrape landed while the daemon was shutting down"
