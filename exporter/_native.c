@@ -1,4 +1,4 @@
-/* The exporter's two hot components in C. Both are optional accelerators: when this module is not built
+/* The exporter's three hot components in C. Both are optional accelerators: when this module is not built
    (no compiler, no Python or libcrypto headers, CTSQS_NATIVE=0) or declines an input, the plain Python
    path decides (exporter.decode.delivery record by record, exporter.sinks.logs.encoding's Python encoder);
    tests/test_native*.py and tests/test_fastpath.py compare the two, with tests/reference.py as oracle.
@@ -8,9 +8,12 @@
       handed-out strings and key tuples and its caches of what the Python functions derived from them.
    2. LogEncoder(settings): one CloudTrail record → its OTLP log record, and a run of calls → export-batch
       chunks. It owns its redaction and batch settings, its buffers and its attribute caches.
+   3. Tally(settings, callbacks): the metrics' per-call counting loop; it owns the tables it counts into
+      (calls, batch entries, newest times, principals, lag histograms) and the slot cache. Its twin is
+      exporter.sinks.metrics.tally.Tally.
 
    Module state (multi-phase init) holds exporter.model.Call with the offsets of its fields, the
-   BoundedCache type and the two types. The only file-level tables are constants (written once at
+   BoundedCache type and the three types. The only file-level tables are constants (written once at
    import: the key-name slot tables below, identical in every interpreter).
 
    --- The encoder: one CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries,
@@ -56,7 +59,7 @@ typedef struct {
     PyObject *call_type;  /* exporter.model.Call */
     Py_ssize_t call_off[NCALL];
     PyObject *cache_type; /* exporter.cache.BoundedCache */
-    PyObject *scanner_type, *encoder_type;
+    PyObject *scanner_type, *encoder_type, *tally_type;
 } State;
 
 static inline State *state_of(PyObject *module) {
@@ -2311,6 +2314,501 @@ static PyType_Spec SCANNER_SPEC = {
 };
 
 
+/* ------------------------------------------------------------------------------------------------------
+   The Tally: the metrics' per-call counting loop and the tables it writes.
+
+   Why C: the loop runs once per SQS call (hundreds of thousands per replay) and was the largest single
+   cost of a replay in Python (~750 ns a call); here it is a few dict operations a call. The plain-Python
+   twin, exporter.sinks.metrics.tally.Tally, runs without the extension and is what this must equal
+   (tests/test_native_tally.py, tests/fuzz/targets.py).
+
+   It owns, and shows read-only as attributes (the objects themselves, which the aggregate's views,
+   snapshot/restore and the collector read and refill in place):
+     calls       key → count                     batch  key[:4] → entries
+     newest      (account, region) → newest event time
+     principals  (account, region, queue) → {principal: newest time}   principal_count (settable)
+     lag         source → [bucket counts..., +Inf count, sum]
+     slots       labels → slot, a BoundedCache the `slot` callback fills: (key, qkey, akey, whos, change),
+                 whos a BoundedCache principal → the access-map cells (ok, err, cross) it increments
+     changes     positions of the last add_calls' calls whose slot says they may change a queue
+   What is rare or policy-heavy stays Python, through the callbacks given at construction: slot(labels) on
+   a slot-cache miss, count_error(qkey, name, error) for each failed call (the error caps),
+   access_keys(key, qkey, principal, whos) on a whos miss, prune(qkey, seen) before a new principal goes
+   over a cap; `shared` (settable), when set, gets shared.add(*qkey, t, principal) per timed call.
+
+   Floats: counts and sums are updated in call order exactly as Python's `+=` does; an event time or
+   clock that is not a float (or a table value that is not) takes the generic path of the Python
+   operators, so results are the same objects' values, not just close. */
+
+#define TALLY_MAX_BUCKETS 64
+#define TALLY_MAX_QKEY 8
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *slot_fn, *error_fn, *access_fn, *prune_fn;
+    PyObject *calls, *batch, *principals, *newest, *lag, *slots, *changes, *shared;
+    PyObject *buckets; /* tuple of the lag bucket bounds, ascending */
+    PyObject *call_type, *add_name, *one, *zero_f;
+    Py_ssize_t call_off[NCALL];
+    Py_ssize_t max_principals, max_total, principal_count, nb;
+    int by_arn;
+    double bound[TALLY_MAX_BUCKETS];
+} TallyObject;
+
+/* d[key] = d.get(key, 0) + by, as Python computes it (exact ints stay on a fast path) */
+static int tally_bump(PyObject *d, PyObject *key, PyObject *by) {
+    PyObject *old = PyDict_GetItemWithError(d, key), *v = NULL;
+    if (!old) {
+        if (PyErr_Occurred()) return -1;
+        if (PyLong_CheckExact(by)) return PyDict_SetItem(d, key, by);
+        PyObject *zero = PyLong_FromLong(0);
+        if (!zero) return -1;
+        v = PyNumber_Add(zero, by);
+        Py_DECREF(zero);
+    } else if (PyLong_CheckExact(old) && PyLong_CheckExact(by)) {
+        int of1, of2;
+        long a = PyLong_AsLongAndOverflow(old, &of1), b = PyLong_AsLongAndOverflow(by, &of2), s;
+        if (!of1 && !of2 && !__builtin_add_overflow(a, b, &s)) v = PyLong_FromLong(s);
+        else v = PyNumber_Add(old, by);
+    } else {
+        v = PyNumber_Add(old, by);
+    }
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* cell[0] += 1 (an access-map cell: a one-element list the AccessMap hands out to be incremented) */
+static int tally_cell(TallyObject *ta, PyObject *cell) {
+    if (PyList_CheckExact(cell) && PyList_GET_SIZE(cell) > 0) {
+        PyObject *old = PyList_GET_ITEM(cell, 0), *v;
+        int of;
+        long a = PyLong_CheckExact(old) ? PyLong_AsLongAndOverflow(old, &of) : (of = 1, 0);
+        if (!of && a < LONG_MAX) v = PyLong_FromLong(a + 1);
+        else v = PyNumber_InPlaceAdd(old, ta->one);
+        if (!v) return -1;
+        return PyList_SetItem(cell, 0, v); /* steals v, releases the old value */
+    }
+    PyObject *idx = PyLong_FromLong(0), *old = idx ? PyObject_GetItem(cell, idx) : NULL;
+    PyObject *v = old ? PyNumber_InPlaceAdd(old, ta->one) : NULL;
+    int r = v ? PyObject_SetItem(cell, idx, v) : -1;
+    Py_XDECREF(v);
+    Py_XDECREF(old);
+    Py_XDECREF(idx);
+    return r;
+}
+
+/* t > old, as Python compares them (old NULL: 0.0) */
+static int tally_later(TallyObject *ta, PyObject *t, PyObject *old) {
+    if (PyFloat_CheckExact(t)) {
+        if (!old) return PyFloat_AS_DOUBLE(t) > 0.0;
+        if (PyFloat_CheckExact(old)) return PyFloat_AS_DOUBLE(t) > PyFloat_AS_DOUBLE(old);
+    }
+    return PyObject_RichCompareBool(t, old ? old : ta->zero_f, Py_GT);
+}
+
+/* The lag of a timed call into `counts` (a source's histogram): counts[bisect_left(buckets, lag)] += 1,
+   counts[-1] += lag. `fast`: now and t are exact floats. */
+static int tally_lag(TallyObject *ta, PyObject *counts, PyObject *now, PyObject *t, int fast) {
+    PyObject *lag = NULL;
+    double l = 0.0;
+    Py_ssize_t lo = 0, hi = ta->nb;
+    if (fast) {
+        l = PyFloat_AS_DOUBLE(now) - PyFloat_AS_DOUBLE(t);
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (ta->bound[mid] < l) lo = mid + 1;
+            else hi = mid;
+        }
+    } else {
+        lag = PyNumber_Subtract(now, t);
+        if (!lag) return -1;
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            int lt = PyObject_RichCompareBool(PyTuple_GET_ITEM(ta->buckets, mid), lag, Py_LT);
+            if (lt < 0) goto fail;
+            if (lt) lo = mid + 1;
+            else hi = mid;
+        }
+    }
+    for (int part = 0; part < 2; part++) {
+        Py_ssize_t n = PyList_GET_SIZE(counts), i = part ? n - 1 : lo;
+        if (i < 0 || i >= n) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            goto fail;
+        }
+        PyObject *old = PyList_GET_ITEM(counts, i), *v;
+        if (fast && PyFloat_CheckExact(old)) {
+            v = PyFloat_FromDouble(PyFloat_AS_DOUBLE(old) + (part ? l : 1.0));
+        } else {
+            if (!lag && !(lag = PyFloat_FromDouble(l))) goto fail;
+            Py_INCREF(old);
+            v = PyNumber_InPlaceAdd(old, part ? lag : ta->one);
+            Py_DECREF(old);
+        }
+        if (!v || PyList_SetItem(counts, i, v)) goto fail;
+    }
+    Py_XDECREF(lag);
+    return 0;
+fail:
+    Py_XDECREF(lag);
+    return -1;
+}
+
+/* A timed call's principal: shared.add(*qkey, t, principal), then its newest time in the queue's map
+   (a new one first asks `prune` when a cap is reached). */
+static int tally_principal(TallyObject *ta, PyObject *shared, PyObject *qkey, PyObject *t, PyObject *principal) {
+    if (shared) {
+        PyObject *args[TALLY_MAX_QKEY + 3];
+        Py_ssize_t nq = PyTuple_GET_SIZE(qkey);
+        args[0] = shared;
+        for (Py_ssize_t j = 0; j < nq; j++) args[1 + j] = PyTuple_GET_ITEM(qkey, j);
+        args[1 + nq] = t;
+        args[2 + nq] = principal;
+        PyObject *r = PyObject_VectorcallMethod(ta->add_name, args, (size_t)(3 + nq), NULL);
+        if (!r) return -1;
+        Py_DECREF(r);
+    }
+    PyObject *seen = PyDict_GetItemWithError(ta->principals, qkey);
+    if (seen) {
+        Py_INCREF(seen);
+    } else {
+        if (PyErr_Occurred()) return -1;
+        if (!(seen = PyDict_New()) || PyDict_SetItem(ta->principals, qkey, seen)) goto fail;
+    }
+    if (!PyDict_Check(seen)) {
+        PyErr_SetString(PyExc_TypeError, "principals maps a queue to a dict");
+        goto fail;
+    }
+    PyObject *old = PyDict_GetItemWithError(seen, principal);
+    if (!old) {
+        if (PyErr_Occurred()) goto fail;
+        if (PyDict_GET_SIZE(seen) >= ta->max_principals || ta->principal_count >= ta->max_total) {
+            PyObject *r = PyObject_CallFunctionObjArgs(ta->prune_fn, qkey, seen, NULL);
+            if (!r) goto fail;
+            Py_DECREF(r);
+        }
+        if (PyDict_SetItem(seen, principal, t)) goto fail;
+        ta->principal_count++;
+    } else {
+        int later = tally_later(ta, t, old);
+        if (later < 0 || (later && PyDict_SetItem(seen, principal, t))) goto fail;
+    }
+    Py_DECREF(seen);
+    return 0;
+fail:
+    Py_XDECREF(seen);
+    return -1;
+}
+
+/* One call, with its slot (held by the caller). */
+static int tally_one(TallyObject *ta, PyObject *call, PyObject *slot, Py_ssize_t pos, PyObject *now,
+                     PyObject *shared, PyObject **counts, PyObject *source) {
+    PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1);
+    PyObject *akey = PyTuple_GET_ITEM(slot, 2), *whos = PyTuple_GET_ITEM(slot, 3);
+    PyObject *change = PyTuple_GET_ITEM(slot, 4);
+    if (tally_bump(ta->calls, key, ta->one)) return -1;
+    PyObject *error = call_field(ta->call_off, call, C_ERROR);
+    if (error != Py_None) {
+        PyObject *r = PyObject_CallFunctionObjArgs(ta->error_fn, qkey, PyTuple_GET_ITEM(key, 3), error, NULL);
+        if (!r) return -1;
+        Py_DECREF(r);
+    }
+    PyObject *entries = call_field(ta->call_off, call, C_ENTRIES);
+    int some = PyObject_IsTrue(entries);
+    if (some < 0) return -1;
+    if (some) {
+        PyObject *bkey = PyTuple_GetSlice(key, 0, 4);
+        if (!bkey) return -1;
+        int r = tally_bump(ta->batch, bkey, entries);
+        Py_DECREF(bkey);
+        if (r) return -1;
+    }
+    PyObject *principal = call_field(ta->call_off, call, ta->by_arn ? C_ARN : C_ROLE);
+    PyObject *ak = PyDict_GetItemWithError(whos, principal);
+    if (ak) {
+        Py_INCREF(ak);
+    } else {
+        if (PyErr_Occurred()) return -1;
+        ak = PyObject_CallFunctionObjArgs(ta->access_fn, key, qkey, principal, whos, NULL);
+        if (!ak) return -1;
+    }
+    if (!PyTuple_Check(ak) || PyTuple_GET_SIZE(ak) != 3) {
+        Py_DECREF(ak);
+        PyErr_SetString(PyExc_TypeError, "access keys are (ok, err, cross)");
+        return -1;
+    }
+    PyObject *cell = PyTuple_GET_ITEM(ak, error == Py_None ? 0 : 1), *cross = PyTuple_GET_ITEM(ak, 2);
+    int r = (cell != Py_None && tally_cell(ta, cell)) || (cross != Py_None && tally_cell(ta, cross));
+    Py_DECREF(ak);
+    if (r) return -1;
+    int changes = change == Py_True ? 1 : change == Py_False ? 0 : PyObject_IsTrue(change);
+    if (changes < 0) return -1;
+    if (changes) {
+        PyObject *at = PyLong_FromSsize_t(pos);
+        int r2 = at ? PyList_Append(ta->changes, at) : -1;
+        Py_XDECREF(at);
+        if (r2) return -1;
+    }
+    PyObject *t = call_field(ta->call_off, call, C_TIME);
+    if (t == Py_None) return 0;
+    Py_INCREF(t); /* the callbacks below run Python */
+    PyObject *old = PyDict_GetItemWithError(ta->newest, akey);
+    int later = old || !PyErr_Occurred() ? tally_later(ta, t, old) : -1;
+    if (later < 0 || (later && PyDict_SetItem(ta->newest, akey, t))) goto fail;
+    if (principal != Py_None) {
+        Py_INCREF(principal);
+        r = tally_principal(ta, shared, qkey, t, principal);
+        Py_DECREF(principal);
+        if (r) goto fail;
+    }
+    if (!*counts) {
+        *counts = PyList_New(ta->nb + 2);
+        if (!*counts) goto fail;
+        for (Py_ssize_t i = 0; i < ta->nb + 2; i++) PyList_SET_ITEM(*counts, i, Py_NewRef(ta->zero_f));
+        if (PyDict_SetItem(ta->lag, source, *counts)) goto fail;
+    }
+    if (tally_lag(ta, *counts, now, t, PyFloat_CheckExact(now) && PyFloat_CheckExact(t))) goto fail;
+    Py_DECREF(t);
+    return 0;
+fail:
+    Py_DECREF(t);
+    return -1;
+}
+
+static PyObject *tally_slot(TallyObject *ta, PyObject *labels) {
+    PyObject *slot = PyDict_GetItemWithError(ta->slots, labels);
+    if (slot) {
+        Py_INCREF(slot);
+    } else {
+        if (PyErr_Occurred()) return NULL;
+        slot = PyObject_CallOneArg(ta->slot_fn, labels);
+        if (!slot) return NULL;
+    }
+    PyObject *key, *qkey;
+    if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 5 || !PyTuple_Check(key = PyTuple_GET_ITEM(slot, 0)) ||
+        PyTuple_GET_SIZE(key) < 4 || !PyTuple_Check(qkey = PyTuple_GET_ITEM(slot, 1)) ||
+        PyTuple_GET_SIZE(qkey) > TALLY_MAX_QKEY || !PyDict_Check(PyTuple_GET_ITEM(slot, 3))) {
+        Py_DECREF(slot);
+        PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey, whos: dict, change)");
+        return NULL;
+    }
+    return slot;
+}
+
+static PyObject *tally_add_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    TallyObject *ta = (TallyObject *)self;
+    if (!ta->calls) {
+        PyErr_SetString(PyExc_TypeError, "Tally.__init__ was not called");
+        return NULL;
+    }
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add_calls(calls, now, source)");
+        return NULL;
+    }
+    PyObject *now = args[1], *source = args[2];
+    PyObject *changes = PyList_New(0);
+    if (!changes) return NULL;
+    Py_SETREF(ta->changes, changes);
+    PyObject *seq = PySequence_Fast(args[0], "add_calls: calls is iterable");
+    if (!seq) return NULL;
+    PyObject *shared = ta->shared && ta->shared != Py_None ? Py_NewRef(ta->shared) : NULL;
+    PyObject *counts = PyDict_GetItemWithError(ta->lag, source);
+    Py_XINCREF(counts);
+    Py_ssize_t kept = 0;
+    if (PyErr_Occurred()) goto fail;
+    if (counts && !PyList_Check(counts)) {
+        PyErr_SetString(PyExc_TypeError, "a lag histogram is a list");
+        goto fail;
+    }
+    Py_INCREF(now);
+    Py_INCREF(source);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *call = PySequence_Fast_GET_ITEM(seq, i);
+        if (!Py_IS_TYPE(call, (PyTypeObject *)ta->call_type)) {
+            PyErr_SetString(PyExc_TypeError, "add_calls counts exporter.model.Call objects");
+            goto fail_loop;
+        }
+        Py_INCREF(call);
+        PyObject *slot = tally_slot(ta, call_field(ta->call_off, call, C_LABELS));
+        int r = slot ? tally_one(ta, call, slot, kept++, now, shared, &counts, source) : -1;
+        Py_XDECREF(slot);
+        Py_DECREF(call);
+        if (r) goto fail_loop;
+    }
+    Py_DECREF(now);
+    Py_DECREF(source);
+    Py_DECREF(seq);
+    Py_XDECREF(shared);
+    Py_XDECREF(counts);
+    return PyLong_FromSsize_t(kept);
+fail_loop:
+    Py_DECREF(now);
+    Py_DECREF(source);
+fail:
+    Py_DECREF(seq);
+    Py_XDECREF(shared);
+    Py_XDECREF(counts);
+    return NULL;
+}
+
+static int tally_init(PyObject *self, PyObject *args, PyObject *kwds) {
+    TallyObject *ta = (TallyObject *)self;
+    int by_arn = -1;
+    Py_ssize_t max_p = -1, max_total = -1, max_slots = -1;
+    PyObject *buckets = NULL, *slot = NULL, *error = NULL, *access = NULL, *prune = NULL;
+    static char *kw[] = {"by_arn", "max_principals", "max_principals_total", "buckets", "max_slots",
+                         "slot", "count_error", "access_keys", "prune", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$pnnO!nOOOO:Tally", kw, &by_arn, &max_p, &max_total,
+                                     &PyTuple_Type, &buckets, &max_slots, &slot, &error, &access, &prune))
+        return -1;
+    if (by_arn < 0 || max_p < 0 || max_total < 0 || max_slots < 0 || !buckets || !slot || !error || !access ||
+        !prune) {
+        PyErr_SetString(PyExc_TypeError, "Tally: every setting and callback is given (see _native.c)");
+        return -1;
+    }
+    if (ta->calls) {
+        PyErr_SetString(PyExc_TypeError, "a Tally is built once");
+        return -1;
+    }
+    Py_ssize_t nb = PyTuple_GET_SIZE(buckets);
+    if (nb > TALLY_MAX_BUCKETS) {
+        PyErr_SetString(PyExc_ValueError, "Tally: at most 64 lag buckets");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        /* compared with a float lag as Python compares them: floats, and ints a double holds exactly */
+        PyObject *b = PyTuple_GET_ITEM(buckets, i);
+        long v = PyLong_CheckExact(b) ? PyLong_AsLong(b) : 0;
+        if (PyErr_Occurred()) return -1;
+        if (!PyFloat_CheckExact(b) && !(PyLong_CheckExact(b) && v > -(1L << 53) && v < (1L << 53))) {
+            PyErr_SetString(PyExc_TypeError, "Tally: lag buckets are floats or ints below 2**53");
+            return -1;
+        }
+        ta->bound[i] = PyFloat_CheckExact(b) ? PyFloat_AS_DOUBLE(b) : (double)v;
+    }
+    State *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st) return -1;
+    ta->by_arn = by_arn;
+    ta->max_principals = max_p;
+    ta->max_total = max_total;
+    ta->nb = nb;
+    ta->buckets = Py_NewRef(buckets);
+    ta->slot_fn = Py_NewRef(slot);
+    ta->error_fn = Py_NewRef(error);
+    ta->access_fn = Py_NewRef(access);
+    ta->prune_fn = Py_NewRef(prune);
+    ta->call_type = Py_NewRef(st->call_type);
+    memcpy(ta->call_off, st->call_off, sizeof(ta->call_off));
+    if (!(ta->add_name = PyUnicode_InternFromString("add")) || !(ta->one = PyLong_FromLong(1)) ||
+        !(ta->zero_f = PyFloat_FromDouble(0.0)) || !(ta->slots = PyObject_CallFunction(st->cache_type, "n", max_slots)))
+        return -1;
+    if (!PyDict_Check(ta->slots)) {
+        PyErr_SetString(PyExc_TypeError, "exporter.cache.BoundedCache is a dict");
+        return -1;
+    }
+    ta->changes = PyList_New(0);
+    ta->batch = ta->changes ? PyDict_New() : NULL;
+    ta->principals = ta->batch ? PyDict_New() : NULL;
+    ta->newest = ta->principals ? PyDict_New() : NULL;
+    ta->lag = ta->newest ? PyDict_New() : NULL;
+    ta->calls = ta->lag ? PyDict_New() : NULL; /* last: it says the Tally is ready */
+    return ta->calls ? 0 : -1;
+}
+
+/* The callbacks are usually bound methods of the object that owns the Tally: a cycle the GC breaks. */
+static int tally_traverse(PyObject *self, visitproc visit, void *arg) {
+    TallyObject *ta = (TallyObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(ta->slot_fn);
+    Py_VISIT(ta->error_fn);
+    Py_VISIT(ta->access_fn);
+    Py_VISIT(ta->prune_fn);
+    Py_VISIT(ta->calls);
+    Py_VISIT(ta->batch);
+    Py_VISIT(ta->principals);
+    Py_VISIT(ta->newest);
+    Py_VISIT(ta->lag);
+    Py_VISIT(ta->slots);
+    Py_VISIT(ta->changes);
+    Py_VISIT(ta->shared);
+    return 0;
+}
+
+static int tally_clear(PyObject *self) {
+    TallyObject *ta = (TallyObject *)self;
+    Py_CLEAR(ta->slot_fn);
+    Py_CLEAR(ta->error_fn);
+    Py_CLEAR(ta->access_fn);
+    Py_CLEAR(ta->prune_fn);
+    Py_CLEAR(ta->calls);
+    Py_CLEAR(ta->batch);
+    Py_CLEAR(ta->principals);
+    Py_CLEAR(ta->newest);
+    Py_CLEAR(ta->lag);
+    Py_CLEAR(ta->slots);
+    Py_CLEAR(ta->changes);
+    Py_CLEAR(ta->shared);
+    Py_CLEAR(ta->buckets);
+    Py_CLEAR(ta->call_type);
+    Py_CLEAR(ta->add_name);
+    Py_CLEAR(ta->one);
+    Py_CLEAR(ta->zero_f);
+    return 0;
+}
+
+static void tally_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    tally_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef TALLY_METHODS[] = {
+    {"add_calls", (PyCFunction)(void (*)(void))tally_add_calls, METH_FASTCALL,
+     "add_calls(calls, now, source) -> int\n"
+     "Count the calls (exporter.model.Call) into the tables; returns how many. `changes` then holds the\n"
+     "positions of those whose slot says they may change a queue's policy or encryption."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef TALLY_MEMBERS[] = {
+    {"calls", T_OBJECT, offsetof(TallyObject, calls), READONLY, "key → count"},
+    {"batch", T_OBJECT, offsetof(TallyObject, batch), READONLY, "key[:4] → batch entries"},
+    {"principals", T_OBJECT, offsetof(TallyObject, principals), READONLY, "qkey → {principal: newest time}"},
+    {"newest", T_OBJECT, offsetof(TallyObject, newest), READONLY, "(account, region) → newest event time"},
+    {"lag", T_OBJECT, offsetof(TallyObject, lag), READONLY, "source → [bucket counts..., +Inf, sum]"},
+    {"slots", T_OBJECT, offsetof(TallyObject, slots), READONLY, "labels → slot (filled by `slot`)"},
+    {"changes", T_OBJECT, offsetof(TallyObject, changes), READONLY, "positions of the last calls that may change a queue"},
+    {"shared", T_OBJECT, offsetof(TallyObject, shared), 0, "None, or what gets add(*qkey, t, principal)"},
+    {"principal_count", T_PYSSIZET, offsetof(TallyObject, principal_count), 0, "principals held, all queues"},
+    {"by_arn", T_INT, offsetof(TallyObject, by_arn), READONLY, NULL},
+    {"max_principals", T_PYSSIZET, offsetof(TallyObject, max_principals), READONLY, NULL},
+    {"max_principals_total", T_PYSSIZET, offsetof(TallyObject, max_total), READONLY, NULL},
+    {"buckets", T_OBJECT, offsetof(TallyObject, buckets), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot TALLY_SLOTS[] = {
+    {Py_tp_doc, "Tally(*, by_arn, max_principals, max_principals_total, buckets, max_slots, slot, count_error,\n"
+                "access_keys, prune): the metrics' per-call loop and its tables (see the comment in _native.c)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, tally_init},
+    {Py_tp_dealloc, tally_dealloc},
+    {Py_tp_traverse, tally_traverse},
+    {Py_tp_clear, tally_clear},
+    {Py_tp_methods, TALLY_METHODS},
+    {Py_tp_members, TALLY_MEMBERS},
+    {0, NULL},
+};
+
+static PyType_Spec TALLY_SPEC = {
+    "exporter._native.Tally", sizeof(TallyObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE, TALLY_SLOTS,
+};
+
 /* exporter.model.Call and the offsets of its fields (T_OBJECT_EX slots of a msgspec Struct). */
 static int load_call_type(State *st) {
     PyObject *model = PyImport_ImportModule("exporter.model");
@@ -2360,7 +2858,10 @@ static int module_exec(PyObject *module) {
     if (PyModule_AddObjectRef(module, "Scanner", st->scanner_type)) return -1;
     st->encoder_type = PyType_FromModuleAndSpec(module, &ENCODER_SPEC, NULL);
     if (!st->encoder_type) return -1;
-    return PyModule_AddObjectRef(module, "LogEncoder", st->encoder_type);
+    if (PyModule_AddObjectRef(module, "LogEncoder", st->encoder_type)) return -1;
+    st->tally_type = PyType_FromModuleAndSpec(module, &TALLY_SPEC, NULL);
+    if (!st->tally_type) return -1;
+    return PyModule_AddObjectRef(module, "Tally", st->tally_type);
 }
 
 static int module_traverse(PyObject *module, visitproc visit, void *arg) {
@@ -2369,6 +2870,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->cache_type);
     Py_VISIT(st->scanner_type);
     Py_VISIT(st->encoder_type);
+    Py_VISIT(st->tally_type);
     return 0;
 }
 
@@ -2378,6 +2880,7 @@ static int module_clear(PyObject *module) {
     Py_CLEAR(st->cache_type);
     Py_CLEAR(st->scanner_type);
     Py_CLEAR(st->encoder_type);
+    Py_CLEAR(st->tally_type);
     return 0;
 }
 
