@@ -209,18 +209,22 @@ class Aggregate:
         queue has room) and, from another account, its cross-account series. Remembered: a principal or
         caller account, once admitted or folded, stays so."""
         access = self.access
+        account, region, queue = qkey
         ok = err = cross = None
-        if access.enabled:
+        if access.max_series > 0:  # enabled (this runs for every new principal of every slot)
             label = OTHER if who is None else access.principal_label(qkey, who)
-            ok = access.cell(access.principal_cells, (*qkey, label, SUCCESS))
-            err = access.cell(access.principal_cells, (*qkey, label, ERROR))
+            cells = access.principal_cells
+            k = (account, region, queue, label, SUCCESS)
+            ok = cells.get(k) or access.cell(cells, k)
+            k = (account, region, queue, label, ERROR)
+            err = cells.get(k) or access.cell(cells, k)
         caller = self._caller_of.get(who, "")
         if caller == "":
             caller = principal_caller_account(who)
             if who is None or len(who) <= 256:
                 self._caller_of.put(who, caller)
-        if caller is not None and caller != qkey[0]:
-            cross = access.cell(access.cross_cells, (*qkey, access.caller_label(caller), key[3]))
+        if caller is not None and caller != account:
+            cross = access.cell(access.cross_cells, (account, region, queue, access.caller_label(caller), key[3]))
         keys: _Access = (ok, err, cross)
         if who is None or len(who) <= 256:  # hostile long names are not remembered
             whos.put(who, keys)
