@@ -78,6 +78,7 @@ class Aggregate:
         caps: LabelCaps | None = None,
         max_principal_series: int = 10,
         max_caller_accounts: int = 1000,
+        tally: Any = None,
     ) -> None:
         self.max_queues = max_queues
         self.by_arn = granularity == "arn"
@@ -87,8 +88,9 @@ class Aggregate:
         self.errors: dict[tuple[str, str, str, str, str], int] = {}
         self.queues: set[tuple[str, str, str]] = set()
         # the per-call loop and the tables it writes (calls, batch, principals, newest, lag, the slot cache:
-        # labels → table keys, cleared on restore, which replaces the admitted queues); C when built
-        self._tally = TALLY(
+        # labels → table keys, cleared on restore, which replaces the admitted queues); C when built.
+        # `tally`: another implementation of it (the differential tests compare the two)
+        self._tally = (tally or TALLY)(
             by_arn=self.by_arn,
             max_principals=max_principals_per_queue,
             max_principals_total=max_principals,
