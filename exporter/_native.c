@@ -1,4 +1,4 @@
-/* The exporter's three hot components in C. Both are optional accelerators: when this module is not built
+/* The exporter's three hot components in C. All are optional accelerators: when this module is not built
    (no compiler, no Python or libcrypto headers, CTSQS_NATIVE=0) or declines an input, the plain Python
    path decides (exporter.decode.delivery record by record, exporter.sinks.logs.encoding's Python encoder);
    tests/test_native*.py and tests/test_fastpath.py compare the two, with tests/reference.py as oracle.
@@ -2355,6 +2355,37 @@ typedef struct {
     double bound[TALLY_MAX_BUCKETS];
 } TallyObject;
 
+/* What a run of calls has counted but not yet written: the newest time of one (account, region) and the
+   lag histogram of the source, as doubles. The same additions and comparisons in the same order as writing
+   them at once, so the same values; written back (flush) before any callback runs Python, before a
+   generic-path update, and when add_calls returns. */
+typedef struct {
+    PyObject *akey;    /* NULL: no newest time pending */
+    PyObject *best;    /* the event time to store there (NULL: the table's value stands) */
+    double newest;     /* the larger of the table's value and those seen since */
+    PyObject *counts;  /* the source's histogram (strong), or NULL before the first timed call */
+    int loaded;        /* acc holds counts' values */
+    uint64_t dirty;    /* acc entries changed since loaded */
+    double acc[TALLY_MAX_BUCKETS + 2];
+} Pending;
+
+static int pending_flush(TallyObject *ta, Pending *pd) {
+    int r = 0;
+    if (pd->akey) {
+        if (pd->best) r = PyDict_SetItem(ta->newest, pd->akey, pd->best);
+        Py_CLEAR(pd->akey);
+        Py_CLEAR(pd->best);
+    }
+    for (Py_ssize_t i = 0; pd->loaded && i < ta->nb + 2; i++) {
+        if (!(pd->dirty >> i & 1)) continue;
+        PyObject *v = PyFloat_FromDouble(pd->acc[i]);
+        if (!v || PyList_SetItem(pd->counts, i, v)) r = -1;
+    }
+    pd->loaded = 0;
+    pd->dirty = 0;
+    return r;
+}
+
 /* d[key] = d.get(key, 0) + by, as Python computes it (exact ints stay on a fast path) */
 static int tally_bump(PyObject *d, PyObject *key, PyObject *by) {
     PyObject *old = PyDict_GetItemWithError(d, key), *v = NULL;
@@ -2408,58 +2439,95 @@ static int tally_later(TallyObject *ta, PyObject *t, PyObject *old) {
     return PyObject_RichCompareBool(t, old ? old : ta->zero_f, Py_GT);
 }
 
-/* The lag of a timed call into `counts` (a source's histogram): counts[bisect_left(buckets, lag)] += 1,
-   counts[-1] += lag. `fast`: now and t are exact floats. */
-static int tally_lag(TallyObject *ta, PyObject *counts, PyObject *now, PyObject *t, int fast) {
-    PyObject *lag = NULL;
-    double l = 0.0;
-    Py_ssize_t lo = 0, hi = ta->nb;
-    if (fast) {
-        l = PyFloat_AS_DOUBLE(now) - PyFloat_AS_DOUBLE(t);
+/* The lag of a timed call into the source's histogram: counts[bisect_left(buckets, lag)] += 1,
+   counts[-1] += lag. With now and t exact floats, onto the pending doubles. */
+static int tally_lag(TallyObject *ta, Pending *pd, PyObject *now, PyObject *t) {
+    Py_ssize_t lo = 0, hi = ta->nb, n = PyList_GET_SIZE(pd->counts);
+    if (PyFloat_CheckExact(now) && PyFloat_CheckExact(t) && (pd->loaded || n == ta->nb + 2)) {
+        if (!pd->loaded) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *v = PyList_GET_ITEM(pd->counts, i);
+                if (!PyFloat_CheckExact(v)) goto generic;
+                pd->acc[i] = PyFloat_AS_DOUBLE(v);
+            }
+            pd->loaded = 1;
+        }
+        double l = PyFloat_AS_DOUBLE(now) - PyFloat_AS_DOUBLE(t);
         while (lo < hi) {
             Py_ssize_t mid = (lo + hi) / 2;
             if (ta->bound[mid] < l) lo = mid + 1;
             else hi = mid;
         }
-    } else {
-        lag = PyNumber_Subtract(now, t);
-        if (!lag) return -1;
-        while (lo < hi) {
-            Py_ssize_t mid = (lo + hi) / 2;
-            int lt = PyObject_RichCompareBool(PyTuple_GET_ITEM(ta->buckets, mid), lag, Py_LT);
-            if (lt < 0) goto fail;
-            if (lt) lo = mid + 1;
-            else hi = mid;
-        }
+        pd->acc[lo] += 1.0;
+        pd->acc[ta->nb + 1] += l;
+        pd->dirty |= (uint64_t)1 << lo | (uint64_t)1 << (ta->nb + 1);
+        return 0;
+    }
+generic:
+    if (pending_flush(ta, pd)) return -1;
+    PyObject *lag = PyNumber_Subtract(now, t);
+    if (!lag) return -1;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        int lt = PyObject_RichCompareBool(PyTuple_GET_ITEM(ta->buckets, mid), lag, Py_LT);
+        if (lt < 0) goto fail;
+        if (lt) lo = mid + 1;
+        else hi = mid;
     }
     for (int part = 0; part < 2; part++) {
-        Py_ssize_t n = PyList_GET_SIZE(counts), i = part ? n - 1 : lo;
+        n = PyList_GET_SIZE(pd->counts);
+        Py_ssize_t i = part ? n - 1 : lo;
         if (i < 0 || i >= n) {
             PyErr_SetString(PyExc_IndexError, "list index out of range");
             goto fail;
         }
-        PyObject *old = PyList_GET_ITEM(counts, i), *v;
-        if (fast && PyFloat_CheckExact(old)) {
-            v = PyFloat_FromDouble(PyFloat_AS_DOUBLE(old) + (part ? l : 1.0));
-        } else {
-            if (!lag && !(lag = PyFloat_FromDouble(l))) goto fail;
-            Py_INCREF(old);
-            v = PyNumber_InPlaceAdd(old, part ? lag : ta->one);
-            Py_DECREF(old);
-        }
-        if (!v || PyList_SetItem(counts, i, v)) goto fail;
+        PyObject *old = Py_NewRef(PyList_GET_ITEM(pd->counts, i));
+        PyObject *v = PyNumber_InPlaceAdd(old, part ? lag : ta->one);
+        Py_DECREF(old);
+        if (!v || PyList_SetItem(pd->counts, i, v)) goto fail;
     }
-    Py_XDECREF(lag);
+    Py_DECREF(lag);
     return 0;
 fail:
-    Py_XDECREF(lag);
+    Py_DECREF(lag);
     return -1;
+}
+
+/* The newest time of the call's (account, region): pending while the calls' times are exact floats. */
+static int tally_newest(TallyObject *ta, Pending *pd, PyObject *akey, PyObject *t) {
+    if (PyFloat_CheckExact(t)) {
+        int same = !pd->akey ? 0 : pd->akey == akey ? 1 : PyObject_RichCompareBool(pd->akey, akey, Py_EQ);
+        if (same < 0) return -1;
+        if (!same) {
+            if (pending_flush(ta, pd)) return -1;
+            PyObject *old = PyDict_GetItemWithError(ta->newest, akey);
+            if (!old && PyErr_Occurred()) return -1;
+            if (!old || PyFloat_CheckExact(old)) {
+                pd->newest = old ? PyFloat_AS_DOUBLE(old) : 0.0;
+                pd->akey = Py_NewRef(akey);
+                same = 1;
+            }
+        }
+        if (same) {
+            if (PyFloat_AS_DOUBLE(t) > pd->newest) {
+                pd->newest = PyFloat_AS_DOUBLE(t);
+                Py_XSETREF(pd->best, Py_NewRef(t));
+            }
+            return 0;
+        }
+    }
+    if (pending_flush(ta, pd)) return -1;
+    PyObject *old = PyDict_GetItemWithError(ta->newest, akey);
+    int later = old || !PyErr_Occurred() ? tally_later(ta, t, old) : -1;
+    return later < 0 || (later && PyDict_SetItem(ta->newest, akey, t)) ? -1 : 0;
 }
 
 /* A timed call's principal: shared.add(*qkey, t, principal), then its newest time in the queue's map
    (a new one first asks `prune` when a cap is reached). */
-static int tally_principal(TallyObject *ta, PyObject *shared, PyObject *qkey, PyObject *t, PyObject *principal) {
+static int tally_principal(TallyObject *ta, Pending *pd, PyObject *shared, PyObject *qkey, PyObject *t,
+                           PyObject *principal) {
     if (shared) {
+        if (pending_flush(ta, pd)) return -1;
         PyObject *args[TALLY_MAX_QKEY + 3];
         Py_ssize_t nq = PyTuple_GET_SIZE(qkey);
         args[0] = shared;
@@ -2485,6 +2553,7 @@ static int tally_principal(TallyObject *ta, PyObject *shared, PyObject *qkey, Py
     if (!old) {
         if (PyErr_Occurred()) goto fail;
         if (PyDict_GET_SIZE(seen) >= ta->max_principals || ta->principal_count >= ta->max_total) {
+            if (pending_flush(ta, pd)) goto fail;
             PyObject *r = PyObject_CallFunctionObjArgs(ta->prune_fn, qkey, seen, NULL);
             if (!r) goto fail;
             Py_DECREF(r);
@@ -2503,14 +2572,15 @@ fail:
 }
 
 /* One call, with its slot (held by the caller). */
-static int tally_one(TallyObject *ta, PyObject *call, PyObject *slot, Py_ssize_t pos, PyObject *now,
-                     PyObject *shared, PyObject **counts, PyObject *source) {
+static int tally_one(TallyObject *ta, Pending *pd, PyObject *call, PyObject *slot, Py_ssize_t pos, PyObject *now,
+                     PyObject *shared, PyObject *source) {
     PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1);
     PyObject *akey = PyTuple_GET_ITEM(slot, 2), *whos = PyTuple_GET_ITEM(slot, 3);
     PyObject *change = PyTuple_GET_ITEM(slot, 4);
     if (tally_bump(ta->calls, key, ta->one)) return -1;
     PyObject *error = call_field(ta->call_off, call, C_ERROR);
     if (error != Py_None) {
+        if (pending_flush(ta, pd)) return -1;
         PyObject *r = PyObject_CallFunctionObjArgs(ta->error_fn, qkey, PyTuple_GET_ITEM(key, 3), error, NULL);
         if (!r) return -1;
         Py_DECREF(r);
@@ -2530,7 +2600,7 @@ static int tally_one(TallyObject *ta, PyObject *call, PyObject *slot, Py_ssize_t
     if (ak) {
         Py_INCREF(ak);
     } else {
-        if (PyErr_Occurred()) return -1;
+        if (PyErr_Occurred() || pending_flush(ta, pd)) return -1;
         ak = PyObject_CallFunctionObjArgs(ta->access_fn, key, qkey, principal, whos, NULL);
         if (!ak) return -1;
     }
@@ -2554,22 +2624,20 @@ static int tally_one(TallyObject *ta, PyObject *call, PyObject *slot, Py_ssize_t
     PyObject *t = call_field(ta->call_off, call, C_TIME);
     if (t == Py_None) return 0;
     Py_INCREF(t); /* the callbacks below run Python */
-    PyObject *old = PyDict_GetItemWithError(ta->newest, akey);
-    int later = old || !PyErr_Occurred() ? tally_later(ta, t, old) : -1;
-    if (later < 0 || (later && PyDict_SetItem(ta->newest, akey, t))) goto fail;
+    if (tally_newest(ta, pd, akey, t)) goto fail;
     if (principal != Py_None) {
         Py_INCREF(principal);
-        r = tally_principal(ta, shared, qkey, t, principal);
+        r = tally_principal(ta, pd, shared, qkey, t, principal);
         Py_DECREF(principal);
         if (r) goto fail;
     }
-    if (!*counts) {
-        *counts = PyList_New(ta->nb + 2);
-        if (!*counts) goto fail;
-        for (Py_ssize_t i = 0; i < ta->nb + 2; i++) PyList_SET_ITEM(*counts, i, Py_NewRef(ta->zero_f));
-        if (PyDict_SetItem(ta->lag, source, *counts)) goto fail;
+    if (!pd->counts) {
+        pd->counts = PyList_New(ta->nb + 2);
+        if (!pd->counts) goto fail;
+        for (Py_ssize_t i = 0; i < ta->nb + 2; i++) PyList_SET_ITEM(pd->counts, i, Py_NewRef(ta->zero_f));
+        if (PyDict_SetItem(ta->lag, source, pd->counts)) goto fail;
     }
-    if (tally_lag(ta, *counts, now, t, PyFloat_CheckExact(now) && PyFloat_CheckExact(t))) goto fail;
+    if (tally_lag(ta, pd, now, t)) goto fail;
     Py_DECREF(t);
     return 0;
 fail:
@@ -2577,12 +2645,12 @@ fail:
     return -1;
 }
 
-static PyObject *tally_slot(TallyObject *ta, PyObject *labels) {
+static PyObject *tally_slot(TallyObject *ta, Pending *pd, PyObject *labels) {
     PyObject *slot = PyDict_GetItemWithError(ta->slots, labels);
     if (slot) {
         Py_INCREF(slot);
     } else {
-        if (PyErr_Occurred()) return NULL;
+        if (PyErr_Occurred() || pending_flush(ta, pd)) return NULL;
         slot = PyObject_CallOneArg(ta->slot_fn, labels);
         if (!slot) return NULL;
     }
@@ -2614,42 +2682,49 @@ static PyObject *tally_add_calls(PyObject *self, PyObject *const *args, Py_ssize
     PyObject *seq = PySequence_Fast(args[0], "add_calls: calls is iterable");
     if (!seq) return NULL;
     PyObject *shared = ta->shared && ta->shared != Py_None ? Py_NewRef(ta->shared) : NULL;
-    PyObject *counts = PyDict_GetItemWithError(ta->lag, source);
-    Py_XINCREF(counts);
+    Pending pd = {0};
+    pd.counts = PyDict_GetItemWithError(ta->lag, source);
+    Py_XINCREF(pd.counts);
     Py_ssize_t kept = 0;
-    if (PyErr_Occurred()) goto fail;
-    if (counts && !PyList_Check(counts)) {
+    int failed = 0;
+    if (PyErr_Occurred()) goto done;
+    if (pd.counts && !PyList_Check(pd.counts)) {
         PyErr_SetString(PyExc_TypeError, "a lag histogram is a list");
-        goto fail;
+        goto done;
     }
     Py_INCREF(now);
     Py_INCREF(source);
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+    for (Py_ssize_t i = 0; !failed && i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *call = PySequence_Fast_GET_ITEM(seq, i);
         if (!Py_IS_TYPE(call, (PyTypeObject *)ta->call_type)) {
             PyErr_SetString(PyExc_TypeError, "add_calls counts exporter.model.Call objects");
-            goto fail_loop;
+            failed = 1;
+            break;
         }
         Py_INCREF(call);
-        PyObject *slot = tally_slot(ta, call_field(ta->call_off, call, C_LABELS));
-        int r = slot ? tally_one(ta, call, slot, kept++, now, shared, &counts, source) : -1;
+        PyObject *slot = tally_slot(ta, &pd, call_field(ta->call_off, call, C_LABELS));
+        failed = slot ? tally_one(ta, &pd, call, slot, kept++, now, shared, source) : -1;
         Py_XDECREF(slot);
         Py_DECREF(call);
-        if (r) goto fail_loop;
     }
     Py_DECREF(now);
     Py_DECREF(source);
+    if (failed) { /* what was counted before the failure stays counted, as in Python */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        pending_flush(ta, &pd);
+        PyErr_Restore(type, value, tb);
+    } else if (!pending_flush(ta, &pd)) {
+        Py_DECREF(seq);
+        Py_XDECREF(shared);
+        Py_XDECREF(pd.counts);
+        return PyLong_FromSsize_t(kept);
+    }
+done:
+    pending_flush(ta, &pd);
     Py_DECREF(seq);
     Py_XDECREF(shared);
-    Py_XDECREF(counts);
-    return PyLong_FromSsize_t(kept);
-fail_loop:
-    Py_DECREF(now);
-    Py_DECREF(source);
-fail:
-    Py_DECREF(seq);
-    Py_XDECREF(shared);
-    Py_XDECREF(counts);
+    Py_XDECREF(pd.counts);
     return NULL;
 }
 
