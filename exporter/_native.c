@@ -2342,6 +2342,16 @@ static PyType_Spec SCANNER_SPEC = {
 
 #define TALLY_MAX_BUCKETS 64
 #define TALLY_MAX_QKEY 8
+#define TALLY_RUN_SLOTS 512 /* slots remembered during one add_calls (direct-mapped by address) */
+
+/* A slot met during the current add_calls: the calls it counted since its key was first written (added
+   to the calls table when the entry is flushed; the key itself is written at once, so the table keeps
+   the order keys first appear in), and its queue's principal map while no Python has run since (epoch). */
+typedef struct {
+    PyObject *slot, *seen;
+    Py_ssize_t n;
+    uint64_t epoch;
+} RunSlot;
 
 typedef struct {
     PyObject_HEAD
@@ -2351,8 +2361,10 @@ typedef struct {
     PyObject *call_type, *add_name, *one, *zero_f;
     Py_ssize_t call_off[NCALL];
     Py_ssize_t max_principals, max_total, principal_count, nb;
-    int by_arn;
+    int by_arn, busy;
+    uint64_t epoch; /* advanced whenever a callback may have run Python */
     double bound[TALLY_MAX_BUCKETS];
+    RunSlot run[TALLY_RUN_SLOTS];
 } TallyObject;
 
 /* What a run of calls has counted but not yet written: the newest time of one (account, region) and the
@@ -2384,6 +2396,53 @@ static int pending_flush(TallyObject *ta, Pending *pd) {
     pd->loaded = 0;
     pd->dirty = 0;
     return r;
+}
+
+/* Before a callback: write what is pending, and forget the principal maps found since. */
+static int before_python(TallyObject *ta, Pending *pd) {
+    ta->epoch++;
+    return pending_flush(ta, pd);
+}
+
+static int tally_bump(PyObject *d, PyObject *key, PyObject *by);
+
+/* The calls an entry counted since its key was written, into the calls table; the entry is emptied. */
+static int run_flush(TallyObject *ta, RunSlot *e) {
+    int r = 0;
+    if (e->n) {
+        PyObject *key = PyTuple_GET_ITEM(e->slot, 0), *old = PyDict_GetItemWithError(ta->calls, key);
+        if (old && PyLong_CheckExact(old)) {
+            PyObject *by = PyLong_FromSsize_t(e->n);
+            r = by ? tally_bump(ta->calls, key, by) : -1;
+            Py_XDECREF(by);
+        } else { /* another kind of number: one at a time, as Python adds them */
+            for (Py_ssize_t i = 0; !r && i < e->n; i++) r = tally_bump(ta->calls, key, ta->one);
+        }
+    }
+    e->n = 0;
+    Py_CLEAR(e->slot);
+    Py_CLEAR(e->seen);
+    return r;
+}
+
+static int run_flush_all(TallyObject *ta) {
+    int r = 0;
+    for (int i = 0; i < TALLY_RUN_SLOTS; i++)
+        if (ta->run[i].slot && run_flush(ta, &ta->run[i])) r = -1;
+    return r;
+}
+
+/* Count one call of this slot in the calls table; its entry. */
+static RunSlot *run_count(TallyObject *ta, PyObject *slot) {
+    RunSlot *e = &ta->run[((uintptr_t)slot >> 4) % TALLY_RUN_SLOTS];
+    if (e->slot == slot) {
+        e->n++;
+        return e;
+    }
+    if (e->slot && run_flush(ta, e)) return NULL;
+    if (tally_bump(ta->calls, PyTuple_GET_ITEM(slot, 0), ta->one)) return NULL;
+    e->slot = Py_NewRef(slot);
+    return e;
 }
 
 /* d[key] = d.get(key, 0) + by, as Python computes it (exact ints stay on a fast path) */
@@ -2524,10 +2583,10 @@ static int tally_newest(TallyObject *ta, Pending *pd, PyObject *akey, PyObject *
 
 /* A timed call's principal: shared.add(*qkey, t, principal), then its newest time in the queue's map
    (a new one first asks `prune` when a cap is reached). */
-static int tally_principal(TallyObject *ta, Pending *pd, PyObject *shared, PyObject *qkey, PyObject *t,
+static int tally_principal(TallyObject *ta, Pending *pd, RunSlot *e, PyObject *shared, PyObject *qkey, PyObject *t,
                            PyObject *principal) {
     if (shared) {
-        if (pending_flush(ta, pd)) return -1;
+        if (before_python(ta, pd)) return -1;
         PyObject *args[TALLY_MAX_QKEY + 3];
         Py_ssize_t nq = PyTuple_GET_SIZE(qkey);
         args[0] = shared;
@@ -2538,7 +2597,7 @@ static int tally_principal(TallyObject *ta, Pending *pd, PyObject *shared, PyObj
         if (!r) return -1;
         Py_DECREF(r);
     }
-    PyObject *seen = PyDict_GetItemWithError(ta->principals, qkey);
+    PyObject *seen = e->seen && e->epoch == ta->epoch ? e->seen : PyDict_GetItemWithError(ta->principals, qkey);
     if (seen) {
         Py_INCREF(seen);
     } else {
@@ -2549,11 +2608,15 @@ static int tally_principal(TallyObject *ta, Pending *pd, PyObject *shared, PyObj
         PyErr_SetString(PyExc_TypeError, "principals maps a queue to a dict");
         goto fail;
     }
+    if (seen != e->seen) {
+        Py_XSETREF(e->seen, Py_NewRef(seen));
+        e->epoch = ta->epoch;
+    }
     PyObject *old = PyDict_GetItemWithError(seen, principal);
     if (!old) {
         if (PyErr_Occurred()) goto fail;
         if (PyDict_GET_SIZE(seen) >= ta->max_principals || ta->principal_count >= ta->max_total) {
-            if (pending_flush(ta, pd)) goto fail;
+            if (before_python(ta, pd)) goto fail;
             PyObject *r = PyObject_CallFunctionObjArgs(ta->prune_fn, qkey, seen, NULL);
             if (!r) goto fail;
             Py_DECREF(r);
@@ -2577,10 +2640,11 @@ static int tally_one(TallyObject *ta, Pending *pd, PyObject *call, PyObject *slo
     PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1);
     PyObject *akey = PyTuple_GET_ITEM(slot, 2), *whos = PyTuple_GET_ITEM(slot, 3);
     PyObject *change = PyTuple_GET_ITEM(slot, 4);
-    if (tally_bump(ta->calls, key, ta->one)) return -1;
+    RunSlot *e = run_count(ta, slot);
+    if (!e) return -1;
     PyObject *error = call_field(ta->call_off, call, C_ERROR);
     if (error != Py_None) {
-        if (pending_flush(ta, pd)) return -1;
+        if (before_python(ta, pd)) return -1;
         PyObject *r = PyObject_CallFunctionObjArgs(ta->error_fn, qkey, PyTuple_GET_ITEM(key, 3), error, NULL);
         if (!r) return -1;
         Py_DECREF(r);
@@ -2600,7 +2664,7 @@ static int tally_one(TallyObject *ta, Pending *pd, PyObject *call, PyObject *slo
     if (ak) {
         Py_INCREF(ak);
     } else {
-        if (PyErr_Occurred() || pending_flush(ta, pd)) return -1;
+        if (PyErr_Occurred() || before_python(ta, pd)) return -1;
         ak = PyObject_CallFunctionObjArgs(ta->access_fn, key, qkey, principal, whos, NULL);
         if (!ak) return -1;
     }
@@ -2627,7 +2691,7 @@ static int tally_one(TallyObject *ta, Pending *pd, PyObject *call, PyObject *slo
     if (tally_newest(ta, pd, akey, t)) goto fail;
     if (principal != Py_None) {
         Py_INCREF(principal);
-        r = tally_principal(ta, pd, shared, qkey, t, principal);
+        r = tally_principal(ta, pd, e, shared, qkey, t, principal);
         Py_DECREF(principal);
         if (r) goto fail;
     }
@@ -2650,7 +2714,7 @@ static PyObject *tally_slot(TallyObject *ta, Pending *pd, PyObject *labels) {
     if (slot) {
         Py_INCREF(slot);
     } else {
-        if (PyErr_Occurred() || pending_flush(ta, pd)) return NULL;
+        if (PyErr_Occurred() || before_python(ta, pd)) return NULL;
         slot = PyObject_CallOneArg(ta->slot_fn, labels);
         if (!slot) return NULL;
     }
@@ -2675,30 +2739,37 @@ static PyObject *tally_add_calls(PyObject *self, PyObject *const *args, Py_ssize
         PyErr_SetString(PyExc_TypeError, "add_calls(calls, now, source)");
         return NULL;
     }
+    if (ta->busy) { /* a callback counting into the same tally: its run table is in use */
+        PyErr_SetString(PyExc_RuntimeError, "Tally.add_calls is not reentrant");
+        return NULL;
+    }
     PyObject *now = args[1], *source = args[2];
-    PyObject *changes = PyList_New(0);
-    if (!changes) return NULL;
-    Py_SETREF(ta->changes, changes);
     PyObject *seq = PySequence_Fast(args[0], "add_calls: calls is iterable");
     if (!seq) return NULL;
+    PyObject *changes = PyList_New(0);
+    if (!changes) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_SETREF(ta->changes, changes);
     PyObject *shared = ta->shared && ta->shared != Py_None ? Py_NewRef(ta->shared) : NULL;
     Pending pd = {0};
     pd.counts = PyDict_GetItemWithError(ta->lag, source);
     Py_XINCREF(pd.counts);
     Py_ssize_t kept = 0;
-    int failed = 0;
-    if (PyErr_Occurred()) goto done;
-    if (pd.counts && !PyList_Check(pd.counts)) {
+    int failed = PyErr_Occurred() ? -1 : 0;
+    if (!failed && pd.counts && !PyList_Check(pd.counts)) {
         PyErr_SetString(PyExc_TypeError, "a lag histogram is a list");
-        goto done;
+        failed = -1;
     }
+    ta->busy = 1;
     Py_INCREF(now);
     Py_INCREF(source);
     for (Py_ssize_t i = 0; !failed && i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *call = PySequence_Fast_GET_ITEM(seq, i);
         if (!Py_IS_TYPE(call, (PyTypeObject *)ta->call_type)) {
             PyErr_SetString(PyExc_TypeError, "add_calls counts exporter.model.Call objects");
-            failed = 1;
+            failed = -1;
             break;
         }
         Py_INCREF(call);
@@ -2707,25 +2778,19 @@ static PyObject *tally_add_calls(PyObject *self, PyObject *const *args, Py_ssize
         Py_XDECREF(slot);
         Py_DECREF(call);
     }
+    /* what was counted before a failure stays counted, as in Python */
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (failed) PyErr_Fetch(&type, &value, &tb);
+    int unwritten = pending_flush(ta, &pd);
+    unwritten = run_flush_all(ta) || unwritten;
+    if (failed) PyErr_Restore(type, value, tb);
+    ta->busy = 0;
     Py_DECREF(now);
     Py_DECREF(source);
-    if (failed) { /* what was counted before the failure stays counted, as in Python */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        pending_flush(ta, &pd);
-        PyErr_Restore(type, value, tb);
-    } else if (!pending_flush(ta, &pd)) {
-        Py_DECREF(seq);
-        Py_XDECREF(shared);
-        Py_XDECREF(pd.counts);
-        return PyLong_FromSsize_t(kept);
-    }
-done:
-    pending_flush(ta, &pd);
     Py_DECREF(seq);
     Py_XDECREF(shared);
     Py_XDECREF(pd.counts);
-    return NULL;
+    return failed || unwritten ? NULL : PyLong_FromSsize_t(kept);
 }
 
 static int tally_init(PyObject *self, PyObject *args, PyObject *kwds) {
@@ -2830,6 +2895,10 @@ static int tally_clear(PyObject *self) {
     Py_CLEAR(ta->add_name);
     Py_CLEAR(ta->one);
     Py_CLEAR(ta->zero_f);
+    for (int i = 0; i < TALLY_RUN_SLOTS; i++) {
+        Py_CLEAR(ta->run[i].slot);
+        Py_CLEAR(ta->run[i].seen);
+    }
     return 0;
 }
 
