@@ -202,7 +202,8 @@ class Aggregate:
 
     def _count_error(self, qkey: tuple[str, str, str], name: str, error: str) -> None:
         ekey = self.caps.error_key((*qkey, name, error))
-        self.errors[ekey] = self.errors.get(ekey, 0) + 1
+        errors = self.errors
+        errors[ekey] = errors.get(ekey, 0) + 1
 
     def _access_keys(
         self, key: tuple[str, ...], qkey: tuple[str, str, str], who: str | None, whos: BoundedCache[str | None, _Access]
