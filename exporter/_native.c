@@ -2336,9 +2336,13 @@ static PyType_Spec SCANNER_SPEC = {
    access_keys(key, qkey, principal, whos) on a whos miss, prune(qkey, seen) before a new principal goes
    over a cap; `shared` (settable), when set, gets shared.add(*qkey, t, principal) per timed call.
 
-   Floats: counts and sums are updated in call order exactly as Python's `+=` does; an event time or
-   clock that is not a float (or a table value that is not) takes the generic path of the Python
-   operators, so results are the same objects' values, not just close. */
+   Exactness: every table ends with the values the Python loop gives, in the same key order. Within one
+   add_calls some writes wait (see Pending and RunSlot): the newest time and the lag histogram are kept
+   as doubles and written back before any callback runs Python, with the same additions in the same
+   order as Python's `+=` (so the lag sum is the same double); a slot's calls after its first are added
+   to the calls table when add_calls returns (no callback reads that table; its key is written at once,
+   which keeps the order). An event time or clock that is not a float, or a table value that is not one,
+   takes the generic path of the Python operators. */
 
 #define TALLY_MAX_BUCKETS 64
 #define TALLY_MAX_QKEY 8
