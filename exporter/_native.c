@@ -2325,16 +2325,24 @@ static PyType_Spec SCANNER_SPEC = {
    It owns, and shows read-only as attributes (the objects themselves, which the aggregate's views,
    snapshot/restore and the collector read and refill in place):
      calls       key → count                     batch  key[:4] → entries
+     errors      (account, region, queue, name, error code) → count, the keys the error caps give
      newest      (account, region) → newest event time
      principals  (account, region, queue) → {principal: newest time}   principal_count (settable)
      lag         source → [bucket counts..., +Inf count, sum]
-     slots       labels → slot, a BoundedCache the `slot` callback fills: (key, qkey, akey, whos, change),
-                 whos a BoundedCache principal → the access-map cells (ok, err, cross) it increments
+     slots       labels → slot, a BoundedCache the `slot` callback fills: (key, qkey, akey, known, change),
+                 known a BoundedCache error code → errors key, filled by `error_key`
+     access      qkey → {principal: (ok, err, cross)}, the access-map cells a principal's calls to a queue
+                 increment (ok/err: one-element lists, or None; cross: None, or (cells, account, region,
+                 queue, caller label), the cross-account cell being cells[(account, region, queue, caller
+                 label, event name)], made [0] at its first call); at most max_slots principals in all (then
+                 emptied), none remembered whose name or queue is longer than 256 (hostile input)
      changes     positions of the last add_calls' calls whose slot says they may change a queue
+   forget() empties slots and access (on restore, which replaces the queues, caps and access-map cells).
    What is rare or policy-heavy stays Python, through the callbacks given at construction: slot(labels) on
-   a slot-cache miss, count_error(qkey, name, error) for each failed call (the error caps),
-   access_keys(key, qkey, principal, whos) on a whos miss, prune(qkey, seen) before a new principal goes
-   over a cap; `shared` (settable), when set, gets shared.add(*qkey, t, principal) per timed call.
+   a slot-cache miss, error_key(qkey, name, error, known) for a code its slot does not know (the error
+   caps; it puts into `known` what stays), access_keys(qkey, principal) on an access miss,
+   prune(qkey, seen) before a new principal goes over a cap; `shared` (settable), when set, gets
+   shared.add(*qkey, t, principal) per timed call.
 
    Exactness: every table ends with the values the Python loop gives, in the same key order. Within one
    add_calls some writes wait (see Pending and RunSlot): the newest time and the lag histogram are kept
@@ -2347,24 +2355,26 @@ static PyType_Spec SCANNER_SPEC = {
 #define TALLY_MAX_BUCKETS 64
 #define TALLY_MAX_QKEY 8
 #define TALLY_RUN_SLOTS 512 /* slots remembered during one add_calls (direct-mapped by address) */
+#define TALLY_LONG 256      /* a principal or queue name longer than this is not remembered in `access` */
 
 /* A slot met during the current add_calls: the calls it counted since its key was first written (added
    to the calls table when the entry is flushed; the key itself is written at once, so the table keeps
-   the order keys first appear in), and its queue's principal map while no Python has run since (epoch). */
+   the order keys first appear in), and its queue's principal map and access map while no Python has run
+   since (epoch). */
 typedef struct {
-    PyObject *slot, *seen;
+    PyObject *slot, *seen, *whos;
     Py_ssize_t n;
-    uint64_t epoch;
+    uint64_t epoch, whos_epoch;
 } RunSlot;
 
 typedef struct {
     PyObject_HEAD
     PyObject *slot_fn, *error_fn, *access_fn, *prune_fn;
-    PyObject *calls, *batch, *principals, *newest, *lag, *slots, *changes, *shared;
+    PyObject *calls, *errors, *batch, *principals, *newest, *lag, *slots, *access, *changes, *shared;
     PyObject *buckets; /* tuple of the lag bucket bounds, ascending */
     PyObject *call_type, *add_name, *one, *zero_f;
     Py_ssize_t call_off[NCALL];
-    Py_ssize_t max_principals, max_total, principal_count, nb;
+    Py_ssize_t max_principals, max_total, principal_count, nb, max_slots, access_n;
     int by_arn, busy;
     uint64_t epoch; /* advanced whenever a callback may have run Python */
     double bound[TALLY_MAX_BUCKETS];
@@ -2426,6 +2436,7 @@ static int run_flush(TallyObject *ta, RunSlot *e) {
     e->n = 0;
     Py_CLEAR(e->slot);
     Py_CLEAR(e->seen);
+    Py_CLEAR(e->whos);
     return r;
 }
 
@@ -2638,21 +2649,122 @@ fail:
     return -1;
 }
 
+/* len(v) <= TALLY_LONG, as Python's len() says (-1: an error) */
+static int tally_short(PyObject *v) {
+    Py_ssize_t n = PyUnicode_CheckExact(v) ? PyUnicode_GET_LENGTH(v) : PyObject_Length(v);
+    return n < 0 ? -1 : n <= TALLY_LONG;
+}
+
+/* Remember a principal's access cells on a queue (unless a name is too long); emptied at max_slots. */
+static int access_remember(TallyObject *ta, PyObject *qkey, PyObject *principal, PyObject *ak) {
+    int ok = principal == Py_None ? 1 : tally_short(principal);
+    for (Py_ssize_t i = 0; ok > 0 && i < PyTuple_GET_SIZE(qkey); i++) ok = tally_short(PyTuple_GET_ITEM(qkey, i));
+    if (ok <= 0) return ok;
+    if (ta->access_n >= ta->max_slots) {
+        PyDict_Clear(ta->access);
+        ta->access_n = 0;
+        ta->epoch++;
+    }
+    PyObject *whos = PyDict_GetItemWithError(ta->access, qkey);
+    if (whos) {
+        Py_INCREF(whos);
+    } else {
+        if (PyErr_Occurred() || !(whos = PyDict_New())) return -1;
+        if (PyDict_SetItem(ta->access, qkey, whos)) goto fail;
+    }
+    if (!PyDict_Check(whos)) {
+        PyErr_SetString(PyExc_TypeError, "access maps a queue to a dict");
+        goto fail;
+    }
+    if (PyDict_SetItem(whos, principal, ak)) goto fail;
+    ta->access_n++;
+    Py_DECREF(whos);
+    return 0;
+fail:
+    Py_DECREF(whos);
+    return -1;
+}
+
+/* The access cells of this principal on the slot's queue: remembered, or asked of `access_keys`. */
+static PyObject *tally_access(TallyObject *ta, Pending *pd, RunSlot *e, PyObject *qkey, PyObject *principal) {
+    PyObject *whos = e->whos && e->whos_epoch == ta->epoch ? e->whos : NULL, *ak = NULL;
+    if (!whos) {
+        whos = PyDict_GetItemWithError(ta->access, qkey);
+        if (!whos && PyErr_Occurred()) return NULL;
+        if (whos && !PyDict_Check(whos)) {
+            PyErr_SetString(PyExc_TypeError, "access maps a queue to a dict");
+            return NULL;
+        }
+        if (whos) {
+            Py_XSETREF(e->whos, Py_NewRef(whos));
+            e->whos_epoch = ta->epoch;
+        }
+    }
+    if (whos && (ak = PyDict_GetItemWithError(whos, principal)) && ak != Py_None) return Py_NewRef(ak);
+    if (PyErr_Occurred() || before_python(ta, pd)) return NULL;
+    ak = PyObject_CallFunctionObjArgs(ta->access_fn, qkey, principal, NULL);
+    if (!ak) return NULL;
+    if (!PyTuple_Check(ak) || PyTuple_GET_SIZE(ak) != 3) {
+        Py_DECREF(ak);
+        PyErr_SetString(PyExc_TypeError, "access keys are (ok, err, cross)");
+        return NULL;
+    }
+    if (access_remember(ta, qkey, principal, ak)) Py_CLEAR(ak);
+    return ak;
+}
+
+/* A call from another account: its cross-account cell, cells[(account, region, queue, caller, name)]. */
+static int tally_cross(TallyObject *ta, PyObject *cross, PyObject *name) {
+    PyObject *cells;
+    if (!PyTuple_Check(cross) || PyTuple_GET_SIZE(cross) != 5 || !PyDict_Check(cells = PyTuple_GET_ITEM(cross, 0))) {
+        PyErr_SetString(PyExc_TypeError, "a cross-account key is (cells, account, region, queue, caller)");
+        return -1;
+    }
+    PyObject *ckey = PyTuple_Pack(5, PyTuple_GET_ITEM(cross, 1), PyTuple_GET_ITEM(cross, 2),
+                                  PyTuple_GET_ITEM(cross, 3), PyTuple_GET_ITEM(cross, 4), name);
+    if (!ckey) return -1;
+    PyObject *cell = PyDict_GetItemWithError(cells, ckey);
+    if (cell && cell != Py_None) {
+        Py_INCREF(cell);
+    } else if (PyErr_Occurred() || !(cell = PyList_New(1))) {
+        Py_DECREF(ckey);
+        return -1;
+    } else {
+        PyList_SET_ITEM(cell, 0, PyLong_FromLong(0)); /* a small int: cannot fail */
+        if (PyDict_SetItem(cells, ckey, cell)) Py_CLEAR(cell);
+    }
+    Py_DECREF(ckey);
+    int r = cell ? tally_cell(ta, cell) : -1;
+    Py_XDECREF(cell);
+    return r;
+}
+
+/* A failed call: errors[its key] += 1, the key known to its slot or asked of `error_key`. */
+static int tally_error(TallyObject *ta, Pending *pd, PyObject *slot, PyObject *error) {
+    PyObject *known = PyTuple_GET_ITEM(slot, 3), *ekey = PyDict_GetItemWithError(known, error);
+    if (ekey && ekey != Py_None) {
+        Py_INCREF(ekey);
+    } else {
+        if (PyErr_Occurred() || before_python(ta, pd)) return -1;
+        ekey = PyObject_CallFunctionObjArgs(ta->error_fn, PyTuple_GET_ITEM(slot, 1),
+                                            PyTuple_GET_ITEM(PyTuple_GET_ITEM(slot, 0), 3), error, known, NULL);
+        if (!ekey) return -1;
+    }
+    int r = tally_bump(ta->errors, ekey, ta->one);
+    Py_DECREF(ekey);
+    return r;
+}
+
 /* One call, with its slot (held by the caller). */
 static int tally_one(TallyObject *ta, Pending *pd, PyObject *call, PyObject *slot, Py_ssize_t pos, PyObject *now,
                      PyObject *shared, PyObject *source) {
     PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1);
-    PyObject *akey = PyTuple_GET_ITEM(slot, 2), *whos = PyTuple_GET_ITEM(slot, 3);
+    PyObject *akey = PyTuple_GET_ITEM(slot, 2);
     PyObject *change = PyTuple_GET_ITEM(slot, 4);
     RunSlot *e = run_count(ta, slot);
     if (!e) return -1;
     PyObject *error = call_field(ta->call_off, call, C_ERROR);
-    if (error != Py_None) {
-        if (before_python(ta, pd)) return -1;
-        PyObject *r = PyObject_CallFunctionObjArgs(ta->error_fn, qkey, PyTuple_GET_ITEM(key, 3), error, NULL);
-        if (!r) return -1;
-        Py_DECREF(r);
-    }
+    if (error != Py_None && tally_error(ta, pd, slot, error)) return -1;
     PyObject *entries = call_field(ta->call_off, call, C_ENTRIES);
     int some = PyObject_IsTrue(entries);
     if (some < 0) return -1;
@@ -2664,21 +2776,11 @@ static int tally_one(TallyObject *ta, Pending *pd, PyObject *call, PyObject *slo
         if (r) return -1;
     }
     PyObject *principal = call_field(ta->call_off, call, ta->by_arn ? C_ARN : C_ROLE);
-    PyObject *ak = PyDict_GetItemWithError(whos, principal);
-    if (ak) {
-        Py_INCREF(ak);
-    } else {
-        if (PyErr_Occurred() || before_python(ta, pd)) return -1;
-        ak = PyObject_CallFunctionObjArgs(ta->access_fn, key, qkey, principal, whos, NULL);
-        if (!ak) return -1;
-    }
-    if (!PyTuple_Check(ak) || PyTuple_GET_SIZE(ak) != 3) {
-        Py_DECREF(ak);
-        PyErr_SetString(PyExc_TypeError, "access keys are (ok, err, cross)");
-        return -1;
-    }
+    PyObject *ak = tally_access(ta, pd, e, qkey, principal);
+    if (!ak) return -1;
     PyObject *cell = PyTuple_GET_ITEM(ak, error == Py_None ? 0 : 1), *cross = PyTuple_GET_ITEM(ak, 2);
-    int r = (cell != Py_None && tally_cell(ta, cell)) || (cross != Py_None && tally_cell(ta, cross));
+    int r = (cell != Py_None && tally_cell(ta, cell)) ||
+            (cross != Py_None && tally_cross(ta, cross, PyTuple_GET_ITEM(key, 3)));
     Py_DECREF(ak);
     if (r) return -1;
     int changes = change == Py_True ? 1 : change == Py_False ? 0 : PyObject_IsTrue(change);
@@ -2727,7 +2829,7 @@ static PyObject *tally_slot(TallyObject *ta, Pending *pd, PyObject *labels) {
         PyTuple_GET_SIZE(key) < 4 || !PyTuple_Check(qkey = PyTuple_GET_ITEM(slot, 1)) ||
         PyTuple_GET_SIZE(qkey) > TALLY_MAX_QKEY || !PyDict_Check(PyTuple_GET_ITEM(slot, 3))) {
         Py_DECREF(slot);
-        PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey, whos: dict, change)");
+        PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey, known: dict, change)");
         return NULL;
     }
     return slot;
@@ -2803,7 +2905,7 @@ static int tally_init(PyObject *self, PyObject *args, PyObject *kwds) {
     Py_ssize_t max_p = -1, max_total = -1, max_slots = -1;
     PyObject *buckets = NULL, *slot = NULL, *error = NULL, *access = NULL, *prune = NULL;
     static char *kw[] = {"by_arn", "max_principals", "max_principals_total", "buckets", "max_slots",
-                         "slot", "count_error", "access_keys", "prune", NULL};
+                         "slot", "error_key", "access_keys", "prune", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$pnnO!nOOOO:Tally", kw, &by_arn, &max_p, &max_total,
                                      &PyTuple_Type, &buckets, &max_slots, &slot, &error, &access, &prune))
         return -1;
@@ -2838,6 +2940,7 @@ static int tally_init(PyObject *self, PyObject *args, PyObject *kwds) {
     ta->max_principals = max_p;
     ta->max_total = max_total;
     ta->nb = nb;
+    ta->max_slots = max_slots;
     ta->buckets = Py_NewRef(buckets);
     ta->slot_fn = Py_NewRef(slot);
     ta->error_fn = Py_NewRef(error);
@@ -2853,7 +2956,9 @@ static int tally_init(PyObject *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     ta->changes = PyList_New(0);
-    ta->batch = ta->changes ? PyDict_New() : NULL;
+    ta->errors = ta->changes ? PyDict_New() : NULL;
+    ta->access = ta->errors ? PyDict_New() : NULL;
+    ta->batch = ta->access ? PyDict_New() : NULL;
     ta->principals = ta->batch ? PyDict_New() : NULL;
     ta->newest = ta->principals ? PyDict_New() : NULL;
     ta->lag = ta->newest ? PyDict_New() : NULL;
@@ -2870,6 +2975,8 @@ static int tally_traverse(PyObject *self, visitproc visit, void *arg) {
     Py_VISIT(ta->access_fn);
     Py_VISIT(ta->prune_fn);
     Py_VISIT(ta->calls);
+    Py_VISIT(ta->errors);
+    Py_VISIT(ta->access);
     Py_VISIT(ta->batch);
     Py_VISIT(ta->principals);
     Py_VISIT(ta->newest);
@@ -2887,6 +2994,8 @@ static int tally_clear(PyObject *self) {
     Py_CLEAR(ta->access_fn);
     Py_CLEAR(ta->prune_fn);
     Py_CLEAR(ta->calls);
+    Py_CLEAR(ta->errors);
+    Py_CLEAR(ta->access);
     Py_CLEAR(ta->batch);
     Py_CLEAR(ta->principals);
     Py_CLEAR(ta->newest);
@@ -2902,6 +3011,7 @@ static int tally_clear(PyObject *self) {
     for (int i = 0; i < TALLY_RUN_SLOTS; i++) {
         Py_CLEAR(ta->run[i].slot);
         Py_CLEAR(ta->run[i].seen);
+        Py_CLEAR(ta->run[i].whos);
     }
     return 0;
 }
@@ -2914,7 +3024,21 @@ static void tally_dealloc(PyObject *self) {
     Py_DECREF(tp);
 }
 
+static PyObject *tally_forget(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    TallyObject *ta = (TallyObject *)self;
+    if (!ta->calls) {
+        PyErr_SetString(PyExc_TypeError, "Tally.__init__ was not called");
+        return NULL;
+    }
+    PyDict_Clear(ta->slots);
+    PyDict_Clear(ta->access);
+    ta->access_n = 0;
+    ta->epoch++;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef TALLY_METHODS[] = {
+    {"forget", tally_forget, METH_NOARGS, "Empty the caches (slots, access): on restore."},
     {"add_calls", (PyCFunction)(void (*)(void))tally_add_calls, METH_FASTCALL,
      "add_calls(calls, now, source) -> int\n"
      "Count the calls (exporter.model.Call) into the tables; returns how many. `changes` then holds the\n"
@@ -2924,11 +3048,13 @@ static PyMethodDef TALLY_METHODS[] = {
 
 static PyMemberDef TALLY_MEMBERS[] = {
     {"calls", T_OBJECT, offsetof(TallyObject, calls), READONLY, "key → count"},
+    {"errors", T_OBJECT, offsetof(TallyObject, errors), READONLY, "errors key → count"},
     {"batch", T_OBJECT, offsetof(TallyObject, batch), READONLY, "key[:4] → batch entries"},
     {"principals", T_OBJECT, offsetof(TallyObject, principals), READONLY, "qkey → {principal: newest time}"},
     {"newest", T_OBJECT, offsetof(TallyObject, newest), READONLY, "(account, region) → newest event time"},
     {"lag", T_OBJECT, offsetof(TallyObject, lag), READONLY, "source → [bucket counts..., +Inf, sum]"},
     {"slots", T_OBJECT, offsetof(TallyObject, slots), READONLY, "labels → slot (filled by `slot`)"},
+    {"access", T_OBJECT, offsetof(TallyObject, access), READONLY, "qkey → {principal: access cells}"},
     {"changes", T_OBJECT, offsetof(TallyObject, changes), READONLY, "positions of the last calls that may change a queue"},
     {"shared", T_OBJECT, offsetof(TallyObject, shared), 0, "None, or what gets add(*qkey, t, principal)"},
     {"principal_count", T_PYSSIZET, offsetof(TallyObject, principal_count), 0, "principals held, all queues"},
@@ -2940,7 +3066,7 @@ static PyMemberDef TALLY_MEMBERS[] = {
 };
 
 static PyType_Slot TALLY_SLOTS[] = {
-    {Py_tp_doc, "Tally(*, by_arn, max_principals, max_principals_total, buckets, max_slots, slot, count_error,\n"
+    {Py_tp_doc, "Tally(*, by_arn, max_principals, max_principals_total, buckets, max_slots, slot, error_key,\n"
                 "access_keys, prune): the metrics' per-call loop and its tables (see the comment in _native.c)."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, tally_init},

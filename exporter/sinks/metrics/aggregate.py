@@ -36,14 +36,15 @@ LAG_BUCKETS: tuple[float, ...] = (
 )
 _MAX_SLOTS = 50_000
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
-# a call's counter cells in the access map: principal_calls on success, on error, cross_account (None: not one)
-_Access = tuple[list[int] | None, list[int] | None, list[int] | None]
-# an event's keys in the calls, principals and newest tables, its access keys per principal, and whether it
-# may change a queue's policy or encryption (see Aggregate._slot)
+# a principal's counter cells in the access map: principal_calls on success, on error (None: the map is off),
+# and from another account what names its cross_account cell (see Tally.add_calls)
+_Access = tuple[list[int] | None, list[int] | None, tuple[Any, ...] | None]
+# an event's keys in the calls, principals and newest tables, its errors-table keys per error code, and
+# whether it may change a queue's policy or encryption (see Aggregate._slot)
 _Slot = tuple[
-    tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str | None, _Access], bool
+    tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str, tuple[str, ...]], bool
 ]
-_MAX_WHO = 256  # principals remembered per slot (a miss only recomputes their keys)
+_MAX_CODES = 256  # error codes remembered per slot (a miss only recomputes their key)
 
 
 class _Params(msgspec.Struct):
@@ -85,10 +86,10 @@ class Aggregate:
         self.max_principals = max_principals_per_queue
         self.max_principals_total = max_principals  # across all queues
         self.caps = caps if caps is not None else LabelCaps()  # every label but queue bounded
-        self.errors: dict[tuple[str, str, str, str, str], int] = {}
         self.queues: set[tuple[str, str, str]] = set()
-        # the per-call loop and the tables it writes (calls, batch, principals, newest, lag, the slot cache:
-        # labels → table keys, cleared on restore, which replaces the admitted queues); C when built.
+        # the per-call loop and the tables it writes (calls, errors, batch, principals, newest, lag; its caches:
+        # labels → table keys, (queue, principal) → access cells, forgotten on restore, which replaces the
+        # admitted queues, caps and cells); C when built.
         # `tally`: another implementation of it (the differential tests compare the two)
         self._tally = (tally or TALLY)(
             by_arn=self.by_arn,
@@ -97,7 +98,7 @@ class Aggregate:
             buckets=LAG_BUCKETS,
             max_slots=_MAX_SLOTS,
             slot=self._slot,
-            count_error=self._count_error,
+            error_key=self._error_key,
             access_keys=self._access_keys,
             prune=self._prune_principals,
         )
@@ -113,6 +114,14 @@ class Aggregate:
     @calls.setter
     def calls(self, value: dict[tuple[str, str, str, str, str], int]) -> None:
         _refill(self._tally.calls, value)
+
+    @property
+    def errors(self) -> dict[tuple[str, str, str, str, str], int]:
+        return self._tally.errors  # type: ignore[no-any-return]
+
+    @errors.setter
+    def errors(self, value: dict[tuple[str, str, str, str, str], int]) -> None:
+        _refill(self._tally.errors, value)
 
     @property
     def batch(self) -> dict[tuple[str, str, str, str], int]:
@@ -200,17 +209,23 @@ class Aggregate:
         request parameters)."""
         return self._tally.add_calls(calls, now, source)
 
-    def _count_error(self, qkey: tuple[str, str, str], name: str, error: str) -> None:
-        ekey = self.caps.error_key((*qkey, name, error))
-        errors = self.errors
-        errors[ekey] = errors.get(ekey, 0) + 1
+    def _error_key(
+        self, qkey: tuple[str, str, str], name: str, error: str, known: BoundedCache[str, tuple[str, ...]]
+    ) -> tuple[str, ...]:
+        """The errors-table key of a failed call (the error caps). Remembered in `known` (the slot's) unless
+        the series cap folded it: a code or a label set, once admitted (or the code folded), stays so."""
+        caps = self.caps
+        folded = caps.folded
+        ekey = caps.error_key((*qkey, name, error))
+        if caps.folded == folded and len(error) <= 256:  # hostile long codes are not remembered
+            known.put(error, ekey)
+        return ekey
 
-    def _access_keys(
-        self, key: tuple[str, ...], qkey: tuple[str, str, str], who: str | None, whos: BoundedCache[str | None, _Access]
-    ) -> _Access:
-        """The access map keys of a call to this queue by this principal: its series (admitted now if the
-        queue has room) and, from another account, its cross-account series. Remembered: a principal or
-        caller account, once admitted or folded, stays so."""
+    def _access_keys(self, qkey: tuple[str, str, str], who: str | None) -> _Access:
+        """The access map cells of a call to this queue by this principal: its series (admitted now if the
+        queue has room) and, from another account, what names its cross-account series (the caller account
+        admitted now if there is room; the cell is per event name). The tally remembers them: a principal
+        or caller account, once admitted or folded, stays so."""
         access = self.access
         account, region, queue = qkey
         ok = err = cross = None
@@ -227,11 +242,8 @@ class Aggregate:
             if who is None or len(who) <= 256:
                 self._caller_of.put(who, caller)
         if caller is not None and caller != account:
-            cross = access.cell(access.cross_cells, (account, region, queue, access.caller_label(caller), key[3]))
-        keys: _Access = (ok, err, cross)
-        if who is None or len(who) <= 256:  # hostile long names are not remembered
-            whos.put(who, keys)
-        return keys
+            cross = (access.cross_cells, account, region, queue, access.caller_label(caller))
+        return ok, err, cross
 
     def _changes(self, calls: list[Call], raws: list[Any], positions: list[int]) -> None:
         """Count the policy and encryption changes among the calls at these positions, from each one's
@@ -264,7 +276,7 @@ class Aggregate:
                 else:
                     queue = OTHER_QUEUE
         key = self.caps.call_key((account, region, queue, name, category))
-        slot: _Slot = (key, key[:3], key[:2], BoundedCache(_MAX_WHO), name in POLICY_EVENTS)  # type: ignore[assignment]
+        slot: _Slot = (key, key[:3], key[:2], BoundedCache(_MAX_CODES), name in POLICY_EVENTS)  # type: ignore[assignment]
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
             self._slots.put(labels, slot)
         return slot
@@ -345,7 +357,7 @@ class Aggregate:
             for row in snap.get(name, ()):
                 yield tuple(row[:-1]), row[-1]
 
-        self._slots.clear()
+        self._tally.forget()
         self.access.restore(snap.get("access") or {})  # snapshots from before the access map have none
         self.calls = dict(rows("calls"))  # type: ignore[arg-type]
         self.errors = dict(rows("errors"))  # type: ignore[arg-type]

@@ -1,12 +1,14 @@
-"""The per-call counting loop and the tables it writes: calls, batch entries, newest event times, the
-distinct principals seen per queue, the lag histograms, and the slot cache (labels → table keys).
+"""The per-call counting loop and the tables it writes: calls, errors, batch entries, newest event times,
+the distinct principals seen per queue, the lag histograms, and its caches: the slot cache (labels → table
+keys) and the access cache ((queue, principal) → access-map cells).
 
 It runs once per SQS call, so it is the hottest loop of the metrics. `exporter._native.Tally` is the same
 component in C; the plain `Tally` here runs when the extension is not built or turned off
 (CTSQS_NATIVE=0). `TALLY` is whichever is available; the aggregate composes it and does not know which.
 What is rare or policy-heavy stays with the aggregate, reached through the callbacks given at construction:
-the table keys of new labels (`slot`), error counts (`count_error`, the error caps), access-map cells of a
-new principal (`access_keys`) and principal pruning (`prune`).
+the table keys of new labels (`slot`), the errors-table key of a new (labels, error code) pair
+(`error_key`, the error caps), the access-map cells of a principal new to a queue (`access_keys`) and
+principal pruning (`prune`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,21 @@ from ...model import Call, Labels
 _bisect_left = bisect.bisect_left
 
 # what an aggregate's slot holds (see Aggregate._slot): the calls-table key, the queue key, the
-# account/region key, the access-map cells per principal, whether the call may change a queue
-Slot = tuple[tuple[str, ...], tuple[str, str, str], tuple[str, str], dict[Any, Any], bool]
+# account/region key, the errors-table keys known per error code, whether the call may change a queue
+Slot = tuple[tuple[str, ...], tuple[str, str, str], tuple[str, str], dict[str, Any], bool]
 SlotFn = Callable[[Labels], Slot]
-ErrorFn = Callable[[tuple[str, str, str], str, str], None]
-AccessFn = Callable[[tuple[str, ...], tuple[str, str, str], str | None, Any], tuple[Any, Any, Any]]
+ErrorFn = Callable[[tuple[str, str, str], str, str, Any], tuple[str, ...]]
+# a principal's access-map cells on a queue: principal_calls on success, on error (None: the access map is
+# off), and for a call from another account (cells, account, region, queue, caller label) — the
+# cross-account cell also depends on the event name: cells[(account, region, queue, caller label, name)]
+Access = tuple[Any, Any, Any]
+AccessFn = Callable[[tuple[str, str, str], str | None], Access]
 PruneFn = Callable[[tuple[str, str, str], dict[str, float]], None]
+_LONG = 256  # a principal or queue name longer than this is not remembered (hostile input)
+
+
+def rememberable(qkey: tuple[str, str, str], principal: str | None) -> bool:
+    return (principal is None or len(principal) <= _LONG) and all(len(v) <= _LONG for v in qkey)
 
 
 class Tally:
@@ -43,7 +54,7 @@ class Tally:
         buckets: tuple[float, ...],
         max_slots: int,
         slot: SlotFn,
-        count_error: ErrorFn,
+        error_key: ErrorFn,
         access_keys: AccessFn,
         prune: PruneFn,
     ) -> None:
@@ -51,8 +62,10 @@ class Tally:
         self.max_principals = max_principals
         self.max_principals_total = max_principals_total
         self.buckets = buckets
-        self.slot, self.count_error, self.access_keys, self.prune = slot, count_error, access_keys, prune
+        self.max_slots = max_slots
+        self.slot, self.error_key, self.access_keys, self.prune = slot, error_key, access_keys, prune
         self.calls: dict[tuple[str, ...], int] = {}
+        self.errors: dict[tuple[str, ...], int] = {}
         self.batch: dict[tuple[str, ...], int] = {}
         # (account, region, queue) → principal → newest event time it was seen at
         self.principals: dict[tuple[str, str, str], dict[str, float]] = {}
@@ -60,10 +73,31 @@ class Tally:
         # source → [bucket counts..., +Inf count], sum
         self.lag: dict[str, list[float]] = {}
         self.slots: BoundedCache[Labels, Slot] = BoundedCache(max_slots)
+        # (account, region, queue) → principal → its Access; at most max_slots principals in all (then emptied)
+        self.access: dict[tuple[str, str, str], dict[str | None, Access]] = {}
+        self._access_n = 0
         self.changes: list[int] = []
         self.principal_count = 0
         # several replicas: each timed call's principal also goes to shared.add (exporter.shared)
         self.shared: Any = None
+
+    def forget(self) -> None:
+        """Empty the caches (on restore: the admitted queues, caps and access-map cells are replaced)."""
+        self.slots.clear()
+        self.access.clear()
+        self._access_n = 0
+
+    def _remember(self, qkey: tuple[str, str, str], principal: str | None, ak: Access) -> None:
+        if not rememberable(qkey, principal):
+            return
+        if self._access_n >= self.max_slots:
+            self.access.clear()
+            self._access_n = 0
+        whos = self.access.get(qkey)
+        if whos is None:
+            whos = self.access[qkey] = {}
+        whos[principal] = ak
+        self._access_n += 1
 
     def add_calls(self, calls: Iterable[Call], now: Any, source: str) -> int:
         """Count the calls; returns how many. `changes` then holds the positions of those whose slot says
@@ -72,6 +106,8 @@ class Tally:
         changes = self.changes = []
         table = self.calls
         table_get = table.get
+        errors = self.errors
+        access = self.access
         batch = self.batch
         newest = self.newest
         newest_get = newest.get
@@ -86,23 +122,33 @@ class Tally:
             if slot is None:
                 slot = self.slot(call.labels)
             kept += 1
-            key, qkey, akey, whos, change = slot
+            key, qkey, akey, known, change = slot
             table[key] = table_get(key, 0) + 1
             error = call.error
             if error is not None:
-                self.count_error(qkey, key[3], error)
+                ekey = known.get(error)
+                if ekey is None:
+                    ekey = self.error_key(qkey, key[3], error, known)
+                errors[ekey] = errors.get(ekey, 0) + 1
             if call.entries:
                 bkey = key[:4]
                 batch[bkey] = batch.get(bkey, 0) + call.entries
             principal = call.principal_arn if by_arn else call.principal_role
-            ak = whos.get(principal)
+            whos = access.get(qkey)
+            ak = None if whos is None else whos.get(principal)
             if ak is None:
-                ak = self.access_keys(key, qkey, principal, whos)
+                ak = self.access_keys(qkey, principal)
+                self._remember(qkey, principal, ak)
             cell = ak[0] if error is None else ak[1]
             if cell is not None:
                 cell[0] += 1
-            cell = ak[2]
-            if cell is not None:
+            cross = ak[2]
+            if cross is not None:
+                cells, account, region, queue, caller = cross
+                ckey = (account, region, queue, caller, key[3])
+                cell = cells.get(ckey)
+                if cell is None:
+                    cell = cells[ckey] = [0]
                 cell[0] += 1
             if change:
                 changes.append(kept - 1)
