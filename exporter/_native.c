@@ -1,4 +1,4 @@
-/* The exporter's two hot components in C. Both are optional accelerators: when this module is not built
+/* The exporter's three hot components in C. All are optional accelerators: when this module is not built
    (no compiler, no Python or libcrypto headers, CTSQS_NATIVE=0) or declines an input, the plain Python
    path decides (exporter.decode.delivery record by record, exporter.sinks.logs.encoding's Python encoder);
    tests/test_native*.py and tests/test_fastpath.py compare the two, with tests/reference.py as oracle.
@@ -8,9 +8,12 @@
       handed-out strings and key tuples and its caches of what the Python functions derived from them.
    2. LogEncoder(settings): one CloudTrail record → its OTLP log record, and a run of calls → export-batch
       chunks. It owns its redaction and batch settings, its buffers and its attribute caches.
+   3. Tally(settings, callbacks): the metrics' per-call counting loop; it owns the tables it counts into
+      (calls, batch entries, newest times, principals, lag histograms) and the slot cache. Its twin is
+      exporter.sinks.metrics.tally.Tally.
 
    Module state (multi-phase init) holds exporter.model.Call with the offsets of its fields, the
-   BoundedCache type and the two types. The only file-level tables are constants (written once at
+   BoundedCache type and the three types. The only file-level tables are constants (written once at
    import: the key-name slot tables below, identical in every interpreter).
 
    --- The encoder: one CloudTrail record (JSON bytes) → the OTLP KeyValueList its log record body carries,
@@ -54,7 +57,7 @@ typedef struct {
     PyObject *call_type;  /* exporter.model.Call */
     Py_ssize_t call_off[NCALL];
     PyObject *cache_type; /* exporter.cache.BoundedCache */
-    PyObject *scanner_type, *encoder_type;
+    PyObject *scanner_type, *encoder_type, *tally_type;
 } State;
 
 static inline State *state_of(PyObject *module) {
@@ -2356,6 +2359,775 @@ static PyType_Spec SCANNER_SPEC = {
 };
 
 
+/* ------------------------------------------------------------------------------------------------------
+   The Tally: the metrics' per-call counting loop and the tables it writes.
+
+   Why C: the loop runs once per SQS call (hundreds of thousands per replay) and was the largest single
+   cost of a replay in Python (~750 ns a call); here it is a few dict operations a call. The plain-Python
+   twin, exporter.sinks.metrics.tally.Tally, runs without the extension and is what this must equal
+   (tests/test_native_tally.py, tests/fuzz/targets.py).
+
+   It owns, and shows read-only as attributes (the objects themselves, which the aggregate's views,
+   snapshot/restore and the collector read and refill in place):
+     calls       key → count                     batch  key[:4] → entries
+     errors      (account, region, queue, name, error code) → count, the keys the error caps give
+     newest      (account, region) → newest event time
+     principals  (account, region, queue) → {principal: newest time}   principal_count (settable)
+     lag         source → [bucket counts..., +Inf count, sum]
+     slots       labels → slot, a BoundedCache the `slot` callback fills: (key, qkey, akey, known, change),
+                 known a BoundedCache error code → errors key, filled by `error_key`
+     access      qkey → {principal: (ok, err, cross)}, the access-map cells a principal's calls to a queue
+                 increment (ok/err: one-element lists, or None; cross: None, or (cells, account, region,
+                 queue, caller label), the cross-account cell being cells[(account, region, queue, caller
+                 label, event name)], made [0] at its first call); at most max_slots principals in all (then
+                 emptied), none remembered whose name or queue is longer than 256 (hostile input)
+     changes     positions of the last add_calls' calls whose slot says they may change a queue
+   forget() empties slots and access (on restore, which replaces the queues, caps and access-map cells).
+   What is rare or policy-heavy stays Python, through the callbacks given at construction: slot(labels) on
+   a slot-cache miss, error_key(qkey, name, error, known) for a code its slot does not know (the error
+   caps; it puts into `known` what stays), access_keys(qkey, principal) on an access miss,
+   prune(qkey, seen) before a new principal goes over a cap; `shared` (settable), when set, gets
+   shared.add(*qkey, t, principal) per timed call.
+
+   Exactness: every table ends with the values the Python loop gives, in the same key order. Within one
+   add_calls some writes wait (see Pending and RunSlot): the newest time and the lag histogram are kept
+   as doubles and written back before any callback runs Python, with the same additions in the same
+   order as Python's `+=` (so the lag sum is the same double); a slot's calls after its first are added
+   to the calls table when add_calls returns (no callback reads that table; its key is written at once,
+   which keeps the order). An event time or clock that is not a float, or a table value that is not one,
+   takes the generic path of the Python operators. */
+
+#define TALLY_MAX_BUCKETS 64
+#define TALLY_MAX_QKEY 8
+#define TALLY_RUN_SLOTS 512 /* slots remembered during one add_calls (direct-mapped by address) */
+#define TALLY_LONG 256      /* a principal or queue name longer than this is not remembered in `access` */
+
+/* A slot met during the current add_calls: the calls it counted since its key was first written (added
+   to the calls table when the entry is flushed; the key itself is written at once, so the table keeps
+   the order keys first appear in), and its queue's principal map and access map while no Python has run
+   since (epoch). */
+typedef struct {
+    PyObject *slot, *seen, *whos;
+    Py_ssize_t n;
+    uint64_t epoch, whos_epoch;
+} RunSlot;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *slot_fn, *error_fn, *access_fn, *prune_fn;
+    PyObject *calls, *errors, *batch, *principals, *newest, *lag, *slots, *access, *changes, *shared;
+    PyObject *buckets; /* tuple of the lag bucket bounds, ascending */
+    PyObject *call_type, *add_name, *one, *zero_f;
+    Py_ssize_t call_off[NCALL];
+    Py_ssize_t max_principals, max_total, principal_count, nb, max_slots, access_n;
+    int by_arn, busy;
+    uint64_t epoch; /* advanced whenever a callback may have run Python */
+    double bound[TALLY_MAX_BUCKETS];
+    RunSlot run[TALLY_RUN_SLOTS];
+} TallyObject;
+
+/* What a run of calls has counted but not yet written: the newest time of one (account, region) and the
+   lag histogram of the source, as doubles. The same additions and comparisons in the same order as writing
+   them at once, so the same values; written back (flush) before any callback runs Python, before a
+   generic-path update, and when add_calls returns. */
+typedef struct {
+    PyObject *akey;    /* NULL: no newest time pending */
+    PyObject *best;    /* the event time to store there (NULL: the table's value stands) */
+    double newest;     /* the larger of the table's value and those seen since */
+    PyObject *counts;  /* the source's histogram (strong), or NULL before the first timed call */
+    int loaded;        /* acc holds counts' values */
+    uint64_t dirty;    /* acc entries changed since loaded */
+    double acc[TALLY_MAX_BUCKETS + 2];
+} Pending;
+
+static int pending_flush(TallyObject *ta, Pending *pd) {
+    int r = 0;
+    if (pd->akey) {
+        if (pd->best) r = PyDict_SetItem(ta->newest, pd->akey, pd->best);
+        Py_CLEAR(pd->akey);
+        Py_CLEAR(pd->best);
+    }
+    for (Py_ssize_t i = 0; pd->loaded && i < ta->nb + 2; i++) {
+        if (!(pd->dirty >> i & 1)) continue;
+        PyObject *v = PyFloat_FromDouble(pd->acc[i]);
+        if (!v || PyList_SetItem(pd->counts, i, v)) r = -1;
+    }
+    pd->loaded = 0;
+    pd->dirty = 0;
+    return r;
+}
+
+/* Before a callback: write what is pending, and forget the principal maps found since. */
+static int before_python(TallyObject *ta, Pending *pd) {
+    ta->epoch++;
+    return pending_flush(ta, pd);
+}
+
+static int tally_bump(PyObject *d, PyObject *key, PyObject *by);
+
+/* The calls an entry counted since its key was written, into the calls table; the entry is emptied. */
+static int run_flush(TallyObject *ta, RunSlot *e) {
+    int r = 0;
+    if (e->n) {
+        PyObject *key = PyTuple_GET_ITEM(e->slot, 0), *old = PyDict_GetItemWithError(ta->calls, key);
+        if (old && PyLong_CheckExact(old)) {
+            PyObject *by = PyLong_FromSsize_t(e->n);
+            r = by ? tally_bump(ta->calls, key, by) : -1;
+            Py_XDECREF(by);
+        } else { /* another kind of number: one at a time, as Python adds them */
+            for (Py_ssize_t i = 0; !r && i < e->n; i++) r = tally_bump(ta->calls, key, ta->one);
+        }
+    }
+    e->n = 0;
+    Py_CLEAR(e->slot);
+    Py_CLEAR(e->seen);
+    Py_CLEAR(e->whos);
+    return r;
+}
+
+static int run_flush_all(TallyObject *ta) {
+    int r = 0;
+    for (int i = 0; i < TALLY_RUN_SLOTS; i++)
+        if (ta->run[i].slot && run_flush(ta, &ta->run[i])) r = -1;
+    return r;
+}
+
+/* Count one call of this slot in the calls table; its entry. */
+static RunSlot *run_count(TallyObject *ta, PyObject *slot) {
+    RunSlot *e = &ta->run[((uintptr_t)slot >> 4) % TALLY_RUN_SLOTS];
+    if (e->slot == slot) {
+        e->n++;
+        return e;
+    }
+    if (e->slot && run_flush(ta, e)) return NULL;
+    if (tally_bump(ta->calls, PyTuple_GET_ITEM(slot, 0), ta->one)) return NULL;
+    e->slot = Py_NewRef(slot);
+    return e;
+}
+
+/* d[key] = d.get(key, 0) + by, as Python computes it (exact ints stay on a fast path) */
+static int tally_bump(PyObject *d, PyObject *key, PyObject *by) {
+    PyObject *old = PyDict_GetItemWithError(d, key), *v = NULL;
+    if (!old) {
+        if (PyErr_Occurred()) return -1;
+        if (PyLong_CheckExact(by)) return PyDict_SetItem(d, key, by);
+        PyObject *zero = PyLong_FromLong(0);
+        if (!zero) return -1;
+        v = PyNumber_Add(zero, by);
+        Py_DECREF(zero);
+    } else if (PyLong_CheckExact(old) && PyLong_CheckExact(by)) {
+        int of1, of2;
+        long a = PyLong_AsLongAndOverflow(old, &of1), b = PyLong_AsLongAndOverflow(by, &of2), s;
+        if (!of1 && !of2 && !__builtin_add_overflow(a, b, &s)) v = PyLong_FromLong(s);
+        else v = PyNumber_Add(old, by);
+    } else {
+        v = PyNumber_Add(old, by);
+    }
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* cell[0] += 1 (an access-map cell: a one-element list the AccessMap hands out to be incremented) */
+static int tally_cell(TallyObject *ta, PyObject *cell) {
+    if (PyList_CheckExact(cell) && PyList_GET_SIZE(cell) > 0) {
+        PyObject *old = PyList_GET_ITEM(cell, 0), *v;
+        int of;
+        long a = PyLong_CheckExact(old) ? PyLong_AsLongAndOverflow(old, &of) : (of = 1, 0);
+        if (!of && a < LONG_MAX) v = PyLong_FromLong(a + 1);
+        else v = PyNumber_InPlaceAdd(old, ta->one);
+        if (!v) return -1;
+        return PyList_SetItem(cell, 0, v); /* steals v, releases the old value */
+    }
+    PyObject *idx = PyLong_FromLong(0), *old = idx ? PyObject_GetItem(cell, idx) : NULL;
+    PyObject *v = old ? PyNumber_InPlaceAdd(old, ta->one) : NULL;
+    int r = v ? PyObject_SetItem(cell, idx, v) : -1;
+    Py_XDECREF(v);
+    Py_XDECREF(old);
+    Py_XDECREF(idx);
+    return r;
+}
+
+/* t > old, as Python compares them (old NULL: 0.0) */
+static int tally_later(TallyObject *ta, PyObject *t, PyObject *old) {
+    if (PyFloat_CheckExact(t)) {
+        if (!old) return PyFloat_AS_DOUBLE(t) > 0.0;
+        if (PyFloat_CheckExact(old)) return PyFloat_AS_DOUBLE(t) > PyFloat_AS_DOUBLE(old);
+    }
+    return PyObject_RichCompareBool(t, old ? old : ta->zero_f, Py_GT);
+}
+
+/* The lag of a timed call into the source's histogram: counts[bisect_left(buckets, lag)] += 1,
+   counts[-1] += lag. With now and t exact floats, onto the pending doubles. */
+static int tally_lag(TallyObject *ta, Pending *pd, PyObject *now, PyObject *t) {
+    Py_ssize_t lo = 0, hi = ta->nb, n = PyList_GET_SIZE(pd->counts);
+    if (PyFloat_CheckExact(now) && PyFloat_CheckExact(t) && (pd->loaded || n == ta->nb + 2)) {
+        if (!pd->loaded) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *v = PyList_GET_ITEM(pd->counts, i);
+                if (!PyFloat_CheckExact(v)) goto generic;
+                pd->acc[i] = PyFloat_AS_DOUBLE(v);
+            }
+            pd->loaded = 1;
+        }
+        double l = PyFloat_AS_DOUBLE(now) - PyFloat_AS_DOUBLE(t);
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (ta->bound[mid] < l) lo = mid + 1;
+            else hi = mid;
+        }
+        pd->acc[lo] += 1.0;
+        pd->acc[ta->nb + 1] += l;
+        pd->dirty |= (uint64_t)1 << lo | (uint64_t)1 << (ta->nb + 1);
+        return 0;
+    }
+generic:
+    if (pending_flush(ta, pd)) return -1;
+    PyObject *lag = PyNumber_Subtract(now, t);
+    if (!lag) return -1;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        int lt = PyObject_RichCompareBool(PyTuple_GET_ITEM(ta->buckets, mid), lag, Py_LT);
+        if (lt < 0) goto fail;
+        if (lt) lo = mid + 1;
+        else hi = mid;
+    }
+    for (int part = 0; part < 2; part++) {
+        n = PyList_GET_SIZE(pd->counts);
+        Py_ssize_t i = part ? n - 1 : lo;
+        if (i < 0 || i >= n) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            goto fail;
+        }
+        PyObject *old = Py_NewRef(PyList_GET_ITEM(pd->counts, i));
+        PyObject *v = PyNumber_InPlaceAdd(old, part ? lag : ta->one);
+        Py_DECREF(old);
+        if (!v || PyList_SetItem(pd->counts, i, v)) goto fail;
+    }
+    Py_DECREF(lag);
+    return 0;
+fail:
+    Py_DECREF(lag);
+    return -1;
+}
+
+/* The newest time of the call's (account, region): pending while the calls' times are exact floats. */
+static int tally_newest(TallyObject *ta, Pending *pd, PyObject *akey, PyObject *t) {
+    if (PyFloat_CheckExact(t)) {
+        int same = !pd->akey ? 0 : pd->akey == akey ? 1 : PyObject_RichCompareBool(pd->akey, akey, Py_EQ);
+        if (same < 0) return -1;
+        if (!same) {
+            if (pending_flush(ta, pd)) return -1;
+            PyObject *old = PyDict_GetItemWithError(ta->newest, akey);
+            if (!old && PyErr_Occurred()) return -1;
+            if (!old || PyFloat_CheckExact(old)) {
+                pd->newest = old ? PyFloat_AS_DOUBLE(old) : 0.0;
+                pd->akey = Py_NewRef(akey);
+                same = 1;
+            }
+        }
+        if (same) {
+            if (PyFloat_AS_DOUBLE(t) > pd->newest) {
+                pd->newest = PyFloat_AS_DOUBLE(t);
+                Py_XSETREF(pd->best, Py_NewRef(t));
+            }
+            return 0;
+        }
+    }
+    if (pending_flush(ta, pd)) return -1;
+    PyObject *old = PyDict_GetItemWithError(ta->newest, akey);
+    int later = old || !PyErr_Occurred() ? tally_later(ta, t, old) : -1;
+    return later < 0 || (later && PyDict_SetItem(ta->newest, akey, t)) ? -1 : 0;
+}
+
+/* A timed call's principal: shared.add(*qkey, t, principal), then its newest time in the queue's map
+   (a new one first asks `prune` when a cap is reached). */
+static int tally_principal(TallyObject *ta, Pending *pd, RunSlot *e, PyObject *shared, PyObject *qkey, PyObject *t,
+                           PyObject *principal) {
+    if (shared) {
+        if (before_python(ta, pd)) return -1;
+        PyObject *args[TALLY_MAX_QKEY + 3];
+        Py_ssize_t nq = PyTuple_GET_SIZE(qkey);
+        args[0] = shared;
+        for (Py_ssize_t j = 0; j < nq; j++) args[1 + j] = PyTuple_GET_ITEM(qkey, j);
+        args[1 + nq] = t;
+        args[2 + nq] = principal;
+        PyObject *r = PyObject_VectorcallMethod(ta->add_name, args, (size_t)(3 + nq), NULL);
+        if (!r) return -1;
+        Py_DECREF(r);
+    }
+    PyObject *seen = e->seen && e->epoch == ta->epoch ? e->seen : PyDict_GetItemWithError(ta->principals, qkey);
+    if (seen) {
+        Py_INCREF(seen);
+    } else {
+        if (PyErr_Occurred()) return -1;
+        if (!(seen = PyDict_New()) || PyDict_SetItem(ta->principals, qkey, seen)) goto fail;
+    }
+    if (!PyDict_Check(seen)) {
+        PyErr_SetString(PyExc_TypeError, "principals maps a queue to a dict");
+        goto fail;
+    }
+    if (seen != e->seen) {
+        Py_XSETREF(e->seen, Py_NewRef(seen));
+        e->epoch = ta->epoch;
+    }
+    PyObject *old = PyDict_GetItemWithError(seen, principal);
+    if (!old) {
+        if (PyErr_Occurred()) goto fail;
+        if (PyDict_GET_SIZE(seen) >= ta->max_principals || ta->principal_count >= ta->max_total) {
+            if (before_python(ta, pd)) goto fail;
+            PyObject *r = PyObject_CallFunctionObjArgs(ta->prune_fn, qkey, seen, NULL);
+            if (!r) goto fail;
+            Py_DECREF(r);
+        }
+        if (PyDict_SetItem(seen, principal, t)) goto fail;
+        ta->principal_count++;
+    } else {
+        int later = tally_later(ta, t, old);
+        if (later < 0 || (later && PyDict_SetItem(seen, principal, t))) goto fail;
+    }
+    Py_DECREF(seen);
+    return 0;
+fail:
+    Py_XDECREF(seen);
+    return -1;
+}
+
+/* len(v) <= TALLY_LONG, as Python's len() says (-1: an error) */
+static int tally_short(PyObject *v) {
+    Py_ssize_t n = PyUnicode_CheckExact(v) ? PyUnicode_GET_LENGTH(v) : PyObject_Length(v);
+    return n < 0 ? -1 : n <= TALLY_LONG;
+}
+
+/* Remember a principal's access cells on a queue (unless a name is too long); emptied at max_slots. */
+static int access_remember(TallyObject *ta, PyObject *qkey, PyObject *principal, PyObject *ak) {
+    int ok = principal == Py_None ? 1 : tally_short(principal);
+    for (Py_ssize_t i = 0; ok > 0 && i < PyTuple_GET_SIZE(qkey); i++) ok = tally_short(PyTuple_GET_ITEM(qkey, i));
+    if (ok <= 0) return ok;
+    if (ta->access_n >= ta->max_slots) {
+        PyDict_Clear(ta->access);
+        ta->access_n = 0;
+        ta->epoch++;
+    }
+    PyObject *whos = PyDict_GetItemWithError(ta->access, qkey);
+    if (whos) {
+        Py_INCREF(whos);
+    } else {
+        if (PyErr_Occurred() || !(whos = PyDict_New())) return -1;
+        if (PyDict_SetItem(ta->access, qkey, whos)) goto fail;
+    }
+    if (!PyDict_Check(whos)) {
+        PyErr_SetString(PyExc_TypeError, "access maps a queue to a dict");
+        goto fail;
+    }
+    if (PyDict_SetItem(whos, principal, ak)) goto fail;
+    ta->access_n++;
+    Py_DECREF(whos);
+    return 0;
+fail:
+    Py_DECREF(whos);
+    return -1;
+}
+
+/* The access cells of this principal on the slot's queue: remembered, or asked of `access_keys`. */
+static PyObject *tally_access(TallyObject *ta, Pending *pd, RunSlot *e, PyObject *qkey, PyObject *principal) {
+    PyObject *whos = e->whos && e->whos_epoch == ta->epoch ? e->whos : NULL, *ak = NULL;
+    if (!whos) {
+        whos = PyDict_GetItemWithError(ta->access, qkey);
+        if (!whos && PyErr_Occurred()) return NULL;
+        if (whos && !PyDict_Check(whos)) {
+            PyErr_SetString(PyExc_TypeError, "access maps a queue to a dict");
+            return NULL;
+        }
+        if (whos) {
+            Py_XSETREF(e->whos, Py_NewRef(whos));
+            e->whos_epoch = ta->epoch;
+        }
+    }
+    if (whos && (ak = PyDict_GetItemWithError(whos, principal)) && ak != Py_None) return Py_NewRef(ak);
+    if (PyErr_Occurred() || before_python(ta, pd)) return NULL;
+    ak = PyObject_CallFunctionObjArgs(ta->access_fn, qkey, principal, NULL);
+    if (!ak) return NULL;
+    if (!PyTuple_Check(ak) || PyTuple_GET_SIZE(ak) != 3) {
+        Py_DECREF(ak);
+        PyErr_SetString(PyExc_TypeError, "access keys are (ok, err, cross)");
+        return NULL;
+    }
+    if (access_remember(ta, qkey, principal, ak)) Py_CLEAR(ak);
+    return ak;
+}
+
+/* A call from another account: its cross-account cell, cells[(account, region, queue, caller, name)]. */
+static int tally_cross(TallyObject *ta, PyObject *cross, PyObject *name) {
+    PyObject *cells;
+    if (!PyTuple_Check(cross) || PyTuple_GET_SIZE(cross) != 5 || !PyDict_Check(cells = PyTuple_GET_ITEM(cross, 0))) {
+        PyErr_SetString(PyExc_TypeError, "a cross-account key is (cells, account, region, queue, caller)");
+        return -1;
+    }
+    PyObject *ckey = PyTuple_Pack(5, PyTuple_GET_ITEM(cross, 1), PyTuple_GET_ITEM(cross, 2),
+                                  PyTuple_GET_ITEM(cross, 3), PyTuple_GET_ITEM(cross, 4), name);
+    if (!ckey) return -1;
+    PyObject *cell = PyDict_GetItemWithError(cells, ckey);
+    if (cell && cell != Py_None) {
+        Py_INCREF(cell);
+    } else if (PyErr_Occurred() || !(cell = PyList_New(1))) {
+        Py_DECREF(ckey);
+        return -1;
+    } else {
+        PyList_SET_ITEM(cell, 0, PyLong_FromLong(0)); /* a small int: cannot fail */
+        if (PyDict_SetItem(cells, ckey, cell)) Py_CLEAR(cell);
+    }
+    Py_DECREF(ckey);
+    int r = cell ? tally_cell(ta, cell) : -1;
+    Py_XDECREF(cell);
+    return r;
+}
+
+/* A failed call: errors[its key] += 1, the key known to its slot or asked of `error_key`. */
+static int tally_error(TallyObject *ta, Pending *pd, PyObject *slot, PyObject *error) {
+    PyObject *known = PyTuple_GET_ITEM(slot, 3), *ekey = PyDict_GetItemWithError(known, error);
+    if (ekey && ekey != Py_None) {
+        Py_INCREF(ekey);
+    } else {
+        if (PyErr_Occurred() || before_python(ta, pd)) return -1;
+        ekey = PyObject_CallFunctionObjArgs(ta->error_fn, PyTuple_GET_ITEM(slot, 1),
+                                            PyTuple_GET_ITEM(PyTuple_GET_ITEM(slot, 0), 3), error, known, NULL);
+        if (!ekey) return -1;
+    }
+    int r = tally_bump(ta->errors, ekey, ta->one);
+    Py_DECREF(ekey);
+    return r;
+}
+
+/* One call, with its slot (held by the caller). */
+static int tally_one(TallyObject *ta, Pending *pd, PyObject *call, PyObject *slot, Py_ssize_t pos, PyObject *now,
+                     PyObject *shared, PyObject *source) {
+    PyObject *key = PyTuple_GET_ITEM(slot, 0), *qkey = PyTuple_GET_ITEM(slot, 1);
+    PyObject *akey = PyTuple_GET_ITEM(slot, 2);
+    PyObject *change = PyTuple_GET_ITEM(slot, 4);
+    RunSlot *e = run_count(ta, slot);
+    if (!e) return -1;
+    PyObject *error = call_field(ta->call_off, call, C_ERROR);
+    if (error != Py_None && tally_error(ta, pd, slot, error)) return -1;
+    PyObject *entries = call_field(ta->call_off, call, C_ENTRIES);
+    int some = PyObject_IsTrue(entries);
+    if (some < 0) return -1;
+    if (some) {
+        PyObject *bkey = PyTuple_GetSlice(key, 0, 4);
+        if (!bkey) return -1;
+        int r = tally_bump(ta->batch, bkey, entries);
+        Py_DECREF(bkey);
+        if (r) return -1;
+    }
+    PyObject *principal = call_field(ta->call_off, call, ta->by_arn ? C_ARN : C_ROLE);
+    PyObject *ak = tally_access(ta, pd, e, qkey, principal);
+    if (!ak) return -1;
+    PyObject *cell = PyTuple_GET_ITEM(ak, error == Py_None ? 0 : 1), *cross = PyTuple_GET_ITEM(ak, 2);
+    int r = (cell != Py_None && tally_cell(ta, cell)) ||
+            (cross != Py_None && tally_cross(ta, cross, PyTuple_GET_ITEM(key, 3)));
+    Py_DECREF(ak);
+    if (r) return -1;
+    int changes = change == Py_True ? 1 : change == Py_False ? 0 : PyObject_IsTrue(change);
+    if (changes < 0) return -1;
+    if (changes) {
+        PyObject *at = PyLong_FromSsize_t(pos);
+        int r2 = at ? PyList_Append(ta->changes, at) : -1;
+        Py_XDECREF(at);
+        if (r2) return -1;
+    }
+    PyObject *t = call_field(ta->call_off, call, C_TIME);
+    if (t == Py_None) return 0;
+    Py_INCREF(t); /* the callbacks below run Python */
+    if (tally_newest(ta, pd, akey, t)) goto fail;
+    if (principal != Py_None) {
+        Py_INCREF(principal);
+        r = tally_principal(ta, pd, e, shared, qkey, t, principal);
+        Py_DECREF(principal);
+        if (r) goto fail;
+    }
+    if (!pd->counts) {
+        pd->counts = PyList_New(ta->nb + 2);
+        if (!pd->counts) goto fail;
+        for (Py_ssize_t i = 0; i < ta->nb + 2; i++) PyList_SET_ITEM(pd->counts, i, Py_NewRef(ta->zero_f));
+        if (PyDict_SetItem(ta->lag, source, pd->counts)) goto fail;
+    }
+    if (tally_lag(ta, pd, now, t)) goto fail;
+    Py_DECREF(t);
+    return 0;
+fail:
+    Py_DECREF(t);
+    return -1;
+}
+
+static PyObject *tally_slot(TallyObject *ta, Pending *pd, PyObject *labels) {
+    PyObject *slot = PyDict_GetItemWithError(ta->slots, labels);
+    if (slot) {
+        Py_INCREF(slot);
+    } else {
+        if (PyErr_Occurred() || before_python(ta, pd)) return NULL;
+        slot = PyObject_CallOneArg(ta->slot_fn, labels);
+        if (!slot) return NULL;
+    }
+    PyObject *key, *qkey;
+    if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 5 || !PyTuple_Check(key = PyTuple_GET_ITEM(slot, 0)) ||
+        PyTuple_GET_SIZE(key) < 4 || !PyTuple_Check(qkey = PyTuple_GET_ITEM(slot, 1)) ||
+        PyTuple_GET_SIZE(qkey) > TALLY_MAX_QKEY || !PyDict_Check(PyTuple_GET_ITEM(slot, 3))) {
+        Py_DECREF(slot);
+        PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey, known: dict, change)");
+        return NULL;
+    }
+    return slot;
+}
+
+static PyObject *tally_add_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    TallyObject *ta = (TallyObject *)self;
+    if (!ta->calls) {
+        PyErr_SetString(PyExc_TypeError, "Tally.__init__ was not called");
+        return NULL;
+    }
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add_calls(calls, now, source)");
+        return NULL;
+    }
+    if (ta->busy) { /* a callback counting into the same tally: its run table is in use */
+        PyErr_SetString(PyExc_RuntimeError, "Tally.add_calls is not reentrant");
+        return NULL;
+    }
+    PyObject *now = args[1], *source = args[2];
+    PyObject *seq = PySequence_Fast(args[0], "add_calls: calls is iterable");
+    if (!seq) return NULL;
+    PyObject *changes = PyList_New(0);
+    if (!changes) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_SETREF(ta->changes, changes);
+    PyObject *shared = ta->shared && ta->shared != Py_None ? Py_NewRef(ta->shared) : NULL;
+    Pending pd = {0};
+    pd.counts = PyDict_GetItemWithError(ta->lag, source);
+    Py_XINCREF(pd.counts);
+    Py_ssize_t kept = 0;
+    int failed = PyErr_Occurred() ? -1 : 0;
+    if (!failed && pd.counts && !PyList_Check(pd.counts)) {
+        PyErr_SetString(PyExc_TypeError, "a lag histogram is a list");
+        failed = -1;
+    }
+    ta->busy = 1;
+    Py_INCREF(now);
+    Py_INCREF(source);
+    for (Py_ssize_t i = 0; !failed && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *call = PySequence_Fast_GET_ITEM(seq, i);
+        if (!Py_IS_TYPE(call, (PyTypeObject *)ta->call_type)) {
+            PyErr_SetString(PyExc_TypeError, "add_calls counts exporter.model.Call objects");
+            failed = -1;
+            break;
+        }
+        Py_INCREF(call);
+        PyObject *slot = tally_slot(ta, &pd, call_field(ta->call_off, call, C_LABELS));
+        failed = slot ? tally_one(ta, &pd, call, slot, kept++, now, shared, source) : -1;
+        Py_XDECREF(slot);
+        Py_DECREF(call);
+    }
+    /* what was counted before a failure stays counted, as in Python */
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (failed) PyErr_Fetch(&type, &value, &tb);
+    int unwritten = pending_flush(ta, &pd);
+    unwritten = run_flush_all(ta) || unwritten;
+    if (failed) PyErr_Restore(type, value, tb);
+    ta->busy = 0;
+    Py_DECREF(now);
+    Py_DECREF(source);
+    Py_DECREF(seq);
+    Py_XDECREF(shared);
+    Py_XDECREF(pd.counts);
+    return failed || unwritten ? NULL : PyLong_FromSsize_t(kept);
+}
+
+static int tally_init(PyObject *self, PyObject *args, PyObject *kwds) {
+    TallyObject *ta = (TallyObject *)self;
+    int by_arn = -1;
+    Py_ssize_t max_p = -1, max_total = -1, max_slots = -1;
+    PyObject *buckets = NULL, *slot = NULL, *error = NULL, *access = NULL, *prune = NULL;
+    static char *kw[] = {"by_arn", "max_principals", "max_principals_total", "buckets", "max_slots",
+                         "slot", "error_key", "access_keys", "prune", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$pnnO!nOOOO:Tally", kw, &by_arn, &max_p, &max_total,
+                                     &PyTuple_Type, &buckets, &max_slots, &slot, &error, &access, &prune))
+        return -1;
+    if (by_arn < 0 || max_p < 0 || max_total < 0 || max_slots < 0 || !buckets || !slot || !error || !access ||
+        !prune) {
+        PyErr_SetString(PyExc_TypeError, "Tally: every setting and callback is given (see _native.c)");
+        return -1;
+    }
+    if (ta->calls) {
+        PyErr_SetString(PyExc_TypeError, "a Tally is built once");
+        return -1;
+    }
+    Py_ssize_t nb = PyTuple_GET_SIZE(buckets);
+    if (nb > TALLY_MAX_BUCKETS) {
+        PyErr_SetString(PyExc_ValueError, "Tally: at most 64 lag buckets");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        /* compared with a float lag as Python compares them: floats, and ints a double holds exactly */
+        PyObject *b = PyTuple_GET_ITEM(buckets, i);
+        long v = PyLong_CheckExact(b) ? PyLong_AsLong(b) : 0;
+        if (PyErr_Occurred()) return -1;
+        if (!PyFloat_CheckExact(b) && !(PyLong_CheckExact(b) && v > -(1L << 53) && v < (1L << 53))) {
+            PyErr_SetString(PyExc_TypeError, "Tally: lag buckets are floats or ints below 2**53");
+            return -1;
+        }
+        ta->bound[i] = PyFloat_CheckExact(b) ? PyFloat_AS_DOUBLE(b) : (double)v;
+    }
+    State *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st) return -1;
+    ta->by_arn = by_arn;
+    ta->max_principals = max_p;
+    ta->max_total = max_total;
+    ta->nb = nb;
+    ta->max_slots = max_slots;
+    ta->buckets = Py_NewRef(buckets);
+    ta->slot_fn = Py_NewRef(slot);
+    ta->error_fn = Py_NewRef(error);
+    ta->access_fn = Py_NewRef(access);
+    ta->prune_fn = Py_NewRef(prune);
+    ta->call_type = Py_NewRef(st->call_type);
+    memcpy(ta->call_off, st->call_off, sizeof(ta->call_off));
+    if (!(ta->add_name = PyUnicode_InternFromString("add")) || !(ta->one = PyLong_FromLong(1)) ||
+        !(ta->zero_f = PyFloat_FromDouble(0.0)) || !(ta->slots = PyObject_CallFunction(st->cache_type, "n", max_slots)))
+        return -1;
+    if (!PyDict_Check(ta->slots)) {
+        PyErr_SetString(PyExc_TypeError, "exporter.cache.BoundedCache is a dict");
+        return -1;
+    }
+    ta->changes = PyList_New(0);
+    ta->errors = ta->changes ? PyDict_New() : NULL;
+    ta->access = ta->errors ? PyDict_New() : NULL;
+    ta->batch = ta->access ? PyDict_New() : NULL;
+    ta->principals = ta->batch ? PyDict_New() : NULL;
+    ta->newest = ta->principals ? PyDict_New() : NULL;
+    ta->lag = ta->newest ? PyDict_New() : NULL;
+    ta->calls = ta->lag ? PyDict_New() : NULL; /* last: it says the Tally is ready */
+    return ta->calls ? 0 : -1;
+}
+
+/* The callbacks are usually bound methods of the object that owns the Tally: a cycle the GC breaks. */
+static int tally_traverse(PyObject *self, visitproc visit, void *arg) {
+    TallyObject *ta = (TallyObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(ta->slot_fn);
+    Py_VISIT(ta->error_fn);
+    Py_VISIT(ta->access_fn);
+    Py_VISIT(ta->prune_fn);
+    Py_VISIT(ta->calls);
+    Py_VISIT(ta->errors);
+    Py_VISIT(ta->access);
+    Py_VISIT(ta->batch);
+    Py_VISIT(ta->principals);
+    Py_VISIT(ta->newest);
+    Py_VISIT(ta->lag);
+    Py_VISIT(ta->slots);
+    Py_VISIT(ta->changes);
+    Py_VISIT(ta->shared);
+    return 0;
+}
+
+static int tally_clear(PyObject *self) {
+    TallyObject *ta = (TallyObject *)self;
+    Py_CLEAR(ta->slot_fn);
+    Py_CLEAR(ta->error_fn);
+    Py_CLEAR(ta->access_fn);
+    Py_CLEAR(ta->prune_fn);
+    Py_CLEAR(ta->calls);
+    Py_CLEAR(ta->errors);
+    Py_CLEAR(ta->access);
+    Py_CLEAR(ta->batch);
+    Py_CLEAR(ta->principals);
+    Py_CLEAR(ta->newest);
+    Py_CLEAR(ta->lag);
+    Py_CLEAR(ta->slots);
+    Py_CLEAR(ta->changes);
+    Py_CLEAR(ta->shared);
+    Py_CLEAR(ta->buckets);
+    Py_CLEAR(ta->call_type);
+    Py_CLEAR(ta->add_name);
+    Py_CLEAR(ta->one);
+    Py_CLEAR(ta->zero_f);
+    for (int i = 0; i < TALLY_RUN_SLOTS; i++) {
+        Py_CLEAR(ta->run[i].slot);
+        Py_CLEAR(ta->run[i].seen);
+        Py_CLEAR(ta->run[i].whos);
+    }
+    return 0;
+}
+
+static void tally_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    tally_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *tally_forget(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    TallyObject *ta = (TallyObject *)self;
+    if (!ta->calls) {
+        PyErr_SetString(PyExc_TypeError, "Tally.__init__ was not called");
+        return NULL;
+    }
+    PyDict_Clear(ta->slots);
+    PyDict_Clear(ta->access);
+    ta->access_n = 0;
+    ta->epoch++;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef TALLY_METHODS[] = {
+    {"forget", tally_forget, METH_NOARGS, "Empty the caches (slots, access): on restore."},
+    {"add_calls", (PyCFunction)(void (*)(void))tally_add_calls, METH_FASTCALL,
+     "add_calls(calls, now, source) -> int\n"
+     "Count the calls (exporter.model.Call) into the tables; returns how many. `changes` then holds the\n"
+     "positions of those whose slot says they may change a queue's policy or encryption."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef TALLY_MEMBERS[] = {
+    {"calls", T_OBJECT, offsetof(TallyObject, calls), READONLY, "key → count"},
+    {"errors", T_OBJECT, offsetof(TallyObject, errors), READONLY, "errors key → count"},
+    {"batch", T_OBJECT, offsetof(TallyObject, batch), READONLY, "key[:4] → batch entries"},
+    {"principals", T_OBJECT, offsetof(TallyObject, principals), READONLY, "qkey → {principal: newest time}"},
+    {"newest", T_OBJECT, offsetof(TallyObject, newest), READONLY, "(account, region) → newest event time"},
+    {"lag", T_OBJECT, offsetof(TallyObject, lag), READONLY, "source → [bucket counts..., +Inf, sum]"},
+    {"slots", T_OBJECT, offsetof(TallyObject, slots), READONLY, "labels → slot (filled by `slot`)"},
+    {"access", T_OBJECT, offsetof(TallyObject, access), READONLY, "qkey → {principal: access cells}"},
+    {"changes", T_OBJECT, offsetof(TallyObject, changes), READONLY, "positions of the last calls that may change a queue"},
+    {"shared", T_OBJECT, offsetof(TallyObject, shared), 0, "None, or what gets add(*qkey, t, principal)"},
+    {"principal_count", T_PYSSIZET, offsetof(TallyObject, principal_count), 0, "principals held, all queues"},
+    {"by_arn", T_INT, offsetof(TallyObject, by_arn), READONLY, NULL},
+    {"max_principals", T_PYSSIZET, offsetof(TallyObject, max_principals), READONLY, NULL},
+    {"max_principals_total", T_PYSSIZET, offsetof(TallyObject, max_total), READONLY, NULL},
+    {"buckets", T_OBJECT, offsetof(TallyObject, buckets), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot TALLY_SLOTS[] = {
+    {Py_tp_doc, "Tally(*, by_arn, max_principals, max_principals_total, buckets, max_slots, slot, error_key,\n"
+                "access_keys, prune): the metrics' per-call loop and its tables (see the comment in _native.c)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, tally_init},
+    {Py_tp_dealloc, tally_dealloc},
+    {Py_tp_traverse, tally_traverse},
+    {Py_tp_clear, tally_clear},
+    {Py_tp_methods, TALLY_METHODS},
+    {Py_tp_members, TALLY_MEMBERS},
+    {0, NULL},
+};
+
+static PyType_Spec TALLY_SPEC = {
+    "exporter._native.Tally", sizeof(TallyObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE, TALLY_SLOTS,
+};
+
 /* exporter.model.Call and the offsets of its fields (T_OBJECT_EX slots of a msgspec Struct). */
 static int load_call_type(State *st) {
     PyObject *model = PyImport_ImportModule("exporter.model");
@@ -2405,7 +3177,10 @@ static int module_exec(PyObject *module) {
     if (PyModule_AddObjectRef(module, "Scanner", st->scanner_type)) return -1;
     st->encoder_type = PyType_FromModuleAndSpec(module, &ENCODER_SPEC, NULL);
     if (!st->encoder_type) return -1;
-    return PyModule_AddObjectRef(module, "LogEncoder", st->encoder_type);
+    if (PyModule_AddObjectRef(module, "LogEncoder", st->encoder_type)) return -1;
+    st->tally_type = PyType_FromModuleAndSpec(module, &TALLY_SPEC, NULL);
+    if (!st->tally_type) return -1;
+    return PyModule_AddObjectRef(module, "Tally", st->tally_type);
 }
 
 static int module_traverse(PyObject *module, visitproc visit, void *arg) {
@@ -2414,6 +3189,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->cache_type);
     Py_VISIT(st->scanner_type);
     Py_VISIT(st->encoder_type);
+    Py_VISIT(st->tally_type);
     return 0;
 }
 
@@ -2423,6 +3199,7 @@ static int module_clear(PyObject *module) {
     Py_CLEAR(st->cache_type);
     Py_CLEAR(st->scanner_type);
     Py_CLEAR(st->encoder_type);
+    Py_CLEAR(st->tally_type);
     return 0;
 }
 

@@ -1,10 +1,11 @@
 """The fuzz targets' only contact with the C extension: each oracle feeds one input to the C components
 (exporter._native.Scanner through exporter.decode.delivery, exporter._native.LogEncoder through the log
-sink) and to the plain Python path that decides when the C is absent or declines, and raises
-AssertionError when the C accepts an input and answers differently. When the C interface changes, only
-this file changes.
+sink, exporter._native.Tally through the metrics aggregate) and to the plain Python path that decides when
+the C is absent or declines, and raises AssertionError when the C accepts an input and answers differently.
+When the C interface changes, only this file changes.
 
-    scan_oracle(data)    data: one delivery's JSON (what the scanner reads after gunzip)
+    scan_oracle(data)    data: one delivery's JSON (what the scanner reads after gunzip); the calls it
+                         yields are also counted by both tallies (tally_oracle)
     encode_oracle(data)  data: one record's raw JSON (what the log encoder reads)
 """
 
@@ -20,6 +21,8 @@ from exporter.decode.reader import DECODE_ERRORS
 from exporter.decode.record import SqsEvent, call_event, decode_record, to_event
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks import logs
+from exporter.sinks.metrics import Aggregate
+from exporter.sinks.metrics import tally as tallies
 
 OBSERVED = 1_800_000_000.25  # the observed time of every record: fixed, so both encoders see the same
 HUGE = 1 << 40  # queue room: emit never drops, emit_calls never stops for room
@@ -53,6 +56,37 @@ def scan_oracle(data: bytes) -> None:
             raise AssertionError(f"calls: C {calls!r:.600} vs Python {want_calls!r:.600}")
         if raws != want_raws:
             raise AssertionError(f"raw records (keep_raw={keep_raw}): C {raws!r:.300} vs Python {want_raws!r:.300}")
+        if not keep_raw:
+            tally_oracle(calls)
+
+
+# -- the tally -------------------------------------------------------------------------------------------------
+TALLIED = ("calls", "errors", "batch", "principals", "newest", "queues", "lag", "principal_count", "changes")
+ACCESS = ("principal_calls", "cross_account", "named", "callers")
+
+
+def tally_oracle(calls: list[Any]) -> None:
+    """The C Tally leaves an aggregate in the state the Python Tally does after counting these calls (twice,
+    so the second pass runs from warm caches), with caps small enough that queues fold and principals are
+    pruned. Nothing to compare without the C Tally."""
+    if tallies.TALLY is tallies.Tally:
+        return
+    for granularity in ("role", "arn"):
+        c, p = (
+            Aggregate(max_queues=3, granularity=granularity, max_principals_per_queue=2, max_principals=5, tally=t)
+            for t in (tallies.TALLY, tallies.Tally)
+        )
+        for now in (OBSERVED, OBSERVED + 86_400.5):
+            kept = c.add_calls(calls, now, "fuzz"), p.add_calls(calls, now, "fuzz")
+            if kept[0] != kept[1]:
+                raise AssertionError(f"tally kept: C {kept[0]} vs Python {kept[1]}")
+            for name in TALLIED:
+                got, want = getattr(c, name), getattr(p, name)
+                if got != want:
+                    raise AssertionError(f"tally {name}: C {got!r:.300} vs Python {want!r:.300}")
+            for name in ACCESS:
+                if getattr(c.access, name) != getattr(p.access, name):
+                    raise AssertionError(f"tally access.{name} differs")
 
 
 # -- the log encoder -----------------------------------------------------------------------------------------

@@ -58,22 +58,6 @@ class AccessMap:
     def principal_label(self, qkey: QueueKey, principal: str) -> str:
         """The principal's label on this queue: its own once admitted (now, if the queue has room), else
         `(other)`."""
-        return self._principal_label(qkey, principal)
-
-    def caller_label(self, account: str) -> str:
-        return self._caller_label(account)
-
-    def count_change(self, qkey: QueueKey, exposure: str | None, encryption: str | None) -> None:
-        """One successful call that set a queue's exposure and/or encryption."""
-        account, region, queue = qkey
-        if exposure is not None:
-            xkey = (account, region, queue, exposure)
-            self.policy_changes[xkey] = self.policy_changes.get(xkey, 0) + 1
-        if encryption is not None:
-            ekey = (account, region, queue, encryption)
-            self.encryption_changes[ekey] = self.encryption_changes.get(ekey, 0) + 1
-
-    def _principal_label(self, qkey: QueueKey, principal: str) -> str:
         named = self.named.get(qkey)
         if named is None:
             named = self.named[qkey] = set()
@@ -86,13 +70,23 @@ class AccessMap:
         named.add(principal)
         return principal
 
-    def _caller_label(self, account: str) -> str:
+    def caller_label(self, account: str) -> str:
         if account in self.callers:
             return account
         if len(self.callers) >= self.max_caller_accounts:
             return OTHER
         self.callers.add(account)
         return account
+
+    def count_change(self, qkey: QueueKey, exposure: str | None, encryption: str | None) -> None:
+        """One successful call that set a queue's exposure and/or encryption."""
+        account, region, queue = qkey
+        if exposure is not None:
+            xkey = (account, region, queue, exposure)
+            self.policy_changes[xkey] = self.policy_changes.get(xkey, 0) + 1
+        if encryption is not None:
+            ekey = (account, region, queue, encryption)
+            self.encryption_changes[ekey] = self.encryption_changes.get(ekey, 0) + 1
 
     def add(
         self,
@@ -108,11 +102,11 @@ class AccessMap:
         counted under `(other)`); `caller_account` None for AWS service callers."""
         account, region, queue = qkey
         if self.max_series > 0:
-            who = OTHER if principal is None else self._principal_label(qkey, principal)
+            who = OTHER if principal is None else self.principal_label(qkey, principal)
             pkey = (account, region, queue, who, ERROR if error else SUCCESS)
             self.cell(self.principal_cells, pkey)[0] += 1
         if caller_account is not None and caller_account != account:
-            ckey = (account, region, queue, self._caller_label(caller_account), event_name)
+            ckey = (account, region, queue, self.caller_label(caller_account), event_name)
             self.cell(self.cross_cells, ckey)[0] += 1
         if error is None:
             self.count_change(qkey, exposure, encryption)

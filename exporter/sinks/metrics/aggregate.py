@@ -17,8 +17,8 @@ from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
 from . import sections
 from .access_map import ERROR, OTHER, SUCCESS, AccessMap
 from .caps import LabelCaps
+from .tally import TALLY
 
-_bisect_left = bisect.bisect_left
 WINDOWS: tuple[tuple[str, float], ...] = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0))
 LONGEST_WINDOW = WINDOWS[-1][1]
 LAG_BUCKETS: tuple[float, ...] = (
@@ -37,14 +37,15 @@ LAG_BUCKETS: tuple[float, ...] = (
 )
 _MAX_SLOTS = 50_000
 # an event's keys in the calls, principals and newest tables (see Aggregate._slot)
-# a call's counter cells in the access map: principal_calls on success, on error, cross_account (None: not one)
-_Access = tuple[list[int] | None, list[int] | None, list[int] | None]
-# an event's keys in the calls, principals and newest tables, its access keys per principal, and whether it
-# may change a queue's policy or encryption (see Aggregate._slot)
+# a principal's counter cells in the access map: principal_calls on success, on error (None: the map is off),
+# and from another account what names its cross_account cell (see Tally.add_calls)
+_Access = tuple[list[int] | None, list[int] | None, tuple[Any, ...] | None]
+# an event's keys in the calls, principals and newest tables, its errors-table keys per error code, and
+# whether it may change a queue's policy or encryption (see Aggregate._slot)
 _Slot = tuple[
-    tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str | None, _Access], bool
+    tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str, tuple[str, ...]], bool
 ]
-_MAX_WHO = 256  # principals remembered per slot (a miss only recomputes their keys)
+_MAX_CODES = 256  # error codes remembered per slot (a miss only recomputes their key)
 
 
 class _Params(msgspec.Struct):
@@ -54,6 +55,13 @@ class _Params(msgspec.Struct):
 
 
 _decode_params = msgspec.json.Decoder(_Params).decode
+
+
+def _refill(table: dict[Any, Any], value: dict[Any, Any]) -> None:
+    """Replace a tally table's contents, keeping the object (the tally holds it)."""
+    if value is not table:
+        table.clear()
+        table.update(value)
 
 
 class Aggregate:
@@ -73,30 +81,109 @@ class Aggregate:
         caps: LabelCaps | None = None,
         max_principal_series: int = 10,
         max_caller_accounts: int = 1000,
+        tally: Any = None,
     ) -> None:
         self.max_queues = max_queues
         self.by_arn = granularity == "arn"
         self.max_principals = max_principals_per_queue
         self.max_principals_total = max_principals  # across all queues
-        self.principal_count = 0
         self.caps = caps if caps is not None else LabelCaps()  # every label but queue bounded
-        self.calls: dict[tuple[str, str, str, str, str], int] = {}
-        self.errors: dict[tuple[str, str, str, str, str], int] = {}
-        self.batch: dict[tuple[str, str, str, str], int] = {}
-        # (account, region, queue) → principal → newest event time it was seen at
-        self.principals: dict[tuple[str, str, str], dict[str, float]] = {}
-        self.newest: dict[tuple[str, str], float] = {}
         self.queues: set[tuple[str, str, str]] = set()
-        # source → [bucket counts..., +Inf count], sum
-        self.lag: dict[str, list[float]] = {}
-        # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
-        self.shared: Any = None
-        # labels → table keys (see _slot); cleared on restore, which replaces the admitted queues
-        self._slots: BoundedCache[Labels, _Slot] = BoundedCache(_MAX_SLOTS)
+        # the per-call loop and the tables it writes (calls, errors, batch, principals, newest, lag; its caches:
+        # labels → table keys, (queue, principal) → access cells, forgotten on restore, which replaces the
+        # admitted queues, caps and cells); C when built.
+        # `tally`: another implementation of it (the differential tests compare the two)
+        self._tally = (tally or TALLY)(
+            by_arn=self.by_arn,
+            max_principals=max_principals_per_queue,
+            max_principals_total=max_principals,
+            buckets=LAG_BUCKETS,
+            max_slots=_MAX_SLOTS,
+            slot=self._slot,
+            error_key=self._error_key,
+            access_keys=self._access_keys,
+            prune=self._prune_principals,
+        )
         # who calls each queue; `access.admit` is set for several replicas (exporter.shared)
         self.access = AccessMap(max_principal_series, max_caller_accounts)
         self._caller_of: BoundedCache[str | None, str | None] = BoundedCache(_MAX_SLOTS)
-        self.changes: list[int] = []  # positions of the calls add_calls saw that may change a queue
+
+    # -- the tally's tables: the same objects for the aggregate's whole life (restore refills them) ----
+    @property
+    def calls(self) -> dict[tuple[str, str, str, str, str], int]:
+        return self._tally.calls  # type: ignore[no-any-return]
+
+    @calls.setter
+    def calls(self, value: dict[tuple[str, str, str, str, str], int]) -> None:
+        _refill(self._tally.calls, value)
+
+    @property
+    def errors(self) -> dict[tuple[str, str, str, str, str], int]:
+        return self._tally.errors  # type: ignore[no-any-return]
+
+    @errors.setter
+    def errors(self, value: dict[tuple[str, str, str, str, str], int]) -> None:
+        _refill(self._tally.errors, value)
+
+    @property
+    def batch(self) -> dict[tuple[str, str, str, str], int]:
+        return self._tally.batch  # type: ignore[no-any-return]
+
+    @batch.setter
+    def batch(self, value: dict[tuple[str, str, str, str], int]) -> None:
+        _refill(self._tally.batch, value)
+
+    @property
+    def principals(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """(account, region, queue) → principal → newest event time it was seen at."""
+        return self._tally.principals  # type: ignore[no-any-return]
+
+    @principals.setter
+    def principals(self, value: dict[tuple[str, str, str], dict[str, float]]) -> None:
+        _refill(self._tally.principals, value)
+
+    @property
+    def newest(self) -> dict[tuple[str, str], float]:
+        return self._tally.newest  # type: ignore[no-any-return]
+
+    @newest.setter
+    def newest(self, value: dict[tuple[str, str], float]) -> None:
+        _refill(self._tally.newest, value)
+
+    @property
+    def lag(self) -> dict[str, list[float]]:
+        """source → [bucket counts..., +Inf count], sum."""
+        return self._tally.lag  # type: ignore[no-any-return]
+
+    @lag.setter
+    def lag(self, value: dict[str, list[float]]) -> None:
+        _refill(self._tally.lag, value)
+
+    @property
+    def principal_count(self) -> int:
+        return self._tally.principal_count  # type: ignore[no-any-return]
+
+    @principal_count.setter
+    def principal_count(self, value: int) -> None:
+        self._tally.principal_count = value
+
+    @property
+    def shared(self) -> Any:
+        """Several replicas: distinct principals go to Redis too (exporter.shared.SharedState)."""
+        return self._tally.shared
+
+    @shared.setter
+    def shared(self, value: Any) -> None:
+        self._tally.shared = value
+
+    @property
+    def changes(self) -> list[int]:
+        """The positions of the calls the last add_calls saw that may change a queue."""
+        return self._tally.changes  # type: ignore[no-any-return]
+
+    @property
+    def _slots(self) -> BoundedCache[Labels, _Slot]:
+        return self._tally.slots  # type: ignore[no-any-return]
 
     # -- as a sink ---------------------------------------------------------------------------------
     def consume(self, calls: list[Call], raws: list[Any], observed: float, source: str) -> Callable[[], None] | None:
@@ -122,94 +209,43 @@ class Aggregate:
         """Count SQS calls (the pipeline has applied the filters); returns how many. `changes` then holds
         the positions of those that may change a queue's policy or encryption (consume() reads their
         request parameters)."""
-        slots_get = self._slots.get
-        changes = self.changes = []
-        table = self.calls
-        table_get = table.get
-        newest = self.newest
-        newest_get = newest.get
-        principals = self.principals
-        by_arn = self.by_arn
-        shared = self.shared
-        buckets = LAG_BUCKETS
-        lag_counts = self.lag.get(source)
-        kept = 0
-        for call in calls:
-            slot = slots_get(call.labels)
-            if slot is None:
-                slot = self._slot(call.labels)
-            kept += 1
-            key, qkey, akey, whos, change = slot
-            table[key] = table_get(key, 0) + 1
-            error = call.error
-            if error is not None:
-                ekey = self.caps.error_key((*qkey, key[3], error))
-                self.errors[ekey] = self.errors.get(ekey, 0) + 1
-            if call.entries:
-                bkey = key[:4]
-                self.batch[bkey] = self.batch.get(bkey, 0) + call.entries
-            principal = call.principal_arn if by_arn else call.principal_role
-            ak = whos.get(principal)
-            if ak is None:
-                ak = self._access_keys(key, qkey, principal, whos)
-            cell = ak[0] if error is None else ak[1]
-            if cell is not None:
-                cell[0] += 1
-            cell = ak[2]
-            if cell is not None:
-                cell[0] += 1
-            if change:
-                changes.append(kept - 1)
-            t = call.time
-            if t is None:
-                continue
-            if t > newest_get(akey, 0.0):
-                newest[akey] = t
-            if principal is not None:
-                if shared is not None:
-                    shared.add(*qkey, t, principal)
-                seen = principals.get(qkey)
-                if seen is None:
-                    seen = principals[qkey] = {}
-                old = seen.get(principal)
-                if old is None:
-                    if len(seen) >= self.max_principals or self.principal_count >= self.max_principals_total:
-                        self._prune_principals(qkey, seen)
-                    seen[principal] = t
-                    self.principal_count += 1
-                elif t > old:
-                    seen[principal] = t
-            # observe_lag, inlined: this runs once per event
-            lag = now - t
-            if lag_counts is None:
-                lag_counts = self.lag[source] = [0.0] * (len(buckets) + 2)
-            lag_counts[_bisect_left(buckets, lag)] += 1
-            lag_counts[-1] += lag
-        return kept
+        return self._tally.add_calls(calls, now, source)
 
-    def _access_keys(
-        self, key: tuple[str, ...], qkey: tuple[str, str, str], who: str | None, whos: BoundedCache[str | None, _Access]
-    ) -> _Access:
-        """The access map keys of a call to this queue by this principal: its series (admitted now if the
-        queue has room) and, from another account, its cross-account series. Remembered: a principal or
-        caller account, once admitted or folded, stays so."""
+    def _error_key(
+        self, qkey: tuple[str, str, str], name: str, error: str, known: BoundedCache[str, tuple[str, ...]]
+    ) -> tuple[str, ...]:
+        """The errors-table key of a failed call (the error caps). Remembered in `known` (the slot's) unless
+        the series cap folded it: a code or a label set, once admitted (or the code folded), stays so."""
+        caps = self.caps
+        folded = caps.folded
+        ekey = caps.error_key((*qkey, name, error))
+        if caps.folded == folded and len(error) <= 256:  # hostile long codes are not remembered
+            known.put(error, ekey)
+        return ekey
+
+    def _access_keys(self, qkey: tuple[str, str, str], who: str | None) -> _Access:
+        """The access map cells of a call to this queue by this principal: its series (admitted now if the
+        queue has room) and, from another account, what names its cross-account series (the caller account
+        admitted now if there is room; the cell is per event name). The tally remembers them: a principal
+        or caller account, once admitted or folded, stays so."""
         access = self.access
+        account, region, queue = qkey
         ok = err = cross = None
-        if access.enabled:
+        if access.max_series > 0:  # enabled (this runs for every new principal of every slot)
             label = OTHER if who is None else access.principal_label(qkey, who)
-            ok = access.cell(access.principal_cells, (*qkey, label, SUCCESS))
-            err = access.cell(access.principal_cells, (*qkey, label, ERROR))
+            cells = access.principal_cells
+            k = (account, region, queue, label, SUCCESS)
+            ok = cells.get(k) or access.cell(cells, k)
+            k = (account, region, queue, label, ERROR)
+            err = cells.get(k) or access.cell(cells, k)
         caller = self._caller_of.get(who, "")
         if caller == "":
             caller = principal_caller_account(who)
             if who is None or len(who) <= 256:
                 self._caller_of.put(who, caller)
-        if caller is not None and caller != qkey[0]:
-            cross = access.cell(access.cross_cells, (*qkey, access.caller_label(caller), key[3]))
-        keys: _Access = (ok, err, cross)
-        if who is None or len(who) <= 256:  # hostile long names are not remembered
-            whos.put(who, keys)
-        return keys
+        if caller is not None and caller != account:
+            cross = (access.cross_cells, account, region, queue, access.caller_label(caller))
+        return ok, err, cross
 
     def _changes(self, calls: list[Call], raws: list[Any], positions: list[int]) -> None:
         """Count the policy and encryption changes among the calls at these positions, from each one's
@@ -242,7 +278,7 @@ class Aggregate:
                 else:
                     queue = OTHER_QUEUE
         key = self.caps.call_key((account, region, queue, name, category))
-        slot: _Slot = (key, key[:3], key[:2], BoundedCache(_MAX_WHO), name in POLICY_EVENTS)  # type: ignore[assignment]
+        slot: _Slot = (key, key[:3], key[:2], BoundedCache(_MAX_CODES), name in POLICY_EVENTS)  # type: ignore[assignment]
         if all(len(v) <= 256 for v in labels):  # hostile long names are not remembered
             self._slots.put(labels, slot)
         return slot
@@ -329,7 +365,7 @@ class Aggregate:
             for row in snap.get(name, ()):
                 yield tuple(row[:-1]), row[-1]
 
-        self._slots.clear()
+        self._tally.forget()
         self.access.restore(snap.get("access") or {})  # snapshots from before the access map have none
         self.calls = dict(rows("calls"))  # type: ignore[arg-type]
         self.errors = dict(rows("errors"))  # type: ignore[arg-type]

@@ -91,6 +91,8 @@ class LabelCaps:
     def error_key(self, key: Key) -> Key:
         """An api_errors label set (account, region, queue, event_name, error_code): the code capped,
         then the series cap."""
+        if key in self.series and key[4] in self.code.seen:  # admitted before: itself (once per failed call)
+            return key
         code = self.code(key[4])
         if code != key[4]:
             key = (*key[:4], code)
