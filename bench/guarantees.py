@@ -480,7 +480,7 @@ def case_otlp(work: Path) -> list[Row]:
     return [
         Row(
             f"SIGTERM, gRPC collector failing (UNAVAILABLE), {queued:,.0f} log records waiting: export calls after it",
-            f"{after} calls ({before} before); exit {rc} in {took:.1f} s; {tail} log lines after the signal",
+            f"{after} calls ({before} before); exit {rc} in {took:.1f} s; {tail} log line(s) after the signal",
             "a few, paced; exit 0 within `logs.shutdown_timeout` (10 s) + 1 s (was 1,599 calls)",
             after <= 20 and rc == 0 and took < 11 and tail <= 5,
         )
