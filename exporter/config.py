@@ -189,7 +189,7 @@ class Settings(BaseSettings):
         if v is None:
             return v
         if not isinstance(v, str):  # `listen: 9108` in YAML is a number, not a port
-            raise ValueError(f"expected address:port as a string, e.g. \":{v}\" or \"0.0.0.0:{v}\"")
+            raise ValueError(f'expected address:port as a string, e.g. ":{v}" or "0.0.0.0:{v}"')
         host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("expected address:port, e.g. 0.0.0.0:10355, 127.0.0.1:10355 or :10355")

@@ -53,9 +53,11 @@ def same_calls(data: bytes, res: object, events: list) -> None:
     got = scanned(data, True)
     if got is None:
         return
-    if got[0] != res or got[2] != [raw for raw, _ in events] or [call_event(c) for c in got[1]] != [
-        ev for _, ev in events
-    ]:
+    if (
+        got[0] != res
+        or got[2] != [raw for raw, _ in events]
+        or [call_event(c) for c in got[1]] != [ev for _, ev in events]
+    ):
         raise AssertionError(f"C scanner and general path disagree on {data[:200]!r}")
 
 
