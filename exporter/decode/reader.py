@@ -80,10 +80,16 @@ def too_large(size: int) -> str | None:
 def read_file(path: Any) -> bytes:
     """A file's bytes; TooLarge (an OSError) when it is above the cap, without reading it."""
     with open(path, "rb") as f:
-        reason = too_large(os.fstat(f.fileno()).st_size)
+        size = os.fstat(f.fileno()).st_size
+        reason = too_large(size)
         if reason is not None:
             raise TooLarge(reason)
-        return f.read(MAX_DECOMPRESSED + 1)  # a file still growing is cut here and fails as truncated
+        # read(n) allocates n bytes first: asking for the cap would map 64 MiB of fresh pages per file (a
+        # page fault for each page read into), where a buffer of the file's size comes from the reused heap
+        data = f.read(size + 1)
+        if len(data) > size:  # it grew since fstat: on to the cap, where a file still growing fails as truncated
+            data += f.read(MAX_DECOMPRESSED + 1 - len(data))
+        return data
 
 
 def gunzip(data: bytes, limit: int | None = None) -> bytes:
