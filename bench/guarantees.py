@@ -497,6 +497,16 @@ def case_poison(work: Path) -> list[Row]:
     moto = MotoServer(d).start()
     rows: list[Row] = []
     exps: list[Exporter] = []
+
+    def start(name: str, url: str) -> Exporter:
+        """A daemon reading `url` with an `s3-sqs` source, its state its own."""
+        cfg = d / f"{name}.yaml"
+        state = {"path": str(d / f"{name}.db"), "commit_interval": "200ms"}
+        cfg.write_text(yaml.safe_dump({"state": state, "sources": [source(moto, url)]}))
+        exp = Exporter(cfg, d, env=aws_env())
+        exps.append(exp)
+        return exp.start()
+
     try:
         sqs = moto.client("sqs")
         # no dead-letter queue: three messages name the same missing object
@@ -505,15 +515,7 @@ def case_poison(work: Path) -> list[Row]:
         upload_tree(moto.client("s3"), "trail", d / "trail")
         for _ in range(3):
             sqs.send_message(QueueUrl=url, MessageBody=json.dumps(s3_event("trail", missing, "abc")))
-        cfg = d / "a.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {"state": {"path": str(d / "a.db"), "commit_interval": "200ms"}, "sources": [source(moto, url)]}
-            )
-        )
-        exp = Exporter(cfg, d, env=aws_env())
-        exps.append(exp)
-        exp.start()
+        exp = start("a", url)
         m = wait_metric(exp, OBJECTS, 4, source="notes", outcome="ok")
         gone = poll(lambda: queue_depth(moto, url) == 0, 30, 0.3)
         time.sleep(3)  # three retry_visibility periods
@@ -541,15 +543,7 @@ def case_poison(work: Path) -> list[Row]:
             },
         )["QueueUrl"]
         sqs.send_message(QueueUrl=url2, MessageBody=json.dumps(s3_event("trail", missing, "abc")))
-        cfg2 = d / "b.yaml"
-        cfg2.write_text(
-            yaml.safe_dump(
-                {"state": {"path": str(d / "b.db"), "commit_interval": "200ms"}, "sources": [source(moto, url2)]}
-            )
-        )
-        exp2 = Exporter(cfg2, d, env=aws_env())
-        exps.append(exp2)
-        exp2.start()
+        exp2 = start("b", url2)
         moved = poll(lambda: queue_depth(moto, dlq_url) == 1, 60, 0.3)
         m = exp2.metrics()
         failed = counted(m, OBJECTS, source="notes", outcome="failed")
@@ -571,7 +565,7 @@ def case_poison(work: Path) -> list[Row]:
 
 # -- counters across a restart --------------------------------------------------------------------------------------
 def case_restart(work: Path) -> list[Row]:
-    from test_monotonic import SlowReceiver, counters
+    from test_monotonic import SlowReceiver, counters, scrape_into
 
     d = work / "restart"
     d.mkdir()
@@ -597,15 +591,7 @@ def case_restart(work: Path) -> list[Row]:
     seen: dict[Any, float] = {}
 
     def scrape() -> bool:
-        try:
-            code, body, _ = http_get(exp.url + "/metrics", timeout=2)
-        except OSError:
-            return False
-        if code != 200:
-            return False
-        for k, v in counters(body).items():
-            seen[k] = max(seen.get(k, 0.0), v)
-        return True
+        return scrape_into(exp.url, seen)
 
     try:
         exp.start()

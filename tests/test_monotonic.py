@@ -33,6 +33,19 @@ def counters(text: str) -> dict[Any, float]:
     return {k: v for k, v in own if k[0].startswith("cloudtrail_sqs") and k[0].endswith("_total")}
 
 
+def scrape_into(url: str, seen: dict[Any, float]) -> bool:
+    """One scrape of /metrics, keeping each counter's highest value in `seen`; False once it no longer answers."""
+    try:
+        code, body, _ = http_get(url + "/metrics", timeout=2)
+    except OSError:
+        return False
+    if code != 200:
+        return False
+    for k, v in counters(body).items():
+        seen[k] = max(seen.get(k, 0.0), v)
+    return True
+
+
 @pytest.mark.slow
 def test_no_counter_goes_backwards_across_a_restart(tmp_path: Path, exporter_proc: list) -> None:
     truth = generate(tmp_path / "trail", files=20, seed=41, records=100)
@@ -61,15 +74,7 @@ def test_no_counter_goes_backwards_across_a_restart(tmp_path: Path, exporter_pro
         seen: dict[Any, float] = {}
 
         def scrape() -> bool:
-            try:
-                code, body, _ = http_get(exp.url + "/metrics", timeout=2)
-            except OSError:
-                return False
-            if code != 200:
-                return False
-            for k, v in counters(body).items():
-                seen[k] = max(seen.get(k, 0.0), v)
-            return True
+            return scrape_into(exp.url, seen)
 
         assert scrape()
         at_stop = seen[(LOGS, (("outcome", "exported"),))]
