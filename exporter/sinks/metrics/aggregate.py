@@ -57,11 +57,27 @@ class _Params(msgspec.Struct):
 _decode_params = msgspec.json.Decoder(_Params).decode
 
 
-def _refill(table: dict[Any, Any], value: dict[Any, Any]) -> None:
-    """Replace a tally table's contents, keeping the object (the tally holds it)."""
-    if value is not table:
-        table.clear()
-        table.update(value)
+class _Tallied:
+    """An attribute of the aggregate that is the tally's: a table (the same object for the aggregate's whole
+    life: setting it refills it, as restore does) or, with `plain`, a value set through."""
+
+    def __init__(self, plain: bool = False) -> None:
+        self.plain = plain
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, agg: Any, owner: type | None = None) -> Any:
+        return getattr(agg._tally, self.name)
+
+    def __set__(self, agg: Any, value: Any) -> None:
+        if self.plain:
+            setattr(agg._tally, self.name, value)
+            return
+        table = getattr(agg._tally, self.name)
+        if value is not table:
+            table.clear()
+            table.update(value)
 
 
 class Aggregate:
@@ -108,73 +124,18 @@ class Aggregate:
         self.access = AccessMap(max_principal_series, max_caller_accounts)
         self._caller_of: BoundedCache[str | None, str | None] = BoundedCache(_MAX_SLOTS)
 
-    # -- the tally's tables: the same objects for the aggregate's whole life (restore refills them) ----
-    @property
-    def calls(self) -> dict[tuple[str, str, str, str, str], int]:
-        return self._tally.calls  # type: ignore[no-any-return]
-
-    @calls.setter
-    def calls(self, value: dict[tuple[str, str, str, str, str], int]) -> None:
-        _refill(self._tally.calls, value)
-
-    @property
-    def errors(self) -> dict[tuple[str, str, str, str, str], int]:
-        return self._tally.errors  # type: ignore[no-any-return]
-
-    @errors.setter
-    def errors(self, value: dict[tuple[str, str, str, str, str], int]) -> None:
-        _refill(self._tally.errors, value)
-
-    @property
-    def batch(self) -> dict[tuple[str, str, str, str], int]:
-        return self._tally.batch  # type: ignore[no-any-return]
-
-    @batch.setter
-    def batch(self, value: dict[tuple[str, str, str, str], int]) -> None:
-        _refill(self._tally.batch, value)
-
-    @property
-    def principals(self) -> dict[tuple[str, str, str], dict[str, float]]:
-        """(account, region, queue) → principal → newest event time it was seen at."""
-        return self._tally.principals  # type: ignore[no-any-return]
-
-    @principals.setter
-    def principals(self, value: dict[tuple[str, str, str], dict[str, float]]) -> None:
-        _refill(self._tally.principals, value)
-
-    @property
-    def newest(self) -> dict[tuple[str, str], float]:
-        return self._tally.newest  # type: ignore[no-any-return]
-
-    @newest.setter
-    def newest(self, value: dict[tuple[str, str], float]) -> None:
-        _refill(self._tally.newest, value)
-
-    @property
-    def lag(self) -> dict[str, list[float]]:
-        """source → [bucket counts..., +Inf count], sum."""
-        return self._tally.lag  # type: ignore[no-any-return]
-
-    @lag.setter
-    def lag(self, value: dict[str, list[float]]) -> None:
-        _refill(self._tally.lag, value)
-
-    @property
-    def principal_count(self) -> int:
-        return self._tally.principal_count  # type: ignore[no-any-return]
-
-    @principal_count.setter
-    def principal_count(self, value: int) -> None:
-        self._tally.principal_count = value
-
-    @property
-    def shared(self) -> Any:
-        """Several replicas: distinct principals go to Redis too (exporter.shared.SharedState)."""
-        return self._tally.shared
-
-    @shared.setter
-    def shared(self, value: Any) -> None:
-        self._tally.shared = value
+    # -- the tally's tables and settings, under the names the views, collector and snapshot read -----------
+    calls: dict[tuple[str, str, str, str, str], int] = _Tallied()  # type: ignore[assignment]
+    errors: dict[tuple[str, str, str, str, str], int] = _Tallied()  # type: ignore[assignment]
+    batch: dict[tuple[str, str, str, str], int] = _Tallied()  # type: ignore[assignment]
+    # (account, region, queue) → principal → newest event time it was seen at
+    principals: dict[tuple[str, str, str], dict[str, float]] = _Tallied()  # type: ignore[assignment]
+    newest: dict[tuple[str, str], float] = _Tallied()  # type: ignore[assignment]
+    # source → [bucket counts..., +Inf count], sum
+    lag: dict[str, list[float]] = _Tallied()  # type: ignore[assignment]
+    principal_count: int = _Tallied(plain=True)  # type: ignore[assignment]
+    # several replicas: distinct principals go to Redis too (exporter.shared.SharedState)
+    shared: Any = _Tallied(plain=True)
 
     @property
     def changes(self) -> list[int]:
