@@ -95,6 +95,7 @@ typedef struct {
     Buf capv;          /* the AnyValue bytes of captured values */
     Py_ssize_t cap_off[NCAP], cap_len[NCAP];
     int pyerr;         /* a Python exception is set (not a parse failure) */
+    int no_event_id;   /* the scanner skips eventID (nothing reads it: dedupe is off) */
     struct ScannerObject *sc; /* the scanner reading (its intern tables), or NULL */
 } P;
 
@@ -1510,7 +1511,13 @@ static int read_field(P *ps, int f, Rec *rc) {
         return walk_object(ps, &N_IDENT, on_ident, &rc->ident, 1);
     }
     if (f == F_RESOURCES) return read_resources(ps, &rc->resources);
-    /* every eventID is unique: interning would only evict the values that do repeat */
+    /* every eventID is unique: interning would only evict the values that do repeat; and each is a new
+       str per call, so it is read only when asked for */
+    if (f == F_EVENT_ID && ps->no_event_id) { /* still a string or null, as SqsRecord types it */
+        int isnull;
+        if (null_or(ps, &isnull)) return -1;
+        return isnull ? 0 : skip_string(ps);
+    }
     if (f == F_EVENT_ID) return opt_str_as(ps, &rc->v[f], 0);
     return opt_str(ps, &rc->v[f]);
 }
@@ -1621,12 +1628,13 @@ static int on_records(P *ps, int field, void *ctx) {
 }
 
 /* The rows of a delivery and its count of other records, or Py_None when declined. */
-static PyObject *rows_of(ScannerObject *sc, PyObject *data_obj, int keep_raw, Py_ssize_t *other) {
+static PyObject *rows_of(ScannerObject *sc, PyObject *data_obj, int keep_raw, int event_ids, Py_ssize_t *other) {
     Py_buffer data;
     if (PyObject_GetBuffer(data_obj, &data, PyBUF_SIMPLE) < 0) return NULL;
     P ps;
     memset(&ps, 0, sizeof(ps));
     ps.sc = sc;
+    ps.no_event_id = !event_ids;
     ps.start = ps.s = (const unsigned char *)data.buf;
     ps.end = ps.s + data.len;
     Top top = {PyList_New(0), 0, keep_raw, 0};
@@ -2289,7 +2297,7 @@ static PyObject *scanner_rows(PyObject *self, PyObject *const *args, Py_ssize_t 
     int keep_raw = PyObject_IsTrue(args[1]);
     if (keep_raw < 0) return NULL;
     Py_ssize_t other = 0;
-    PyObject *rows = rows_of(sc, args[0], keep_raw, &other);
+    PyObject *rows = rows_of(sc, args[0], keep_raw, 1, &other);
     if (!rows || rows == Py_None) return rows;
     return Py_BuildValue("(Nn)", rows, other);
 }
@@ -2302,14 +2310,14 @@ static PyObject *scanner_calls(PyObject *self, PyObject *rows) {
 static PyObject *scanner_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     ScannerObject *sc = (ScannerObject *)self;
     if (!ready(sc)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "scan(data, keep_raw)");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, keep_raw, event_ids=True)");
         return NULL;
     }
-    int keep_raw = PyObject_IsTrue(args[1]);
-    if (keep_raw < 0) return NULL;
+    int keep_raw = PyObject_IsTrue(args[1]), event_ids = nargs == 3 ? PyObject_IsTrue(args[2]) : 1;
+    if (keep_raw < 0 || event_ids < 0) return NULL;
     Py_ssize_t other = 0;
-    PyObject *rows = rows_of(sc, args[0], keep_raw, &other);
+    PyObject *rows = rows_of(sc, args[0], keep_raw, event_ids, &other);
     if (!rows || rows == Py_None) return rows;
     PyObject *calls = calls_of(sc, rows), *raws = NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows);
@@ -2329,10 +2337,11 @@ static PyObject *scanner_scan(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef SCANNER_METHODS[] = {
     {"scan", (PyCFunction)(void (*)(void))scanner_scan, METH_FASTCALL,
-     "scan(data, keep_raw) -> (calls, other, raws) | None\n"
+     "scan(data, keep_raw, event_ids=True) -> (calls, other, raws) | None\n"
      "A {\"Records\": [...]} delivery's SQS calls (exporter.model.Call), its count of other records, and the\n"
      "raw JSON of each call with keep_raw (else [], or, when a call named in raw_events was read, the raw JSON\n"
-     "of those and None for the others). None: declined, the record-by-record path decides."},
+     "of those and None for the others). event_ids=False: each Call's event_id is None (not read).\n"
+     "None: declined, the record-by-record path decides."},
     {"rows", (PyCFunction)(void (*)(void))scanner_rows, METH_FASTCALL,
      "rows(data, keep_raw) -> ([(dkey, ikey, errorCode, entries, eventTime, eventID, raw), ...], other) | None\n"
      "The first half of scan(): the fields of each SQS call as read (see the comment in _native.c)."},

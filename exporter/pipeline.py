@@ -93,7 +93,7 @@ class Pipeline:
         """Count one object. `progress` (ops, or a function of the result giving ops) is saved with
         the counters; `after` runs once they are saved."""
         try:
-            d = decode(data, keep_raw=self.keep_raw)
+            d = decode(data, keep_raw=self.keep_raw, event_ids=self.dedupe is not None)
         except Exception as exc:  # a decoder bug must cost one object, not the daemon
             log.exception("unexpected error decoding %s", name)
             d = Decoded(ObjectResult("failed", reason=f"internal: {exc!r}"))

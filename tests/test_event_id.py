@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from exporter.decode import scan
@@ -93,3 +94,53 @@ def test_event_ids_are_not_interned() -> None:
     assert a[1][0].event_id == b[1][0].event_id == "same-id"
     assert a[1][0].event_id is not b[1][0].event_id
     assert a[1][0].labels.region is b[1][0].labels.region  # repeated values are still one object
+
+
+native_only = pytest.mark.skipif(scan.scanner is None, reason="the C scanner is not built")
+
+
+@native_only
+@pytest.mark.parametrize("keep_raw", [False, True])
+def test_without_event_ids_the_calls_are_the_same_but_for_event_id(keep_raw: bool) -> None:
+    """Dedupe off: the scanner skips eventID (a new string per call); nothing else changes."""
+    files = [p for p in sorted(SAMPLE.rglob("*.json.gz")) if "CloudTrail-Digest" not in p.parts]
+    for p in files:
+        data = p.read_bytes()
+        full, lean = scanned(data, keep_raw, True), scanned(data, keep_raw, False)
+        assert full is not None and lean is not None, p
+        assert lean[0] == full[0] and lean[2] == full[2]
+        assert [c.event_id for c in lean[1]] == [None] * len(full[1])
+        assert lean[1] == [msgspec.structs.replace(c, event_id=None) for c in full[1]]
+
+
+@native_only
+@pytest.mark.parametrize(
+    "value",
+    [b"5", b'{"a": 1}', b'["x"]', b"true", b'"bad \\x escape"', b'"lone \\ud800 surrogate"', b'"\xff\xfe"'],
+)
+def test_without_event_ids_a_bad_event_id_is_still_declined(value: bytes) -> None:
+    """Skipping the value must not accept what SqsRecord refuses: the file takes the same path either way."""
+    data = json.dumps({"Records": [_rec(eventID="PLACEHOLDER")]}).encode().replace(b'"PLACEHOLDER"', value)
+    assert scanned(data, False, True) is None
+    assert scanned(data, False, False) is None
+    assert records(data, False)[1] == []
+
+
+@native_only
+def test_the_pipeline_reads_event_ids_only_with_dedupe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter import pipeline
+    from exporter.dedupe import Dedupe
+    from exporter.selfmetrics import SelfMetrics
+
+    seen: list[bool] = []
+    real = pipeline.decode
+
+    def spy(data: bytes, keep_raw: bool, event_ids: bool = True) -> object:
+        seen.append(event_ids)
+        return real(data, keep_raw, event_ids)
+
+    monkeypatch.setattr(pipeline, "decode", spy)
+    data = json.dumps({"Records": [_rec(eventID="one")]}).encode()
+    pipeline.Pipeline([], counters=SelfMetrics()).process(data, "file")
+    pipeline.Pipeline([], counters=SelfMetrics(), dedupe=Dedupe(3600.0)).process(data, "file")
+    assert seen == [False, True]

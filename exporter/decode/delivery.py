@@ -87,16 +87,17 @@ def extract(data: bytes, keep_raw: bool = True) -> tuple[ObjectResult, list[tupl
     return res, [(raw if keep_raw else None, call_event(c)) for raw, c in zip(raws, calls, strict=True)]
 
 
-def scanned(data: bytes, keep_raw: bool) -> tuple[ObjectResult, list[Call], list[Any]] | None:
+def scanned(data: bytes, keep_raw: bool, event_ids: bool = True) -> tuple[ObjectResult, list[Call], list[Any]] | None:
     """The C scanner's calls (and the raw JSON of each with `keep_raw`), or None without the scanner
-    or when it declines the file (any shape or type it does not handle exactly)."""
+    or when it declines the file (any shape or type it does not handle exactly). Without `event_ids`
+    the calls' event_id may be None (the scanner does not read it)."""
     if scan.scanner is None:
         return None
     buf = inflate(data)
     if buf is None:
         return None
     try:
-        out = scan.scanner.scan(buf, keep_raw)
+        out = scan.scanner.scan(buf, keep_raw, event_ids)
     except scan.Declined:  # a caller the scanner's identity fields cannot tell apart
         return None
     if out is None:
@@ -138,10 +139,11 @@ class Decoded:
     raws: list[Any] = field(default_factory=list)
 
 
-def decode(data: bytes, keep_raw: bool) -> Decoded:
+def decode(data: bytes, keep_raw: bool, event_ids: bool = True) -> Decoded:
     """Decode one delivery with the fastest path that takes it. `keep_raw`: the log sink wants the
-    raw JSON of each SQS record."""
-    fast = scanned(data, keep_raw)
+    raw JSON of each SQS record. `event_ids=False`: nothing reads the calls' event_id (dedupe is off),
+    so it may be left None: each one is a new string per call."""
+    fast = scanned(data, keep_raw, event_ids)
     if fast is not None:
         return Decoded(*fast)
     return Decoded(*records(data, keep_raw))
