@@ -988,7 +988,7 @@ typedef struct {
    `attrs` the attributes that precede the captured ones and `tail` the event_name field. */
 typedef struct {
     uint64_t t_ns, o_ns;
-    Part head, tail, attrs[3];
+    Part head, tail, attrs[4];
     int nattrs;
 } RecordParts;
 
@@ -1891,8 +1891,22 @@ static int chunk_seal(Chunk *c, PyObject *out) {
 }
 
 /* What encode() needs of one call besides its raw record: its time and the attribute parts cached for
-   its kind, batch size and principal. 1: found; 0: leave this call to Python; -1: a Python error. */
-static int call_parts(const EncoderObject *enc, PyObject *call, RecordParts *cp) {
+   its kind, batch size and principal, and for a kind that carries a function (kinds[...][4], calls that may
+   change a queue's policy or encryption) the attributes that function reads from the raw record.
+   The parts point into `hold` (the kind) and `extra` (the function's answer), which the caller releases
+   (call_parts_done) once the record is written: the function runs Python, which may evict the kind.
+   1: found; 0: leave this call to Python; -1: a Python error. */
+typedef struct {
+    PyObject *hold, *extra;
+} PartRefs;
+
+static void call_parts_done(PartRefs *refs) {
+    Py_CLEAR(refs->hold);
+    Py_CLEAR(refs->extra);
+}
+
+static int call_parts(const EncoderObject *enc, PyObject *call, PyObject *raw, RecordParts *cp, PartRefs *refs) {
+    refs->hold = refs->extra = NULL;
     if (Py_TYPE(call) != (PyTypeObject *)enc->call_type) return 0;
     PyObject *labels = call_field(enc->call_off, call, C_LABELS), *error = call_field(enc->call_off, call, C_ERROR);
     PyObject *entries = call_field(enc->call_off, call, C_ENTRIES), *t = call_field(enc->call_off, call, C_TIME);
@@ -1909,29 +1923,45 @@ static int call_parts(const EncoderObject *enc, PyObject *call, RecordParts *cp)
     PyObject *kind = PyDict_GetItemWithError(enc->kinds, key); /* borrowed */
     Py_DECREF(key);
     if (!kind) return PyErr_Occurred() ? -1 : 0;
-    if (!PyTuple_Check(kind) || PyTuple_GET_SIZE(kind) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
+    Py_ssize_t kn = PyTuple_Check(kind) ? PyTuple_GET_SIZE(kind) : 0;
+    if ((kn != 4 && kn != 5) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
         !PyBytes_Check(PyTuple_GET_ITEM(kind, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 2)))
         return 0;
+    refs->hold = Py_NewRef(kind);
+    if (kn == 5 && PyTuple_GET_ITEM(kind, 4) != Py_None) {
+        refs->extra = PyObject_CallOneArg(PyTuple_GET_ITEM(kind, 4), raw);
+        if (!refs->extra) PyErr_Clear(); /* Python encodes this one and reports whatever it finds */
+        if (!refs->extra || !PyBytes_Check(refs->extra)) goto leave;
+    }
     cp->nattrs = 0;
     cp->attrs[cp->nattrs++] = part_of(PyTuple_GET_ITEM(kind, 0));
     cp->head = part_of(PyTuple_GET_ITEM(kind, 1));
     cp->tail = part_of(PyTuple_GET_ITEM(kind, 2));
     int batch = PyObject_IsTrue(PyTuple_GET_ITEM(kind, 3));
-    if (batch < 0) return -1;
+    if (batch < 0) goto fail;
     if (batch) {
         PyObject *a = PyDict_GetItemWithError(enc->batch_sizes, entries);
-        if (!a || !PyBytes_Check(a)) return PyErr_Occurred() ? -1 : 0;
+        if (!a || !PyBytes_Check(a)) goto missed;
         cp->attrs[cp->nattrs++] = part_of(a);
     }
     if (principal != Py_None) {
-        if (!PyUnicode_Check(principal)) return 0;
+        if (!PyUnicode_Check(principal)) goto leave;
         if (PyUnicode_GET_LENGTH(principal)) {
             PyObject *a = PyDict_GetItemWithError(enc->principals, principal);
-            if (!a || !PyBytes_Check(a)) return PyErr_Occurred() ? -1 : 0;
+            if (!a || !PyBytes_Check(a)) goto missed;
             cp->attrs[cp->nattrs++] = part_of(a);
         }
     }
+    if (refs->extra) cp->attrs[cp->nattrs++] = part_of(refs->extra);
     return 1;
+missed:
+    if (PyErr_Occurred()) goto fail;
+leave:
+    call_parts_done(refs);
+    return 0;
+fail:
+    call_parts_done(refs);
+    return -1;
 }
 
 /* The queue's room and the export batch open on entry: (room_records, room_bytes, open_records, open_bytes) */
@@ -1945,9 +1975,11 @@ typedef struct {
    LogSink.emit_calls's loop: for calls[start:] that the metrics kept, the LogRecord elements record()
    writes, with the attributes cached in this encoder per kind of call (kinds[(labels, error, queue)] =
    (attrs, head, tail, is_batch)), per batch size (batch_sizes[entries]) and per principal
-   (principals[arn]). It stops at `stop` (len(calls) when done) before a call it leaves to Python: a cache
-   miss, a time that is not a float in range, the queue's room used up, or a record the encoder declines
-   or fails on. Python then handles that one call (and fills the caches).
+   (principals[arn]); a kind may carry a fifth item, a function of the raw record giving more attributes
+   (calls that may change a queue's policy or encryption). It stops at `stop` (len(calls) when done) before
+   a call it leaves to Python: a cache miss, that function failing or not giving bytes, a time that is not
+   a float in range, the queue's room used up, or a record the encoder declines or fails on. Python then
+   handles that one call (and fills the caches).
    The records come concatenated in chunks cut where an export batch ends: the batch open on entry holds
    open_records records of open_bytes bytes, and a batch takes at most the encoder's batch_records records
    and batch_bytes bytes (a larger record goes alone). The open batch's fill is returned for the next call. */
@@ -1979,14 +2011,16 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
         if (keep == Py_False) continue;
         if (keep != Py_True || made >= bg.room_records || nbytes > bg.room_bytes) break;
         RecordParts cp;
+        PartRefs refs;
         cp.o_ns = o;
-        int found = call_parts(enc, PyList_GET_ITEM(calls, i), &cp);
+        int found = call_parts(enc, PyList_GET_ITEM(calls, i), PyList_GET_ITEM(raws, i), &cp, &refs);
         if (found < 0) goto fail;
         if (!found) break;
         P ps;
         settings_into(&ps, enc);
         Py_buffer raw;
         if (open_raw(&ps, PyList_GET_ITEM(raws, i), &raw)) {
+            call_parts_done(&refs);
             PyErr_Clear();
             break;
         }
@@ -1994,6 +2028,7 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
         take_buffers(enc, &ps, &mine);
         Py_ssize_t at;
         int r = record_into(&ps, &raw, &cp, &at);
+        call_parts_done(&refs);
         if (r) {
             give_buffers(enc, &ps, mine);
             PyErr_Clear(); /* Python encodes this one again and reports whatever it finds */

@@ -508,38 +508,75 @@ def test_encode_calls_stops_where_python_must_decide(tmp_path: Path) -> None:
 
 
 @native_only
-def test_policy_calls_are_pythons(tmp_path: Path) -> None:
-    """LogEncoder.encode never writes a call that may change a queue's exposure or encryption, even with warm
-    caches: its record carries attributes read from its request parameters, written by _emit_call."""
+def test_policy_calls_are_written_by_encode_as_python_writes_them(tmp_path: Path) -> None:
+    """A call that may change a queue's exposure or encryption carries attributes read from its request
+    parameters: LogEncoder.encode writes it (asking its kind's function for them) byte for byte as
+    _emit_call does, once the caches are warm."""
     from exporter.decode.delivery import scanned
 
     generate(tmp_path / "t", files=4, records=300)
     sink = make_sink()
     try:
         seen = set()
+        written = 0
         for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
             fast = scanned(path.read_bytes(), True)
             assert fast is not None
             _, calls, raws = fast
             for i, (call, raw) in enumerate(zip(calls, raws, strict=True)):
-                for _ in range(2):  # the second time, the caches are as warm as they get
-                    chunks, stop, *_ = sink.encoding.encoder.encode(
-                        calls, raws, [True] * len(calls), i, 7, (1, 1 << 40, 0, 0)
-                    )
-                    if call.labels.event_name in POLICY_EVENTS:
-                        assert stop == i and chunks == []
-                    sink._emit_call(call, raw, 7, 7e-9)
-                    f, _n = sink.exports.queue.pop()
-                    if call.labels.event_name in POLICY_EVENTS and call.error is None:
-                        params = json.loads(raw).get("requestParameters")
-                        exposure = access.change_exposure(call.labels.event_name, params, call.labels.account_id)
-                        encryption = access.change_encryption(call.labels.event_name, params)
-                        for key, value in (("exposure", exposure), ("encryption", encryption)):
-                            attr = f"aws.cloudtrail.sqs.{key}".encode()
-                            assert (attr in f) == (value is not None)
-                            if value is not None:
-                                assert value.encode() in f
-                                seen.add(key)
-        assert seen == {"exposure", "encryption"}
+                sink._emit_call(call, raw, 7, 7e-9)  # the Python path, which fills the caches
+                f, _n = sink.exports.queue.pop()
+                chunks, stop, *_ = sink.encoding.encoder.encode(
+                    calls, raws, [True] * len(calls), i, 7, (1, 1 << 40, 0, 0)
+                )
+                assert stop == i + 1 and chunks == [(f, 1)], call
+                written += call.labels.event_name in POLICY_EVENTS
+                if call.labels.event_name in POLICY_EVENTS and call.error is None:
+                    params = json.loads(raw).get("requestParameters")
+                    exposure = access.change_exposure(call.labels.event_name, params, call.labels.account_id)
+                    encryption = access.change_encryption(call.labels.event_name, params)
+                    for key, value in (("exposure", exposure), ("encryption", encryption)):
+                        attr = f"aws.cloudtrail.sqs.{key}".encode()
+                        assert (attr in f) == (value is not None)
+                        if value is not None:
+                            assert value.encode() in f
+                            seen.add(key)
+        assert written and seen == {"exposure", "encryption"}
+    finally:
+        sink.shutdown(1.0)
+
+
+@native_only
+@pytest.mark.parametrize("answer", ["raises", "not bytes"])
+def test_a_failing_change_function_leaves_the_call_to_python(tmp_path: Path, answer: str) -> None:
+    from exporter.decode.delivery import scanned
+
+    generate(tmp_path / "t", files=2, records=300)
+    sink = make_sink()
+    try:
+        for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
+            fast = scanned(path.read_bytes(), True)
+            assert fast is not None
+            _, calls, raws = fast
+            for i, (call, raw) in enumerate(zip(calls, raws, strict=True)):
+                sink._emit_call(call, raw, 7, 7e-9)
+                sink.exports.queue.pop()
+                kinds = sink.encoding.encoder.kinds
+                kind = kinds.get((call.labels, call.error, call.queue))
+                if kind is None or len(kind) != 5:
+                    continue
+
+                def bad(raw: Any) -> Any:
+                    if answer == "raises":
+                        raise RuntimeError("boom")
+                    return "text"
+
+                kinds[(call.labels, call.error, call.queue)] = (*kind[:4], bad)
+                chunks, stop, *_ = sink.encoding.encoder.encode(
+                    calls, raws, [True] * len(calls), i, 7, (1, 1 << 40, 0, 0)
+                )
+                assert (chunks, stop) == ([], i)
+                return
+        pytest.fail("no call of a kind with a change function")
     finally:
         sink.shutdown(1.0)

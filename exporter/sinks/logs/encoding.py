@@ -158,12 +158,9 @@ class RecordEncoder:
         # batch size → messaging.batch.message_count; principal → user.id. The encoder's
         # own caches when it is built: its encode() reads them.
         enc = self.encoder
-        self._kind_cache: BoundedCache[Any, tuple[bytes, bytes, bytes, bool]] = (
-            enc.kinds if enc else BoundedCache(65_536)
-        )
+        self._kind_cache: BoundedCache[Any, tuple[Any, ...]] = enc.kinds if enc else BoundedCache(65_536)
         self._batch_attrs: BoundedCache[int, bytes] = enc.batch_sizes if enc else BoundedCache(4096)
         self._principal_cache: BoundedCache[str, bytes] = enc.principals if enc else BoundedCache(65_536)
-        self._policy_kinds: BoundedCache[Any, tuple[bytes, bytes, bytes, bool]] = BoundedCache(4096)
         self._part_cache: dict[tuple[Any, ...], Any] = {}  # see _call_kind
 
     def body(self, raw: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -249,16 +246,8 @@ class RecordEncoder:
         caches). `kind` is (labels, error, queue) of a Call."""
         hit = self._kind_cache.get(kind)
         if hit is None:
-            # a call that may change a queue's exposure or encryption carries attributes read from its
-            # record: kept out of the encoder's cache, so LogEncoder.encode stops there and leaves it to
-            # Python, but cached here all the same (its blocks are those of any call of its kind)
-            if kind[0][3] in POLICY_EVENTS:
-                hit = self._policy_kinds.get(kind)
-                if hit is None:
-                    hit = self._policy_kinds.put(kind, self._call_kind(*kind))
-            else:
-                hit = self._kind_cache.put(kind, self._call_kind(*kind))
-        attrs, head, tail, batch = hit
+            hit = self._kind_cache.put(kind, self._call_kind(*kind))
+        attrs, head, tail, batch = hit[0], hit[1], hit[2], hit[3]
         if batch:
             b = self._batch_attrs.get(entries)
             if b is None:
@@ -279,8 +268,9 @@ class RecordEncoder:
 
     def _call_kind(
         self, labels: tuple[Any, ...], error: str | None, urls: tuple[str | None, str | None]
-    ) -> tuple[bytes, bytes, bytes, bool]:
-        """(attributes up to the error type, severity fields, event-name field, whether a batch call), from
+    ) -> tuple[Any, ...]:
+        """(attributes up to the error type, severity fields, event-name field, whether a batch call[, the
+        function of the raw record giving the exposure/encryption attributes of a call that sets them]), from
         parts cached per account and region, per event name and category, per queue and per error: a
         trail touching thousands of queues has as many kinds of call, but few of each part."""
         account, region, queue, name, category = labels
@@ -319,7 +309,16 @@ class RecordEncoder:
                 wire.event_name_field("aws.cloudtrail.sqs." + name),
                 name.endswith("Batch"),
             )
-        return where + what + target + outcome[0], outcome[1], outcome[2], outcome[3]
+        attrs = where + what + target + outcome[0]
+        if error is None and name in POLICY_EVENTS:
+            # a call that may change a queue's exposure or encryption carries attributes read from its
+            # record: LogEncoder.encode asks this function for them (the Python path: access_attributes)
+            return attrs, outcome[1], outcome[2], outcome[3], _change_attributes(name, account)
+        return attrs, outcome[1], outcome[2], outcome[3]
+
+
+def _change_attributes(event_name: str, owner: str) -> Callable[[Any], bytes]:
+    return lambda raw: access_attributes(raw, event_name, None, owner)
 
 
 def access_attributes(raw: Any, event_name: str, error: str | None, owner: str) -> bytes:
