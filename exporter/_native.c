@@ -864,7 +864,8 @@ typedef struct {
     PyObject *hash_key; /* bytes (HMAC key) or None (plain SHA-256) */
     PyObject *decode;   /* callable(bytes) -> object */
     long long batch_records, batch_bytes;
-    /* (labels, error, queue) → (attrs, head, tail, is_batch); entries → bytes; principal → bytes */
+    /* (labels, error, queue) → (attrs, head, tail, is_batch[, change function]); entries → bytes;
+       principal → bytes */
     PyObject *kinds, *batch_sizes, *principals;
     PyObject *call_type;
     Py_ssize_t call_off[NCALL];
@@ -872,6 +873,8 @@ typedef struct {
        Callbacks (hasher, decode) may let another thread in: a call that finds them taken uses its own. */
     Buf spare[3];
     int spare_busy;
+    Buf chunk;      /* encode()'s chunk buffer, kept the same way: grown once, not per call */
+    int chunk_busy;
     Hasher hasher_state; /* redacted strings' digests */
 } EncoderObject;
 
@@ -1878,6 +1881,18 @@ typedef struct {
     Py_ssize_t n; /* records */
 } Chunk;
 
+/* encode()'s chunk buffer back to the encoder for the next call (unless it is another call's, or one odd
+   huge record grew it past a few batches). */
+static void chunk_keep(EncoderObject *enc, Buf *b, int own) {
+    if (own && b->cap <= (Py_ssize_t)(4 * enc->batch_bytes) + (1 << 20)) {
+        enc->chunk = *b;
+        enc->chunk.len = 0;
+    } else {
+        PyMem_Free(b->p);
+    }
+    if (own) enc->chunk_busy = 0;
+}
+
 /* Append (bytes, records) to out and start an empty chunk (its buffer is kept for the next one). */
 static int chunk_seal(Chunk *c, PyObject *out) {
     if (!c->n) return 0;
@@ -2004,6 +2019,13 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
     Chunk chunk = {{NULL, 0, 0}, 0};
+    int own_chunk = !enc->chunk_busy; /* a change function's Python may run encode() again */
+    if (own_chunk) {
+        chunk.buf = enc->chunk;
+        chunk.buf.len = 0;
+        enc->chunk = (Buf){NULL, 0, 0};
+        enc->chunk_busy = 1;
+    }
     long long made = 0, nbytes = 0;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < n; i++) {
@@ -2056,10 +2078,10 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
         made++;
     }
     if (chunk_seal(&chunk, out)) goto fail;
-    PyMem_Free(chunk.buf.p);
+    chunk_keep(enc, &chunk.buf, own_chunk);
     return Py_BuildValue("(NnLLL)", out, i, nbytes, bg.open_records, bg.open_bytes);
 fail:
-    PyMem_Free(chunk.buf.p);
+    chunk_keep(enc, &chunk.buf, own_chunk);
     Py_DECREF(out);
     return NULL;
 }
@@ -2168,6 +2190,7 @@ static void encoder_dealloc(PyObject *self) {
     PyObject_GC_UnTrack(self);
     encoder_clear(self);
     for (int i = 0; i < 3; i++) PyMem_Free(enc->spare[i].p);
+    PyMem_Free(enc->chunk.p);
     hasher_free(&enc->hasher_state);
     tp->tp_free(self);
     Py_DECREF(tp);
