@@ -2468,6 +2468,7 @@ static PyType_Spec SCANNER_SPEC = {
 #define TALLY_MAX_QKEY 8
 #define TALLY_RUN_SLOTS 512 /* slots remembered during one add_calls (direct-mapped by address) */
 #define TALLY_LONG 256      /* a principal or queue name longer than this is not remembered in `access` */
+#define TALLY_HIT_SLOTS 1024 /* labels objects whose slot is remembered by identity */
 
 /* A slot met during the current add_calls: the calls it counted since its key was first written (added
    to the calls table when the entry is flushed; the key itself is written at once, so the table keeps
@@ -2491,6 +2492,11 @@ typedef struct {
     uint64_t epoch; /* advanced whenever a callback may have run Python */
     double bound[TALLY_MAX_BUCKETS];
     RunSlot run[TALLY_RUN_SLOTS];
+    /* labels object → its slot, by identity (direct-mapped by address): the scanner hands out one Labels
+       object per distinct record key, so most calls find their slot here without hashing the labels. Both
+       held strongly (an address is not reused while held); emptied by forget(). A slot that `slots` has
+       since let go of is still right: its answer for the same labels does not change. */
+    PyObject *hit_labels[TALLY_HIT_SLOTS], *hit_slot[TALLY_HIT_SLOTS];
 } TallyObject;
 
 /* What a run of calls has counted but not yet written: the newest time of one (account, region) and the
@@ -2927,7 +2933,24 @@ fail:
     return -1;
 }
 
+/* Only a tuple of exact strs is remembered by identity: its hash and equality cannot change. */
+static int tally_plain_labels(PyObject *labels) {
+    if (!PyTuple_Check(labels)) return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(labels); i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(labels, i))) return 0;
+    return 1;
+}
+
+static void tally_hits_clear(TallyObject *ta) {
+    for (int i = 0; i < TALLY_HIT_SLOTS; i++) {
+        Py_CLEAR(ta->hit_labels[i]);
+        Py_CLEAR(ta->hit_slot[i]);
+    }
+}
+
 static PyObject *tally_slot(TallyObject *ta, Pending *pd, PyObject *labels) {
+    Py_ssize_t h = (Py_ssize_t)(((uintptr_t)labels >> 4) % TALLY_HIT_SLOTS);
+    if (ta->hit_labels[h] == labels) return Py_NewRef(ta->hit_slot[h]);
     PyObject *slot = PyDict_GetItemWithError(ta->slots, labels);
     if (slot) {
         Py_INCREF(slot);
@@ -2943,6 +2966,10 @@ static PyObject *tally_slot(TallyObject *ta, Pending *pd, PyObject *labels) {
         Py_DECREF(slot);
         PyErr_SetString(PyExc_TypeError, "a slot is (key, qkey, akey, known: dict, change)");
         return NULL;
+    }
+    if (tally_plain_labels(labels)) {
+        Py_XSETREF(ta->hit_labels[h], Py_NewRef(labels));
+        Py_XSETREF(ta->hit_slot[h], Py_NewRef(slot));
     }
     return slot;
 }
@@ -3096,6 +3123,10 @@ static int tally_traverse(PyObject *self, visitproc visit, void *arg) {
     Py_VISIT(ta->slots);
     Py_VISIT(ta->changes);
     Py_VISIT(ta->shared);
+    for (int i = 0; i < TALLY_HIT_SLOTS; i++) {
+        Py_VISIT(ta->hit_labels[i]);
+        Py_VISIT(ta->hit_slot[i]);
+    }
     return 0;
 }
 
@@ -3125,6 +3156,7 @@ static int tally_clear(PyObject *self) {
         Py_CLEAR(ta->run[i].seen);
         Py_CLEAR(ta->run[i].whos);
     }
+    tally_hits_clear(ta);
     return 0;
 }
 
@@ -3143,6 +3175,7 @@ static PyObject *tally_forget(PyObject *self, PyObject *Py_UNUSED(ignored)) {
         return NULL;
     }
     PyDict_Clear(ta->slots);
+    tally_hits_clear(ta);
     PyDict_Clear(ta->access);
     ta->access_n = 0;
     ta->epoch++;

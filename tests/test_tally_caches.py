@@ -103,3 +103,35 @@ def test_restore_forgets_the_cells_so_counts_land_in_the_restored_map(tally: Any
         assert getattr(agg.access, table) == getattr(ref.access, table), table
     assert agg.access.principal_calls[(ACCOUNT, "eu-west-1", "a", mine, "error")] == 2
     assert agg.errors == ref.errors
+
+
+@pytest.mark.parametrize("tally", TALLIES)
+def test_slots_are_asked_once_per_labels_and_again_after_restore(tally: Any) -> None:
+    """A labels object's slot is remembered (in C also by the object's identity, so that repeated calls
+    skip hashing it); a restore replaces the admitted queues, so every slot is asked for again."""
+    asked: list[Labels] = []
+
+    def wrapped(**settings: Any) -> Any:
+        fn = settings["slot"]
+
+        def counted(labels: Labels) -> Any:
+            asked.append(labels)
+            return fn(labels)
+
+        settings["slot"] = counted
+        return tally(**settings)
+
+    agg = Aggregate(tally=wrapped, max_queues=1)
+    calls = [call(q, "SendMessage", role(ACCOUNT, "app")) for q in ("a", "b")]
+    equal = [call(q, "SendMessage", role(ACCOUNT, "app")) for q in ("a", "b")]  # equal labels, other objects
+    agg.add_calls(calls * 3 + equal, 1.8e9, "file")
+    assert asked == [c.labels for c in calls]
+    assert set(agg.calls) == {(ACCOUNT, "eu-west-1", q, "SendMessage", "Data") for q in ("a", "(other)")}
+    snap = Aggregate(max_queues=1).snapshot()  # nothing admitted: queue "b" first now
+    agg.restore(snap)
+    agg.add_calls(calls[::-1], 1.8e9, "file")
+    assert asked[2:] == [c.labels for c in calls[::-1]]
+    assert agg.calls == {
+        (ACCOUNT, "eu-west-1", "b", "SendMessage", "Data"): 1,
+        (ACCOUNT, "eu-west-1", "(other)", "SendMessage", "Data"): 1,
+    }
