@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from .cache import BoundedCache
+
 PUBLIC = "public"
 CROSS_ACCOUNT = "cross_account"
 ACCOUNT = "account"
@@ -34,6 +36,21 @@ MAX_POLICY_BYTES = 256 << 10
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _ARN_ACCOUNT = re.compile(r"^arn:[^:]*:[^:]*:[^:]*:(\d{12}):")
 _decode_policy = msgspec.json.Decoder().decode
+
+
+class _Params(msgspec.Struct):
+    """All the classification reads of a policy/encryption call's record."""
+
+    requestParameters: dict[str, Any] | None = None
+
+
+_decode_params = msgspec.json.Decoder(_Params).decode
+# Memos of pure functions, small and holding only small texts. (record, event name, owner) → answer: the
+# metrics and the logs classify the same record object one after the other. (policy text, owner) →
+# exposure: infrastructure code sets the same policy again and again.
+_MEMO_BYTES = 16 << 10
+_by_record: BoundedCache[tuple[bytes, str, str], tuple[str | None, str | None]] = BoundedCache(256)
+_by_policy: BoundedCache[tuple[str, str | None], str] = BoundedCache(1024)
 
 
 def arn_account(arn: str | None) -> str | None:
@@ -109,12 +126,25 @@ def policy_exposure(policy: Any, owner: str | None) -> str:
             return REMOVED
         if len(policy) > MAX_POLICY_BYTES:
             return UNKNOWN
-        try:
-            doc = _decode_policy(policy)
-        except (msgspec.DecodeError, RecursionError, ValueError):
-            return UNKNOWN
-    else:
-        doc = policy
+        if len(policy) > _MEMO_BYTES:
+            return _text_exposure(policy, owner)
+        key = (policy, owner)
+        hit = _by_policy.get(key)
+        if hit is None:
+            hit = _by_policy.put(key, _text_exposure(policy, owner))
+        return hit
+    return _document_exposure(policy, owner)
+
+
+def _text_exposure(policy: str, owner: str | None) -> str:
+    try:
+        doc = _decode_policy(policy)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return UNKNOWN
+    return _document_exposure(doc, owner)
+
+
+def _document_exposure(doc: Any, owner: str | None) -> str:
     if not isinstance(doc, Mapping):
         return UNKNOWN
     statements = _as_list(doc.get("Statement"))
@@ -171,6 +201,24 @@ def change_exposure(event_name: str, params: Any, owner: str | None) -> str | No
     if "Policy" not in attrs:
         return None
     return policy_exposure(attrs["Policy"], owner)
+
+
+def record_changes(raw: Any, event_name: str, owner: str) -> tuple[str | None, str | None]:
+    """(exposure, encryption) that a successful call of `event_name` sets, read from its raw JSON record;
+    (None, None) when it sets neither or its request parameters cannot be read."""
+    key = (raw, event_name, owner) if type(raw) is bytes and len(raw) <= _MEMO_BYTES else None
+    hit = _by_record.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    try:
+        params = _decode_params(raw).requestParameters
+    except (msgspec.DecodeError, RecursionError):
+        out: tuple[str | None, str | None] = (None, None)
+    else:
+        out = (change_exposure(event_name, params, owner), change_encryption(event_name, params))
+    if key is not None:
+        _by_record.put(key, out)
+    return out
 
 
 def _truthy(value: Any) -> bool | None:

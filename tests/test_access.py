@@ -183,3 +183,38 @@ def test_any_parameters_classify_without_raising(params: Any, event: str) -> Non
 )
 def test_principal_caller_account(principal: str | None, account: str | None) -> None:
     assert access.principal_caller_account(principal) == account
+
+
+def test_record_changes_memo_answers_as_the_functions_do() -> None:
+    """record_changes remembers answers per record and per policy text: the same record asked for another
+    owner, and the same policy on another account, get their own answers."""
+    policy = json.dumps(
+        {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "*"}]}
+    )
+    rec = json.dumps(
+        {"requestParameters": {"queueUrl": "q", "attributes": {"Policy": policy, "KmsMasterKeyId": "alias/k"}}}
+    ).encode()
+    for _ in range(2):  # the second round is answered from the memos
+        assert access.record_changes(rec, "SetQueueAttributes", "111122223333") == (access.ACCOUNT, access.SSE_KMS)
+        assert access.record_changes(rec, "SetQueueAttributes", "444455556666") == (
+            access.CROSS_ACCOUNT,
+            access.SSE_KMS,
+        )
+        assert access.record_changes(rec, "CreateQueue", "111122223333") == (access.ACCOUNT, access.SSE_KMS)
+        assert access.record_changes(rec, "RemovePermission", "111122223333") == (access.REMOVED, None)
+        assert access.record_changes(b"{not json", "SetQueueAttributes", "111122223333") == (None, None)
+        assert access.record_changes(memoryview(rec), "SetQueueAttributes", "111122223333") == (
+            access.ACCOUNT,
+            access.SSE_KMS,
+        )
+
+
+def test_large_policies_are_classified_but_not_remembered() -> None:
+    big = json.dumps(
+        {
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage"}],
+            "Pad": "x" * (access._MEMO_BYTES + 1),
+        }
+    )
+    assert access.policy_exposure(big, "111122223333") == access.PUBLIC
+    assert (big, "111122223333") not in access._by_policy

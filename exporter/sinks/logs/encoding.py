@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from opentelemetry.semconv.schemas import Schemas
 
-from ...access import POLICY_EVENTS, change_encryption, change_exposure
+from ...access import POLICY_EVENTS, record_changes
 from ...cache import BoundedCache
 from ...config import LogsConfig
 from ...decode.record import SqsEvent
@@ -61,11 +61,6 @@ def severity(error_code: str | None) -> tuple[int, str]:
 _decode = msgspec.json.decode
 
 
-class _Params(msgspec.Struct):
-    requestParameters: dict[str, Any] | None = None
-
-
-_decode_params = msgspec.json.Decoder(_Params).decode
 _decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 # top-level fields that differ on every call: not worth caching
 _UNIQUE = frozenset(("eventID", "requestID", "sharedEventID"))
@@ -326,11 +321,6 @@ def access_attributes(raw: Any, event_name: str, error: str | None, owner: str) 
     queue's policy or encryption (exporter.access, as the metrics count them), else nothing."""
     if error is not None or event_name not in POLICY_EVENTS or raw is None:
         return b""
-    try:
-        params = _decode_params(raw).requestParameters
-    except (msgspec.DecodeError, RecursionError):
-        return b""
-    exposure = change_exposure(event_name, params, owner)
-    encryption = change_encryption(event_name, params)
+    exposure, encryption = record_changes(raw, event_name, owner)
     out = wire.attribute(EXPOSURE_ATTR, exposure) if exposure is not None else b""
     return out + (wire.attribute(ENCRYPTION_ATTR, encryption) if encryption is not None else b"")

@@ -8,9 +8,7 @@ import bisect
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import msgspec
-
-from ...access import POLICY_EVENTS, change_encryption, change_exposure, principal_caller_account
+from ...access import POLICY_EVENTS, principal_caller_account, record_changes
 from ...cache import BoundedCache
 from ...decode.record import SqsEvent
 from ...model import NO_QUEUE, NO_REF, OTHER_QUEUE, Call, Labels
@@ -46,15 +44,6 @@ _Slot = tuple[
     tuple[str, str, str, str, str], tuple[str, str, str], tuple[str, str], BoundedCache[str, tuple[str, ...]], bool
 ]
 _MAX_CODES = 256  # error codes remembered per slot (a miss only recomputes their key)
-
-
-class _Params(msgspec.Struct):
-    """All the access classification reads of a policy/encryption call's record."""
-
-    requestParameters: dict[str, Any] | None = None
-
-
-_decode_params = msgspec.json.Decoder(_Params).decode
 
 
 class _Tallied:
@@ -215,16 +204,11 @@ class Aggregate:
         slots_get = self._slots.get
         for i in positions:
             call, raw = calls[i], raws[i]
-            name = call.labels[3]
             if raw is None or call.error is not None:
-                continue
-            try:
-                params = _decode_params(raw).requestParameters
-            except (msgspec.DecodeError, RecursionError):
                 continue
             slot = slots_get(call.labels) or self._slot(call.labels)
             qkey = slot[1]
-            access.count_change(qkey, change_exposure(name, params, qkey[0]), change_encryption(name, params))
+            access.count_change(qkey, *record_changes(raw, call.labels[3], qkey[0]))
 
     def _slot(self, labels: Labels) -> _Slot:
         """The table keys of calls with these labels (queue capped to OTHER_QUEUE). The answer is
