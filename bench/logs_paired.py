@@ -1,4 +1,4 @@
-"""(c) and (d) of bench/run.py for several source trees, paired: the same corpus, runs alternating.
+"""(c), (c)/(a) and (d) of bench/run.py for several source trees, paired: the same corpus, runs alternating.
 
     python -m bench.logs_paired TREE [TREE ...] [--rounds 5] [--corpus DIR]
 
@@ -6,14 +6,16 @@ Each TREE is a checkout with its extension built in place (`python setup.py buil
 `cloudtrail-sqs-exporter replay` runs with PYTHONPATH=TREE, on CPU 0, once without logs (c) and once with
 OTLP/gRPC logs to bench/otlp_sink.py on CPU 1 (d), as bench/run.py runs them. The trees take turns within a
 round (the order reversed every other round) because this machine's speed drifts from minute to minute.
-Prints, per tree, the median CPU seconds (user + sys) of (c) and (d), (d) in log records per CPU second, and
-the median of (d) - (c) per round: what the log path costs on top of the metrics.
+Prints, per tree, the median CPU seconds (user + sys) of (c) and (d), (c)/(a) as bench/run.py pairs it (the
+gunzip floor (a), in this process on CPU 0, measured right before and right after each (c) run), (d) in log
+records per CPU second, and the median of (d) - (c) per round: what the log path costs on top of the metrics.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -23,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import procs
-from bench.corpus import OUT
+from bench import inproc, procs
+from bench.corpus import OUT, trail_files
 
 
 def cpu_of(cmd: list[str], tree: str, last: list[float]) -> float:
@@ -50,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Path(args.corpus) if args.corpus else found[0]
     sqs = json.loads((corpus / "meta.json").read_text())["sqs"]
     replay = ["taskset", "-c", "0", sys.executable, "-m", "exporter", "replay", str(corpus)]
-    runs: dict[tuple[str, str], list[float]] = {(t, m): [] for t in args.trees for m in "cd"}
+    runs: dict[tuple[str, str], list[float]] = {(t, m): [] for t in args.trees for m in "cda"}
+    blobs = [p.read_bytes() for p in trail_files(corpus / "trail")]
+    os.sched_setaffinity(0, {0})  # the floor on the core the replays run on
+
+    def floor() -> float:
+        return inproc.timed(lambda: inproc.floor_reader(blobs))[0]
+
     last = [0.0]
     tmp = Path(tempfile.mkdtemp())
     sink = procs.OtlpSink(1)
@@ -61,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for r in range(args.rounds):
             for tree in args.trees if r % 2 == 0 else args.trees[::-1]:
+                a = floor()
                 runs[(tree, "c")].append(cpu_of(replay, tree, last))
+                runs[(tree, "a")].append((a + floor()) / 2 / runs[(tree, "c")][-1])
                 before = sink.counts()["records"]
                 runs[(tree, "d")].append(cpu_of([*replay, "--config", str(cfg)], tree, last))
                 time.sleep(0.2)  # the receiver's last request may still be counting
@@ -75,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         c, d = runs[(tree, "c")], runs[(tree, "d")]
         extra = statistics.median(b - a for a, b in zip(c, d, strict=True))
         print(
-            f"{tree}: (c) {statistics.median(c):.2f} s, (d) {statistics.median(d):.2f} s = "
+            f"{tree}: (c) {statistics.median(c):.2f} s, (c)/(a) {statistics.median(runs[(tree, 'a')]):.3f} "
+            f"({', '.join(f'{x:.3f}' for x in runs[(tree, 'a')])}), (d) {statistics.median(d):.2f} s = "
             f"{sqs / statistics.median(d):,.0f} logs/s (repeats {', '.join(f'{sqs / x:,.0f}' for x in d)}); "
             f"(d) - (c) {extra:.2f} s"
         )
