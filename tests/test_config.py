@@ -224,3 +224,38 @@ def test_unknown_variables_are_warned_about_one_line_each(tmp_path: Path) -> Non
     assert len(lines) == 2, lines
     assert "CTSQS_LISTNE" in lines[0] and "listne" in lines[0]
     assert "CTSQS_METRICS__MAX_QUEUEZ" in lines[1] and "metrics.max_queuez" in lines[1]
+
+
+def test_top_level_keys_in_any_case_and_no_hidden_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("Listen: 127.0.0.1:2001\nMETRICS:\n  max_queues: 5\n")
+    s = config.load(cfg)
+    assert s.listen == "127.0.0.1:2001" and s.metrics.max_queues == 5
+    # nested keys are exact, as they always were
+    cfg.write_text("metrics:\n  MAX_QUEUES: 5\n")
+    with pytest.raises(config.ConfigError, match=r"metrics.MAX_QUEUES: Extra inputs"):
+        config.load(cfg)
+    # a pydantic-settings init argument is no key of the file
+    cfg.write_text("_env_file: /etc/passwd\n")
+    with pytest.raises(config.ConfigError, match=r"_env_file: Extra inputs"):
+        config.load(cfg)
+
+
+@pytest.mark.parametrize(
+    ("listen", "error"),
+    [
+        ("127.0.0.1:1", None),
+        ("localhost:1", None),
+        ("[::1]:1", None),
+        (":1", None),
+        ("a..b:1", "label empty or too long"),  # the idna codec's check, for a name that never reaches it
+        ("x" * 64 + ".example:1", "label empty or too long"),
+        ("ü.invalid:1", "cannot resolve the address 'ü.invalid'"),
+    ],
+)
+def test_listen_host_checked_as_getaddrinfo_takes_it(listen: str, error: str | None) -> None:
+    if error is None:
+        assert config.load(None, listen=listen).listen == listen
+    else:
+        with pytest.raises(config.ConfigError, match=error):
+            config.load(None, listen=listen)
