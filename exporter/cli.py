@@ -10,8 +10,6 @@ import signal
 import sys
 import threading
 
-import yaml
-
 from . import __version__, config, logfmt, masking, report
 from .report import EXIT_USAGE
 from .tuning import tune_gc, tune_malloc
@@ -124,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             settings = config.load(args.file)
+            import yaml  # the file's parser, already loaded by config.load
+
             sys.stdout.write(yaml.safe_dump(config.masked(settings), sort_keys=False))
             return 0
         tune_malloc()
