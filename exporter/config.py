@@ -10,7 +10,7 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -156,14 +156,15 @@ class LogsConfig(Strict):
 
 
 def _default_sources() -> list[Any]:
-    return [FileSourceConfig(type="file", path=SAMPLE_DIR, name="sample")]
+    # valid as written; validating it would build the schema of every source type
+    return [FileSourceConfig.model_construct(type="file", path=SAMPLE_DIR, name="sample")]
 
 
 class Settings(BaseModel):
     # a plain model: load() merges the file, CTSQS_* variables and flags itself (config_sources), keeping
     # the origin of every key for its error messages, so pydantic-settings (a third of `replay`'s start-up)
     # would add nothing; the defaults are validated as they are in a BaseSettings
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
     # 10355: free on the Prometheus wiki's "Default port allocations" list (README, "Port")
     listen: str = "0.0.0.0:10355"
@@ -256,6 +257,21 @@ def _loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _defaults(model: type[M]) -> M:
+    """What `model()` validates to, built without validating when nothing is configured: the defaults
+    are valid values, which the validators return unchanged (tests/test_config.py compares the two).
+    Validating would build the schemas of the whole configuration, a tenth of `replay`'s start-up."""
+    nested = {
+        name: _defaults(f.default_factory)
+        for name, f in model.model_fields.items()
+        if isinstance(f.default_factory, type) and issubclass(f.default_factory, BaseModel)
+    }
+    return model.model_construct(_fields_set=set(), **nested)
+
+
 def _top_level(doc: dict[str, Any]) -> dict[str, Any]:
     """Top-level keys name their field in any case (`Listen:` is `listen`), the first of two spellings
     winning, as they did when Settings was a case-insensitive BaseSettings."""
@@ -297,6 +313,8 @@ def load(path: str | Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(masking.mask_text(str(exc), secrets)) from None
     for w in warnings:
         print(f"cloudtrail-sqs-exporter: warning: {w}", file=sys.stderr)
+    if not merged.doc:
+        return _defaults(Settings)
     try:
         return Settings(**_top_level(merged.doc))
     except ValidationError as exc:
@@ -316,7 +334,20 @@ def masked(settings: Settings) -> dict[str, Any]:
 
 def secrets(settings: Settings) -> set[str]:
     """Every secret the running process knows of, for masking log lines."""
-    return masking.secrets_in(settings.model_dump(mode="json")) | masking.env_secrets()
+    return masking.secrets_in(_plain(settings)) | masking.env_secrets()
+
+
+def _plain(value: Any) -> Any:
+    """The settings as nested dicts and lists, leaves as they are: what secrets_in reads of
+    model_dump(mode="json") (strings, and the leaves under a secret key, all strings), without building
+    the serializer (a schema build of the whole configuration, a tenth of `replay`'s start-up)."""
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 __all__ = [

@@ -259,3 +259,34 @@ def test_listen_host_checked_as_getaddrinfo_takes_it(listen: str, error: str | N
     else:
         with pytest.raises(config.ConfigError, match=error):
             config.load(None, listen=listen)
+
+
+def test_defaults_built_without_validation_equal_the_validated_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing configured load() builds the defaults without validating them (no schema built)."""
+    for name in [n for n in os.environ if n.upper().startswith("CTSQS_")]:
+        monkeypatch.delenv(name)
+    fast, validated = config.load(None), config.Settings()
+    assert fast == validated
+    assert fast.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert repr(fast) == repr(validated)
+    # and an equal value set through the validating path changes nothing either
+    assert config.load(None, listen="0.0.0.0:10355") == fast
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "logs:\n  redact:\n    hash_key: hk-secret-1\n  headers: {authorization: Bearer tok-2}\n",
+        "sources:\n  - type: s3\n    bucket: b-x\n    endpoint_url: https://u:pw-3@s3.local/?X-Amz-Signature=sig-4\n"
+        "    external_id: ext-5\n",
+        "state:\n  redis_url: redis://:pw-6@127.0.0.1:6379/0\n",
+    ],
+)
+def test_secrets_are_those_of_the_dumped_settings(tmp_path: Path, text: str) -> None:
+    from exporter import masking
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    s = config.load(cfg)
+    want = masking.secrets_in(s.model_dump(mode="json")) | masking.env_secrets()
+    assert config.secrets(s) == want and len(want - masking.env_secrets()) >= 1
