@@ -162,7 +162,7 @@ def _default_sources() -> list[Any]:
 
 class Settings(BaseModel):
     # a plain model: load() merges the file, CTSQS_* variables and flags itself (config_sources), keeping
-    # the origin of every key for its error messages, so pydantic-settings (a third of `replay`'s start-up)
+    # the origin of every key for its error messages, so pydantic-settings (a fifth of `replay`'s start-up)
     # would add nothing; the defaults are validated as they are in a BaseSettings
     model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
