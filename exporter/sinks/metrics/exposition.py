@@ -109,25 +109,19 @@ class TextFamily(Metric):
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         if openmetrics:
             doc = doc.replace('"', r"\"")
-        head = f"# HELP {name} {doc}\n# TYPE {name} {self.type}\n"
-        if not self.rows:
-            return head
-        keys, values = zip(*self.rows, strict=True)
         cache = self.cache
-        missing = set(keys).difference(cache) if cache else keys
+        get = cache.get
+        missing = [key for key, _ in self.rows if get(key) is None]
         if missing:
-            self._heads(sample, list(missing))
-        heads = map(cache.__getitem__, keys)
-        # floatToGoString of a small int is repr(float(v)); larger ones switch to exponents. A family of
-        # small ints (counters, mostly) is formatted in one pass; anything else line by line
-        if set(map(type, values)) == {int} and min(values) > -1_000_000 and max(values) < 1_000_000:
-            return head + "".join(map("{}{}.0\n".format, heads, values))
-        return head + "".join(
-            [
-                f"{h}{v}.0\n" if type(v) is int and -1_000_000 < v < 1_000_000 else f"{h}{floatToGoString(v)}\n"
-                for h, v in zip(heads, values, strict=True)
-            ]
-        )
+            self._heads(sample, missing)
+        # floatToGoString of a small int is repr(float(v)); larger ones switch to exponents
+        lines = [
+            f"{cache[k]}{v}.0\n"
+            if type(v) is int and -1_000_000 < v < 1_000_000
+            else f"{cache[k]}{floatToGoString(v)}\n"
+            for k, v in self.rows
+        ]
+        return f"# HELP {name} {doc}\n# TYPE {name} {self.type}\n" + "".join(lines)
 
     def _heads(self, sample: str, keys: list[tuple[str, ...]]) -> None:
         """Cache `sample{label="value",...} ` for each key: one %-template per family with the labels in
