@@ -182,7 +182,7 @@ def _replay(args: argparse.Namespace, settings: config.Settings, secrets: set[st
 
 def _end_process(code: int) -> None:
     """End a finished replay without the interpreter's teardown: it would free what the run built (the
-    aggregate's millions of keys, strings and counts) one object at a time, about 4 % of a large
+    aggregate's millions of keys, strings and counts) one object at a time, 3 to 4 % of a large
     replay, with nothing left to do: the metrics and the summary are written, the log sink is shut
     down, there is no state store. Returns only if the output cannot be flushed, for the usual exit to
     report it."""

@@ -163,7 +163,7 @@ def _default_sources() -> list[Any]:
 class Settings(BaseModel):
     # a plain model: load() merges the file, CTSQS_* variables and flags itself (config_sources), keeping
     # the origin of every key for its error messages, so pydantic-settings (a fifth of `replay`'s start-up)
-    # would add nothing; the defaults are validated as they are in a BaseSettings
+    # would add nothing. Defaults are validated, as a BaseSettings does, whenever anything is configured
     model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
     # 10355: free on the Prometheus wiki's "Default port allocations" list (README, "Port")
@@ -257,10 +257,10 @@ def _loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-M = TypeVar("M", bound=BaseModel)
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
-def _defaults(model: type[M]) -> M:
+def _defaults(model: type[_Model]) -> _Model:
     """What `model()` validates to, built without validating when nothing is configured: the defaults
     are valid values, which the validators return unchanged (tests/test_config.py compares the two).
     Validating would build the schemas of the whole configuration, a tenth of `replay`'s start-up."""
