@@ -24,14 +24,12 @@ from .interfaces import Sink
 from .pipeline import Pipeline
 from .report import ReplayReport, summarize
 from .selfmetrics import SelfMetrics
-from .server import MetricsServer, exposition, split_address
-from .sinks.metrics import Aggregate, AggregateCollector
+from .sinks.metrics import Aggregate, AggregateCollector, exposition
 from .sinks.metrics.caps import LabelCaps
 from .sources import Context, Source, build
 from .sources.activity import attach_lag
 from .sources.file import trail_files
 from .state import StateStore
-from .webconfig import WebConfig
 
 if TYPE_CHECKING:
     from .sinks.logs import LogSink
@@ -93,6 +91,10 @@ class App:
     """The daemon: sources in threads feeding one pipeline; /metrics served from the aggregate."""
 
     def __init__(self, settings: Settings) -> None:
+        # the HTTP server and the web config (bcrypt, YAML) only here: `replay` starts without them
+        from .server import MetricsServer, split_address
+        from .webconfig import WebConfig
+
         self.settings = settings
         self.store = StateStore(settings.state.path)
         self.agg = make_aggregate(settings)

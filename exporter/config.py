@@ -10,11 +10,9 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import config_sources, masking
 from .config_types import (
@@ -158,13 +156,15 @@ class LogsConfig(Strict):
 
 
 def _default_sources() -> list[Any]:
-    return [FileSourceConfig(type="file", path=SAMPLE_DIR, name="sample")]
+    # valid as written; validating it would build the schema of every source type
+    return [FileSourceConfig.model_construct(type="file", path=SAMPLE_DIR, name="sample")]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="CTSQS_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
-    )
+class Settings(BaseModel):
+    # a plain model: load() merges the file, CTSQS_* variables and flags itself (config_sources), keeping
+    # the origin of every key for its error messages, so pydantic-settings (a fifth of `replay`'s start-up)
+    # would add nothing. Defaults are validated, as a BaseSettings does, whenever anything is configured
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
     # 10355: free on the Prometheus wiki's "Default port allocations" list (README, "Port")
     listen: str = "0.0.0.0:10355"
@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("expected address:port, e.g. 0.0.0.0:10355, 127.0.0.1:10355 or :10355")
         try:
-            socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            socket.getaddrinfo(_host(host.strip("[]")), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except (OSError, UnicodeError) as exc:
             raise ValueError(f"cannot resolve the address {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
         return v
@@ -224,18 +224,18 @@ class Settings(BaseSettings):
         host, _, port = self.listen.rpartition(":")  # `:port` = all interfaces, as the toolkit takes it
         return host.strip("[]"), int(port)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # load() merges the file, CTSQS_* variables and flags itself (config_sources), keeping the origin
-        # of every key for its error messages
-        return (init_settings,)
+
+def _host(host: str) -> str | bytes | None:
+    """The host as getaddrinfo takes it. An ASCII name the idna codec would pass unchanged goes as bytes:
+    a str is always run through that codec, whose import (encodings.idna, stringprep, unicodedata) every
+    start would pay for the default `0.0.0.0`; anything else goes as given, for the codec to reject."""
+    if not host:
+        return None
+    if host.isascii():
+        labels = host.split(".")
+        if all(0 < len(label) < 64 for label in labels[:-1]) and len(labels[-1]) < 64:
+            return host.encode()
+    return host
 
 
 class ConfigError(Exception):
@@ -257,6 +257,31 @@ def _loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _defaults(model: type[_Model]) -> _Model:
+    """What `model()` validates to, built without validating when nothing is configured: the defaults
+    are valid values, which the validators return unchanged (tests/test_config.py compares the two).
+    Validating would build the schemas of the whole configuration, a tenth of `replay`'s start-up."""
+    nested = {
+        name: _defaults(f.default_factory)
+        for name, f in model.model_fields.items()
+        if isinstance(f.default_factory, type) and issubclass(f.default_factory, BaseModel)
+    }
+    return model.model_construct(_fields_set=set(), **nested)
+
+
+def _top_level(doc: dict[str, Any]) -> dict[str, Any]:
+    """Top-level keys name their field in any case (`Listen:` is `listen`), the first of two spellings
+    winning, as they did when Settings was a case-insensitive BaseSettings."""
+    names = {n.lower(): n for n in Settings.model_fields}
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        out.setdefault(names.get(key.lower(), key), value)
+    return out
+
+
 def load(path: str | Path | None = None, **overrides: Any) -> Settings:
     """Read the YAML file (if any), apply CTSQS_* env vars, then flag overrides (None = not given).
     Every error names the key and where its value came from; no secret is echoed."""
@@ -265,6 +290,8 @@ def load(path: str | Path | None = None, **overrides: Any) -> Settings:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
+        import yaml  # only with a file: `replay` without one starts without the parser
+
         try:
             doc = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -286,8 +313,10 @@ def load(path: str | Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(masking.mask_text(str(exc), secrets)) from None
     for w in warnings:
         print(f"cloudtrail-sqs-exporter: warning: {w}", file=sys.stderr)
+    if not merged.doc:
+        return _defaults(Settings)
     try:
-        return Settings(**merged.doc)
+        return Settings(**_top_level(merged.doc))
     except ValidationError as exc:
         lines = []
         for e in exc.errors():
@@ -305,7 +334,20 @@ def masked(settings: Settings) -> dict[str, Any]:
 
 def secrets(settings: Settings) -> set[str]:
     """Every secret the running process knows of, for masking log lines."""
-    return masking.secrets_in(settings.model_dump(mode="json")) | masking.env_secrets()
+    return masking.secrets_in(_plain(settings)) | masking.env_secrets()
+
+
+def _plain(value: Any) -> Any:
+    """The settings as nested dicts and lists, leaves as they are: what secrets_in reads of
+    model_dump(mode="json") (strings, and the leaves under a secret key, all strings), without building
+    the serializer (a schema build of the whole configuration, a tenth of `replay`'s start-up)."""
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 __all__ = [

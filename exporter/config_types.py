@@ -35,7 +35,9 @@ MIN_TIMEOUT = 0.1
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # validators built on first validation, not at import: a `replay` without configuration needs none
+    # (exporter.config.load builds its defaults without validating)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class FileSourceConfig(Strict):

@@ -224,3 +224,69 @@ def test_unknown_variables_are_warned_about_one_line_each(tmp_path: Path) -> Non
     assert len(lines) == 2, lines
     assert "CTSQS_LISTNE" in lines[0] and "listne" in lines[0]
     assert "CTSQS_METRICS__MAX_QUEUEZ" in lines[1] and "metrics.max_queuez" in lines[1]
+
+
+def test_top_level_keys_in_any_case_and_no_hidden_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("Listen: 127.0.0.1:2001\nMETRICS:\n  max_queues: 5\n")
+    s = config.load(cfg)
+    assert s.listen == "127.0.0.1:2001" and s.metrics.max_queues == 5
+    # nested keys are exact, as they always were
+    cfg.write_text("metrics:\n  MAX_QUEUES: 5\n")
+    with pytest.raises(config.ConfigError, match=r"metrics.MAX_QUEUES: Extra inputs"):
+        config.load(cfg)
+    # a pydantic-settings init argument is no key of the file
+    cfg.write_text("_env_file: /etc/passwd\n")
+    with pytest.raises(config.ConfigError, match=r"_env_file: Extra inputs"):
+        config.load(cfg)
+
+
+@pytest.mark.parametrize(
+    ("listen", "error"),
+    [
+        ("127.0.0.1:1", None),
+        ("localhost:1", None),
+        ("[::1]:1", None),
+        (":1", None),
+        ("a..b:1", "label empty or too long"),  # the idna codec's check, for a name that never reaches it
+        ("x" * 64 + ".example:1", "label empty or too long"),
+        ("ü.invalid:1", "cannot resolve the address 'ü.invalid'"),
+    ],
+)
+def test_listen_host_checked_as_getaddrinfo_takes_it(listen: str, error: str | None) -> None:
+    if error is None:
+        assert config.load(None, listen=listen).listen == listen
+    else:
+        with pytest.raises(config.ConfigError, match=error):
+            config.load(None, listen=listen)
+
+
+def test_defaults_built_without_validation_equal_the_validated_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing configured load() builds the defaults without validating them (no schema built)."""
+    for name in [n for n in os.environ if n.upper().startswith("CTSQS_")]:
+        monkeypatch.delenv(name)
+    fast, validated = config.load(None), config.Settings()
+    assert fast == validated
+    assert fast.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert repr(fast) == repr(validated)
+    # and an equal value set through the validating path changes nothing either
+    assert config.load(None, listen="0.0.0.0:10355") == fast
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "logs:\n  redact:\n    hash_key: hk-secret-1\n  headers: {authorization: Bearer tok-2}\n",
+        "sources:\n  - type: s3\n    bucket: b-x\n    endpoint_url: https://u:pw-3@s3.local/?X-Amz-Signature=sig-4\n"
+        "    external_id: ext-5\n",
+        "state:\n  redis_url: redis://:pw-6@127.0.0.1:6379/0\n",
+    ],
+)
+def test_secrets_are_those_of_the_dumped_settings(tmp_path: Path, text: str) -> None:
+    from exporter import masking
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    s = config.load(cfg)
+    want = masking.secrets_in(s.model_dump(mode="json")) | masking.env_secrets()
+    assert config.secrets(s) == want and len(want - masking.env_secrets()) >= 1

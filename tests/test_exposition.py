@@ -27,6 +27,14 @@ LABEL_VALUES = [
     ("444455556666", "eu-west-1", 'quote"only'),
     ("444455556666", "eu-west-1", "new\nline\n"),
 ]
+PLAIN = [
+    ("111122223333", "eu-west-1", "orders"),
+    ("111122223333", "us-east-1", "payments.fifo"),
+    ("444455556666", "eu-west-1", "ünïcode-q"),
+    ("444455556666", "ap-southeast-2", "(other)"),
+]
+SMALL_INTS = [0, 999_999, -999_999, 7]
+LARGE_INTS = [1_000_000, 5, 12_345_678, 2**70]
 VALUES: list[float] = [0, 1, 7, -1, 999_999, 1_000_000, 12_345_678, -5_000_000, 2.5, 1e-7, 1e21, float("inf")]
 
 
@@ -63,6 +71,25 @@ def text_families() -> list[TextFamily]:
         ),
         TextFamily("t_empty_counter", "No series yet.", "counter", ["queue"], [], {}),
         TextFamily("t_empty_gauge", "No series yet.", "gauge", ["queue"], [], {}),
+        # no value to escape, every value a small int: the family-at-once paths
+        TextFamily(
+            "t_plain",
+            "Plain label values, small integers.",
+            "counter",
+            ["queue", "account_id", "region"],
+            [((q, a, r), v) for (a, r, q), v in zip(PLAIN, SMALL_INTS, strict=True)],
+            {},
+        ),
+        # plain values, integers past the exponent switch among small ones
+        TextFamily(
+            "t_plain_large",
+            "Plain label values, large integers.",
+            "gauge",
+            ["region", "account_id"],
+            [((r, a), v) for (a, r, _), v in zip(PLAIN, LARGE_INTS, strict=True)],
+            {},
+        ),
+        TextFamily("t_no_labels", "No labels.", "counter", [], [((), 41)], {}),
     ]
 
 
@@ -144,3 +171,24 @@ def test_a_difference_would_show() -> None:
     fam.rows = [(k, v + 1) for k, v in fam.rows]
     fam.samples = [s._replace(value=s.value) for s in text_families()[0].samples]
     assert fam.exposition(False).encode() != text_latest(registry_of([fam]))
+
+
+@pytest.mark.parametrize("labels", [PLAIN, LABEL_VALUES])
+def test_series_new_since_the_last_scrape(labels: list[tuple[str, ...]]) -> None:
+    """A warm label cache with new series among the known ones renders as a cold one."""
+
+    def family(n: int, cache: dict[Any, str]) -> TextFamily:
+        return TextFamily(
+            "t_grow",
+            "Growing.",
+            "counter",
+            ["queue", "account_id"],
+            [((q, a), i + n) for i, (a, _, q) in enumerate(labels[: n + 1])],
+            cache,
+        )
+
+    cache: dict[Any, str] = {}
+    for n in range(1, len(labels)):
+        family(n - 1, cache).exposition(False)
+        want = text_latest(registry_of([family(n, {})]))
+        assert family(n, cache).exposition(False).encode() == want

@@ -13,6 +13,8 @@ bytes; an upgrade of prometheus_client that changes any of the above fails there
 from __future__ import annotations
 
 from functools import partial
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -107,11 +109,11 @@ class TextFamily(Metric):
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         if openmetrics:
             doc = doc.replace('"', r"\"")
-        get = self.cache.get
-        for key, _ in self.rows:
-            if get(key) is None:
-                self._head(sample, key)
         cache = self.cache
+        get = cache.get
+        missing = [key for key, _ in self.rows if get(key) is None]
+        if missing:
+            self._heads(sample, missing)
         # floatToGoString of a small int is repr(float(v)); larger ones switch to exponents
         lines = [
             f"{cache[k]}{v}.0\n"
@@ -121,10 +123,21 @@ class TextFamily(Metric):
         ]
         return f"# HELP {name} {doc}\n# TYPE {name} {self.type}\n" + "".join(lines)
 
-    def _head(self, sample: str, key: tuple[str, ...]) -> None:
+    def _heads(self, sample: str, keys: list[tuple[str, ...]]) -> None:
+        """Cache `sample{label="value",...} ` for each key: one %-template per family with the labels in
+        name order, values escaped only in a family where one needs it."""
         labels = self.labels
-        pairs = ",".join(f'{labels[i]}="{_escape(key[i])}"' for i in sorted(range(len(labels)), key=labels.__getitem__))
-        self.cache[key] = f"{sample}{{{pairs}}} "
+        order = sorted(range(len(labels)), key=labels.__getitem__)
+        # names are legacy names (exposition() sends any other escaping to prometheus_client): no `%` in them
+        pairs = ",".join(f'{labels[i]}="%s"' for i in order)
+        template = f"{sample}{{{pairs}}} " if labels else f"{sample} "
+        # with two labels or more, itemgetter gives the values in name order as a tuple; with one or none
+        # the key already is that tuple
+        ordered = list(map(itemgetter(*order), keys)) if len(order) > 1 else keys
+        text = "".join(chain.from_iterable(ordered))
+        if "\\" in text or "\n" in text or '"' in text:
+            ordered = [tuple(map(_escape, vals)) for vals in ordered]
+        self.cache.update(zip(keys, map(template.__mod__, ordered), strict=True))
 
 
 def _escape(v: str) -> str:
