@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     replay = ["taskset", "-c", "0", sys.executable, "-m", "exporter", "replay", str(corpus)]
     runs: dict[tuple[str, str], list[float]] = {(t, m): [] for t in args.trees for m in "cda"}
     blobs = [p.read_bytes() for p in trail_files(corpus / "trail")]
-    os.sched_setaffinity(0, {0})  # the floor on the core the replays run on
 
     def floor() -> float:
         return inproc.timed(lambda: inproc.floor_reader(blobs))[0]
@@ -62,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     last = [0.0]
     tmp = Path(tempfile.mkdtemp())
     sink = procs.OtlpSink(1)
+    # the floor on the core the replays run on (after the receiver started: its threads would inherit it)
+    os.sched_setaffinity(0, {0})
     try:
         cfg = tmp / "logs.yaml"
         cfg.write_text(

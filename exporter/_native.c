@@ -873,8 +873,6 @@ typedef struct {
        Callbacks (hasher, decode) may let another thread in: a call that finds them taken uses its own. */
     Buf spare[3];
     int spare_busy;
-    Buf chunk;      /* encode()'s chunk buffer, kept the same way: grown once, not per call */
-    int chunk_busy;
     Hasher hasher_state; /* redacted strings' digests */
 } EncoderObject;
 
@@ -1874,31 +1872,43 @@ fail:
     return NULL;
 }
 
-/* Records of one export batch, concatenated in a buffer of our own (grown by doubling) and copied into
-   one bytes object when sealed: no bytes object per record, and no list of them to join. */
+/* Records of one export batch, each copied once from the encoder's buffer into a bytearray sized for the
+   rest of the batch (so it is allocated about once) and trimmed when sealed: no bytes object per record,
+   no list of them to join, no second copy. A bytearray: a bytes object cannot be resized through the
+   public C API. */
 typedef struct {
-    Buf buf;
-    Py_ssize_t n; /* records */
+    PyObject *ba;      /* NULL until the first record */
+    Py_ssize_t len, cap, n; /* bytes written, allocated, records */
 } Chunk;
 
-/* encode()'s chunk buffer back to the encoder for the next call (unless it is another call's, or one odd
-   huge record grew it past a few batches). */
-static void chunk_keep(EncoderObject *enc, Buf *b, int own) {
-    if (own && b->cap <= (Py_ssize_t)(4 * enc->batch_bytes) + (1 << 20)) {
-        enc->chunk = *b;
-        enc->chunk.len = 0;
-    } else {
-        PyMem_Free(b->p);
+static int chunk_put(Chunk *c, const char *p, Py_ssize_t n, Py_ssize_t hint) {
+    if (c->len + n > c->cap) {
+        Py_ssize_t cap = c->cap ? 2 * c->cap : hint;
+        if (cap < c->len + n) cap = c->len + n;
+        if (!c->ba) {
+            if (!(c->ba = PyByteArray_FromStringAndSize(NULL, cap))) return -1;
+        } else if (PyByteArray_Resize(c->ba, cap)) {
+            return -1;
+        }
+        c->cap = cap;
     }
-    if (own) enc->chunk_busy = 0;
+    memcpy(PyByteArray_AS_STRING(c->ba) + c->len, p, (size_t)n);
+    c->len += n;
+    c->n++;
+    return 0;
 }
 
-/* Append (bytes, records) to out and start an empty chunk (its buffer is kept for the next one). */
+/* Append (bytearray, records) to out and start an empty chunk. */
 static int chunk_seal(Chunk *c, PyObject *out) {
     if (!c->n) return 0;
-    PyObject *item = Py_BuildValue("(y#n)", c->buf.p, c->buf.len, c->n);
-    c->buf.len = 0;
-    c->n = 0;
+    PyObject *ba = c->ba;
+    Py_ssize_t len = c->len, n = c->n;
+    *c = (Chunk){NULL, 0, 0, 0};
+    if (PyByteArray_Resize(ba, len)) {
+        Py_DECREF(ba);
+        return -1;
+    }
+    PyObject *item = Py_BuildValue("(Nn)", ba, n); /* steals ba */
     if (!item) return -1;
     int r = PyList_Append(out, item);
     Py_DECREF(item);
@@ -2018,14 +2028,7 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
     }
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
-    Chunk chunk = {{NULL, 0, 0}, 0};
-    int own_chunk = !enc->chunk_busy; /* a change function's Python may run encode() again */
-    if (own_chunk) {
-        chunk.buf = enc->chunk;
-        chunk.buf.len = 0;
-        enc->chunk = (Buf){NULL, 0, 0};
-        enc->chunk_busy = 1;
-    }
+    Chunk chunk = {NULL, 0, 0, 0};
     long long made = 0, nbytes = 0;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < n; i++) {
@@ -2065,23 +2068,22 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
                 goto fail;
             }
         }
-        int bad = put(&chunk.buf, ps.out.p + at, size);
+        /* sized for the rest of the batch (up to 8 MiB), so a chunk is allocated about once */
+        long long hint = enc->batch_bytes - bg.open_bytes < bg.room_bytes ? enc->batch_bytes - bg.open_bytes
+                                                                          : bg.room_bytes;
+        hint = hint < 0 ? 0 : hint < (8 << 20) ? hint : (8 << 20);
+        int bad = chunk_put(&chunk, ps.out.p + at, size, (Py_ssize_t)hint + 4096);
         give_buffers(enc, &ps, mine);
-        if (bad) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        chunk.n++;
+        if (bad) goto fail;
         bg.open_records++;
         bg.open_bytes += size;
         nbytes += size;
         made++;
     }
     if (chunk_seal(&chunk, out)) goto fail;
-    chunk_keep(enc, &chunk.buf, own_chunk);
     return Py_BuildValue("(NnLLL)", out, i, nbytes, bg.open_records, bg.open_bytes);
 fail:
-    chunk_keep(enc, &chunk.buf, own_chunk);
+    Py_XDECREF(chunk.ba);
     Py_DECREF(out);
     return NULL;
 }
@@ -2190,7 +2192,6 @@ static void encoder_dealloc(PyObject *self) {
     PyObject_GC_UnTrack(self);
     encoder_clear(self);
     for (int i = 0; i < 3; i++) PyMem_Free(enc->spare[i].p);
-    PyMem_Free(enc->chunk.p);
     hasher_free(&enc->hasher_state);
     tp->tp_free(self);
     Py_DECREF(tp);
