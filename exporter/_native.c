@@ -1898,13 +1898,20 @@ static int chunk_put(Chunk *c, const char *p, Py_ssize_t n, Py_ssize_t hint) {
     return 0;
 }
 
-/* Append (bytearray, records) to out and start an empty chunk. */
+/* Append (bytearray, records) to out and start an empty chunk. A bytearray trimmed by less than half keeps
+   its allocation: one that would keep more than an eighth unused is copied to its size instead, so the
+   queue's byte budget stays close to the memory it holds. */
 static int chunk_seal(Chunk *c, PyObject *out) {
     if (!c->n) return 0;
     PyObject *ba = c->ba;
-    Py_ssize_t len = c->len, n = c->n;
+    Py_ssize_t len = c->len, cap = c->cap, n = c->n;
     *c = (Chunk){NULL, 0, 0, 0};
-    if (PyByteArray_Resize(ba, len)) {
+    if (len >= cap / 2 && cap - len > cap / 8) {
+        PyObject *exact = PyByteArray_FromStringAndSize(PyByteArray_AS_STRING(ba), len);
+        Py_DECREF(ba);
+        if (!exact) return -1;
+        ba = exact;
+    } else if (PyByteArray_Resize(ba, len)) {
         Py_DECREF(ba);
         return -1;
     }

@@ -580,3 +580,37 @@ def test_a_failing_change_function_leaves_the_call_to_python(tmp_path: Path, ans
         pytest.fail("no call of a kind with a change function")
     finally:
         sink.shutdown(1.0)
+
+
+@native_only
+@pytest.mark.parametrize("open_bytes", [0, 1 << 20, (3 << 20) - 50_000])
+def test_chunks_hold_about_what_they_count(tmp_path: Path, open_bytes: int) -> None:
+    """The queue's byte budget counts len(chunk): a chunk must not hold much more memory than that (it is
+    allocated for the rest of its batch, then trimmed or copied to its size when sealed)."""
+    import sys
+
+    from exporter.decode.delivery import scanned
+
+    generate(tmp_path / "t", files=3, records=2000)
+    sink = make_sink()
+    try:
+        seen = 0
+        for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
+            fast = scanned(path.read_bytes(), True)
+            assert fast is not None
+            _, calls, raws = fast
+            for call, raw in zip(calls, raws, strict=True):  # warm the caches
+                sink._emit_call(call, raw, 7, 7e-9)
+            sink.exports.queue.clear()
+            for room in (1 << 40, 300_000):
+                chunks, *_ = sink.encoding.encoder.encode(
+                    calls, raws, [True] * len(calls), 0, 7, (1 << 30, room, 1 if open_bytes else 0, open_bytes)
+                )
+                assert chunks
+                for chunk, _n in chunks:
+                    held = sys.getsizeof(chunk) - sys.getsizeof(bytearray())
+                    assert held <= len(chunk) + len(chunk) // 7 + 64, (len(chunk), held)  # at most 1/8 of it unused
+                    seen += 1
+        assert seen
+    finally:
+        sink.shutdown(1.0)
