@@ -1925,40 +1925,45 @@ static int chunk_seal(Chunk *c, PyObject *out) {
 /* What encode() needs of one call besides its raw record: its time and the attribute parts cached for
    its kind, batch size and principal, and for a kind that carries a function (kinds[...][4], calls that may
    change a queue's policy or encryption) the attributes that function reads from the raw record.
-   The parts point into `hold` (the kind) and `extra` (the function's answer), which the caller releases
-   (call_parts_done) once the record is written: the function runs Python, which may evict the kind.
+   The parts point into `hold` (the kind) and `extra` (the function's answer), and the call and its raw
+   record are held too, all released by the caller (call_parts_done) once the record is written: the
+   function runs Python, which may evict the kind or change the lists they came from.
    1: found; 0: leave this call to Python; -1: a Python error. */
 typedef struct {
-    PyObject *hold, *extra;
+    PyObject *call, *raw, *hold, *extra;
 } PartRefs;
 
 static void call_parts_done(PartRefs *refs) {
+    Py_CLEAR(refs->call);
+    Py_CLEAR(refs->raw);
     Py_CLEAR(refs->hold);
     Py_CLEAR(refs->extra);
 }
 
 static int call_parts(const EncoderObject *enc, PyObject *call, PyObject *raw, RecordParts *cp, PartRefs *refs) {
     refs->hold = refs->extra = NULL;
-    if (Py_TYPE(call) != (PyTypeObject *)enc->call_type) return 0;
+    refs->call = Py_NewRef(call);
+    refs->raw = Py_NewRef(raw);
+    if (Py_TYPE(call) != (PyTypeObject *)enc->call_type) goto leave;
     PyObject *labels = call_field(enc->call_off, call, C_LABELS), *error = call_field(enc->call_off, call, C_ERROR);
     PyObject *entries = call_field(enc->call_off, call, C_ENTRIES), *t = call_field(enc->call_off, call, C_TIME);
     PyObject *principal = call_field(enc->call_off, call, C_ARN), *queue = call_field(enc->call_off, call, C_QUEUE);
     cp->t_ns = 0;
     if (t != Py_None) {
-        if (!PyFloat_CheckExact(t)) return 0;
+        if (!PyFloat_CheckExact(t)) goto leave;
         double ns = PyFloat_AS_DOUBLE(t) * 1e9; /* int(t * 1e9): truncation, in range only */
-        if (!(ns >= 0.0 && ns < 18446744073709551616.0)) return 0;
+        if (!(ns >= 0.0 && ns < 18446744073709551616.0)) goto leave;
         cp->t_ns = (uint64_t)ns;
     }
     PyObject *key = PyTuple_Pack(3, labels, error, queue);
-    if (!key) return -1;
+    if (!key) goto fail;
     PyObject *kind = PyDict_GetItemWithError(enc->kinds, key); /* borrowed */
     Py_DECREF(key);
-    if (!kind) return PyErr_Occurred() ? -1 : 0;
+    if (!kind) goto missed;
     Py_ssize_t kn = PyTuple_Check(kind) ? PyTuple_GET_SIZE(kind) : 0;
     if ((kn != 4 && kn != 5) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 0)) ||
         !PyBytes_Check(PyTuple_GET_ITEM(kind, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(kind, 2)))
-        return 0;
+        goto leave;
     refs->hold = Py_NewRef(kind);
     if (kn == 5 && PyTuple_GET_ITEM(kind, 4) != Py_None) {
         refs->extra = PyObject_CallOneArg(PyTuple_GET_ITEM(kind, 4), raw);
@@ -2039,6 +2044,10 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
     long long made = 0, nbytes = 0;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < n; i++) {
+        if (PyList_GET_SIZE(calls) != n || PyList_GET_SIZE(raws) != n || PyList_GET_SIZE(kept) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "calls, raws or kept changed during encode()");
+            goto fail;
+        }
         PyObject *keep = PyList_GET_ITEM(kept, i);
         if (keep == Py_False) continue;
         if (keep != Py_True || made >= bg.room_records || nbytes > bg.room_bytes) break;
@@ -2051,7 +2060,7 @@ static PyObject *encoder_encode(PyObject *self, PyObject *const *args, Py_ssize_
         P ps;
         settings_into(&ps, enc);
         Py_buffer raw;
-        if (open_raw(&ps, PyList_GET_ITEM(raws, i), &raw)) {
+        if (open_raw(&ps, refs.raw, &raw)) {
             call_parts_done(&refs);
             PyErr_Clear();
             break;

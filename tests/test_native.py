@@ -614,3 +614,42 @@ def test_chunks_hold_about_what_they_count(tmp_path: Path, open_bytes: int) -> N
         assert seen
     finally:
         sink.shutdown(1.0)
+
+
+@native_only
+def test_a_change_function_that_empties_the_lists_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """The kind's function runs Python in the middle of encode(): if it changes the lists encode() reads,
+    encode() raises (it must not read past their end, nor use a call or record they let go of)."""
+    from exporter.decode.delivery import scanned
+
+    generate(tmp_path / "t", files=2, records=300)
+    sink = make_sink()
+    try:
+        for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
+            fast = scanned(path.read_bytes(), True)
+            assert fast is not None
+            _, calls, raws = fast
+            calls, raws = list(calls), list(raws)
+            kept = [True] * len(calls)
+            for i, (call, raw) in enumerate(zip(calls, raws, strict=True)):
+                sink._emit_call(call, raw, 7, 7e-9)
+                sink.exports.queue.pop()
+                kinds = sink.encoding.encoder.kinds
+                key = (call.labels, call.error, call.queue)
+                kind = kinds.get(key)
+                if kind is None or len(kind) != 5 or i + 1 >= len(calls):
+                    continue
+
+                def clear(raw: Any, _f: Any = kind[4], _lists: Any = (calls, raws, kept)) -> Any:
+                    out = _f(raw)
+                    for lst in _lists:
+                        lst.clear()
+                    return out
+
+                kinds[key] = (*kind[:4], clear)
+                with pytest.raises(RuntimeError, match="changed during encode"):
+                    sink.encoding.encoder.encode(calls, raws, kept, i, 7, (1 << 30, 1 << 40, 0, 0))
+                return
+        pytest.fail("no call of a kind with a change function")
+    finally:
+        sink.shutdown(1.0)
