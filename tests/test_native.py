@@ -546,38 +546,42 @@ def test_policy_calls_are_written_by_encode_as_python_writes_them(tmp_path: Path
         sink.shutdown(1.0)
 
 
-@native_only
-@pytest.mark.parametrize("answer", ["raises", "not bytes"])
-def test_a_failing_change_function_leaves_the_call_to_python(tmp_path: Path, answer: str) -> None:
+def change_kind_call(sink: logs.LogSink, tmp_path: Path) -> tuple[list[Any], list[Any], int, Any]:
+    """Calls and raws of a generated file, the position of a call whose kind carries a change function (not
+    the last call), and its kinds key, with the caches warm up to it."""
     from exporter.decode.delivery import scanned
 
     generate(tmp_path / "t", files=2, records=300)
+    for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
+        fast = scanned(path.read_bytes(), True)
+        assert fast is not None
+        calls, raws = list(fast[1]), list(fast[2])
+        for i, (call, raw) in enumerate(zip(calls, raws, strict=True)):
+            sink._emit_call(call, raw, 7, 7e-9)
+            sink.exports.queue.pop()
+            key = (call.labels, call.error, call.queue)
+            kind = sink.encoding.encoder.kinds.get(key)
+            if kind is not None and len(kind) == 5 and i + 1 < len(calls):
+                return calls, raws, i, key
+    pytest.fail("no call of a kind with a change function")
+
+
+@native_only
+@pytest.mark.parametrize("answer", ["raises", "not bytes"])
+def test_a_failing_change_function_leaves_the_call_to_python(tmp_path: Path, answer: str) -> None:
     sink = make_sink()
     try:
-        for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
-            fast = scanned(path.read_bytes(), True)
-            assert fast is not None
-            _, calls, raws = fast
-            for i, (call, raw) in enumerate(zip(calls, raws, strict=True)):
-                sink._emit_call(call, raw, 7, 7e-9)
-                sink.exports.queue.pop()
-                kinds = sink.encoding.encoder.kinds
-                kind = kinds.get((call.labels, call.error, call.queue))
-                if kind is None or len(kind) != 5:
-                    continue
+        calls, raws, i, key = change_kind_call(sink, tmp_path)
+        kinds = sink.encoding.encoder.kinds
 
-                def bad(raw: Any) -> Any:
-                    if answer == "raises":
-                        raise RuntimeError("boom")
-                    return "text"
+        def bad(raw: Any) -> Any:
+            if answer == "raises":
+                raise RuntimeError("boom")
+            return "text"
 
-                kinds[(call.labels, call.error, call.queue)] = (*kind[:4], bad)
-                chunks, stop, *_ = sink.encoding.encoder.encode(
-                    calls, raws, [True] * len(calls), i, 7, (1, 1 << 40, 0, 0)
-                )
-                assert (chunks, stop) == ([], i)
-                return
-        pytest.fail("no call of a kind with a change function")
+        kinds[key] = (*kinds[key][:4], bad)
+        chunks, stop, *_ = sink.encoding.encoder.encode(calls, raws, [True] * len(calls), i, 7, (1, 1 << 40, 0, 0))
+        assert (chunks, stop) == ([], i)
     finally:
         sink.shutdown(1.0)
 
@@ -620,36 +624,21 @@ def test_chunks_hold_about_what_they_count(tmp_path: Path, open_bytes: int) -> N
 def test_a_change_function_that_empties_the_lists_is_an_error_not_a_crash(tmp_path: Path) -> None:
     """The kind's function runs Python in the middle of encode(): if it changes the lists encode() reads,
     encode() raises (it must not read past their end, nor use a call or record they let go of)."""
-    from exporter.decode.delivery import scanned
-
-    generate(tmp_path / "t", files=2, records=300)
     sink = make_sink()
     try:
-        for path in sorted((tmp_path / "t").rglob("*_CloudTrail_*.json.gz")):
-            fast = scanned(path.read_bytes(), True)
-            assert fast is not None
-            _, calls, raws = fast
-            calls, raws = list(calls), list(raws)
-            kept = [True] * len(calls)
-            for i, (call, raw) in enumerate(zip(calls, raws, strict=True)):
-                sink._emit_call(call, raw, 7, 7e-9)
-                sink.exports.queue.pop()
-                kinds = sink.encoding.encoder.kinds
-                key = (call.labels, call.error, call.queue)
-                kind = kinds.get(key)
-                if kind is None or len(kind) != 5 or i + 1 >= len(calls):
-                    continue
+        calls, raws, i, key = change_kind_call(sink, tmp_path)
+        kinds = sink.encoding.encoder.kinds
+        kept = [True] * len(calls)
+        change = kinds[key][4]
 
-                def clear(raw: Any, _f: Any = kind[4], _lists: Any = (calls, raws, kept)) -> Any:
-                    out = _f(raw)
-                    for lst in _lists:
-                        lst.clear()
-                    return out
+        def clear(raw: Any) -> Any:
+            out = change(raw)
+            for lst in (calls, raws, kept):
+                lst.clear()
+            return out
 
-                kinds[key] = (*kind[:4], clear)
-                with pytest.raises(RuntimeError, match="changed during encode"):
-                    sink.encoding.encoder.encode(calls, raws, kept, i, 7, (1 << 30, 1 << 40, 0, 0))
-                return
-        pytest.fail("no call of a kind with a change function")
+        kinds[key] = (*kinds[key][:4], clear)
+        with pytest.raises(RuntimeError, match="changed during encode"):
+            sink.encoding.encoder.encode(calls, raws, kept, i, 7, (1 << 30, 1 << 40, 0, 0))
     finally:
         sink.shutdown(1.0)
