@@ -58,6 +58,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def replay_metrics(d: Path, timeout: float) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """`replay` of a directory, and the metrics it printed."""
+    r = subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+    )
+    return r, parse_metrics(r.stdout)
+
+
 def poll(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> float | None:
     """Seconds until `check()` is truthy, or None after `timeout`."""
     t0 = time.monotonic()
@@ -298,14 +310,7 @@ def case_labels(work: Path) -> list[Row]:
     for part in range(4):
         body = json.dumps({"Records": recs[part * 5000 : (part + 1) * 5000]}).encode()
         (d / f"labels-{part}.json.gz").write_bytes(gzip.compress(body))
-    r = subprocess.run(
-        [sys.executable, "-m", "exporter", "replay", str(d)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=clean_env(),
-    )
-    m = parse_metrics(r.stdout)
+    r, m = replay_metrics(d, timeout=300)
     lim = MetricsConfig().model_dump()
     calls = series(m, "cloudtrail_sqs_api_calls_total", "account_id", "region", "queue", "event_name", "event_category")
     errors = series(m, "cloudtrail_sqs_api_errors_total", "account_id", "region", "queue", "event_name", "error_code")
@@ -355,14 +360,7 @@ def case_records(work: Path) -> list[Row]:
     valid = [sqs_record(i) for i in range(8)]
     doc = trail(*valid[:4], LONE_SURROGATE, *valid[4:6], DEEP, *valid[6:])
     (d / "mixed.json.gz").write_bytes(gzip.compress(doc))
-    r = subprocess.run(
-        [sys.executable, "-m", "exporter", "replay", str(d)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
-    m = parse_metrics(r.stdout)
+    _, m = replay_metrics(d, timeout=120)
     calls = counted(m, "cloudtrail_sqs_api_calls_total")
     invalid = counted(m, RECORDS, outcome="invalid")
     failed = counted(m, OBJECTS, outcome="failed")
