@@ -563,28 +563,14 @@ def case_poison(work: Path) -> list[Row]:
 
 # -- counters across a restart --------------------------------------------------------------------------------------
 def case_restart(work: Path) -> list[Row]:
-    from test_monotonic import SlowReceiver, counters, scrape_into
+    from test_monotonic import SlowReceiver, counters, restart_config, scrape_into
 
     d = work / "restart"
     d.mkdir()
     truth = generate(d / "trail", files=20, seed=41, records=100)
     rx = SlowReceiver(free_port()).start()
     cfg = d / "c.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "state": {"path": str(d / "state" / "exporter.db"), "commit_interval": "100ms"},
-                "logs": {
-                    "enabled": True,
-                    "endpoint": rx.endpoint,
-                    "batch_size": 100,
-                    "flush_interval": "100ms",
-                    "shutdown_timeout": "60s",
-                },
-                "sources": [{"type": "file", "name": "files", "path": str(d / "trail"), "settle": 0}],
-            }
-        )
-    )
+    cfg.write_text(yaml.safe_dump(restart_config(d, rx.endpoint)))
     exp = Exporter(cfg, d, env=clean_env())
     seen: dict[Any, float] = {}
 

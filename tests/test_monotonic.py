@@ -46,27 +46,28 @@ def scrape_into(url: str, seen: dict[Any, float]) -> bool:
     return True
 
 
+def restart_config(d: Path, endpoint: str) -> dict[str, Any]:
+    """A daemon reading d/trail with its state in d/state and logs to `endpoint`, checkpointing often."""
+    return {
+        "state": {"path": str(d / "state" / "exporter.db"), "commit_interval": "100ms"},
+        "logs": {
+            "enabled": True,
+            "endpoint": endpoint,
+            "batch_size": 100,
+            "flush_interval": "100ms",
+            "shutdown_timeout": "60s",
+        },
+        "sources": [{"type": "file", "name": "files", "path": str(d / "trail"), "settle": 0}],
+    }
+
+
 @pytest.mark.slow
 def test_no_counter_goes_backwards_across_a_restart(tmp_path: Path, exporter_proc: list) -> None:
     truth = generate(tmp_path / "trail", files=20, seed=41, records=100)
     rx = SlowReceiver(free_port()).start()
     try:
         cfg = tmp_path / "c.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "state": {"path": str(tmp_path / "state" / "exporter.db"), "commit_interval": "100ms"},
-                    "logs": {
-                        "enabled": True,
-                        "endpoint": rx.endpoint,
-                        "batch_size": 100,
-                        "flush_interval": "100ms",
-                        "shutdown_timeout": "60s",
-                    },
-                    "sources": [{"type": "file", "name": "files", "path": str(tmp_path / "trail"), "settle": 0}],
-                }
-            )
-        )
+        cfg.write_text(yaml.safe_dump(restart_config(tmp_path, rx.endpoint)))
         exp = Exporter(cfg, tmp_path)
         exporter_proc.append(exp)
         exp.start()
